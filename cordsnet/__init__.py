@@ -1,0 +1,1 @@
+"""cordsnet model family (see README)."""

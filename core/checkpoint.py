@@ -1,0 +1,111 @@
+"""Checkpoints: atomic writes, safe loads, clear errors on mismatch.
+
+A checkpoint is a plain dict of tensors and Python scalars/strings/lists/dicts::
+
+    {"format_version": 1, "model": "snn_dales", "config": {...},
+     "modules": {name: state_dict}, "optimizer": state_dict | None,
+     "step": int, "suite_state": {...}, "loop_state": {...}, "torch_version": str}
+
+It is written to a temporary file in the same folder and moved into place with
+``os.replace`` (atomic on POSIX), and read back with ``torch.load(weights_only=True)`` on
+the CPU, so a checkpoint from the internet cannot run code.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from core.errors import CheckpointMismatch, UserError
+
+FORMAT_VERSION = 1
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def save_checkpoint(obj: Mapping[str, Any], path: str | Path) -> None:
+    """Atomically save a checkpoint dict (read back on the CPU by :func:`load_checkpoint`)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(dict(obj), tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint on the CPU with ``weights_only=True``; unreadable files are a UserError."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle errors, truncated files, unsafe globals
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"cannot read checkpoint {path} safely (weights_only=True): {first}") from None
+    if not isinstance(ckpt, dict):
+        raise UserError(f"{path} is not a checkpoint of this toolkit (expected a dict)")
+    return ckpt
+
+
+def state_dict_mismatches(expected: Mapping[str, torch.Tensor],
+                          found: Mapping[str, torch.Tensor]) -> list[str]:
+    """Differences between two state dicts: missing keys, unexpected keys, shape changes."""
+    problems = []
+    for k in sorted(set(expected) - set(found)):
+        problems.append(f"missing {k} {tuple(expected[k].shape)}")
+    for k in sorted(set(found) - set(expected)):
+        problems.append(f"unexpected {k} {tuple(getattr(found[k], 'shape', ()))}")
+    for k in sorted(set(expected) & set(found)):
+        a, b = expected[k], found[k]
+        if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape != b.shape:
+            problems.append(f"shape of {k}: model {tuple(a.shape)} vs checkpoint {tuple(b.shape)}")
+    return problems
+
+
+def load_module_states(modules: Mapping[str, torch.nn.Module],
+                       states: Mapping[str, Mapping[str, torch.Tensor]], source: str) -> None:
+    """Load each module's state dict, after checking that every key and shape fits.
+
+    Raises :class:`CheckpointMismatch` listing all mismatches at once.
+    """
+    problems = []
+    for name in sorted(set(modules) - set(states)):
+        problems.append(f"module {name!r} missing from checkpoint")
+    for name in sorted(set(states) - set(modules)):
+        problems.append(f"checkpoint has unknown module {name!r}")
+    for name in sorted(set(modules) & set(states)):
+        problems += [f"{name}: {p}" for p in state_dict_mismatches(modules[name].state_dict(), states[name])]
+    if problems:
+        raise CheckpointMismatch(f"checkpoint {source} does not fit the model: " + "; ".join(problems))
+    for name, module in modules.items():
+        module.load_state_dict(states[name])

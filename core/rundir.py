@@ -1,0 +1,165 @@
+"""Run directories: one folder per run holding everything the run produced.
+
+Layout::
+
+    RUN/
+      config.yaml        the resolved config (preset + overrides), enough to repeat the run
+      meta.yaml          model, seed, git revision (+dirty flag), torch version, device,
+                         command line, world size, parent run when a model was loaded
+      checkpoints/       last.pt, best.pt, step_XXXXXXXX.pt
+      tb/                TensorBoard event files
+      figures/           PNG figures of visualisations and analyses
+      tables/            CSV tables of analyses
+      recordings/        stimuli.zarr, activity.zarr (experiments)
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from core.checkpoint import atomic_write_text
+from core.errors import UserError
+
+SUBDIRS = ("checkpoints", "tb", "figures", "tables", "recordings")
+CODE_ROOT = Path(__file__).resolve().parent.parent
+
+
+def git_revision(root: Path = CODE_ROOT) -> tuple[str, bool]:
+    """(commit hash or 'unknown', whether the work tree has uncommitted changes)."""
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                             text=True, timeout=10).stdout.strip() or "unknown"
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                                    cwd=root, capture_output=True, text=True, timeout=10).stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        return "unknown", False
+    return rev, dirty
+
+
+class RunDir:
+    """A run's folder and the paths inside it."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    # paths -----------------------------------------------------------------
+    def __truediv__(self, other: str) -> Path:
+        return self.path / other
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def tb(self) -> Path:
+        return self.path / "tb"
+
+    @property
+    def figures(self) -> Path:
+        return self.path / "figures"
+
+    @property
+    def tables(self) -> Path:
+        return self.path / "tables"
+
+    @property
+    def recordings(self) -> Path:
+        return self.path / "recordings"
+
+    # creation --------------------------------------------------------------
+    @classmethod
+    def create(cls, out_dir: str | Path, model: str, run_name: str | None = None) -> "RunDir":
+        """Make a new, empty run folder; never reuses an existing one."""
+        out = Path(out_dir)
+        base = run_name or f"{model}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+        if "/" in base or base in ("", ".", ".."):
+            raise UserError(f"--run_name: must be a plain folder name, got {base!r}")
+        path, n = out / base, 1
+        while path.exists():
+            path, n = out / f"{base}-{n}", n + 1
+        path.mkdir(parents=True)
+        run = cls(path)
+        for sub in SUBDIRS:
+            (path / sub).mkdir()
+        return run
+
+    @classmethod
+    def existing(cls, path: str | Path) -> "RunDir":
+        p = Path(path)
+        if not (p / "config.yaml").is_file():
+            raise UserError(f"not a run directory (no config.yaml): {p}")
+        return cls(p)
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        atomic_write_text(self.path / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+
+    def read_config(self) -> dict[str, Any]:
+        return yaml.safe_load((self.path / "config.yaml").read_text()) or {}
+
+    def write_meta(self, *, model: str, seed: int, device: torch.device, world_size: int,
+                   parent: str | None = None, extra: dict | None = None) -> dict[str, Any]:
+        rev, dirty = git_revision()
+        meta = {
+            "model": model,
+            "seed": seed,
+            "git_revision": rev,
+            "git_dirty": dirty,
+            "torch_version": str(torch.__version__),
+            "python_version": platform.python_version(),
+            "device": str(device),
+            "cuda_device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+            "world_size": world_size,
+            "command": " ".join(sys.argv),
+            "created": _dt.datetime.now().isoformat(timespec="seconds"),
+            "host": platform.node(),
+            "loaded_from": parent,
+        }
+        meta.update(extra or {})
+        atomic_write_text(self.path / "meta.yaml", yaml.safe_dump(meta, sort_keys=False))
+        return meta
+
+    def note_resume(self, *, device: torch.device, world_size: int) -> None:
+        """Append this invocation to meta.yaml's ``resumed`` list (the original entries stay)."""
+        meta = self.read_meta()
+        meta.setdefault("resumed", []).append({
+            "when": _dt.datetime.now().isoformat(timespec="seconds"), "command": " ".join(sys.argv),
+            "device": str(device), "world_size": world_size, "git_revision": git_revision()[0]})
+        atomic_write_text(self.path / "meta.yaml", yaml.safe_dump(meta, sort_keys=False))
+
+    def read_meta(self) -> dict[str, Any]:
+        p = self.path / "meta.yaml"
+        return (yaml.safe_load(p.read_text()) or {}) if p.is_file() else {}
+
+    # checkpoints -----------------------------------------------------------
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.checkpoints / "last.pt"
+
+    @property
+    def best_checkpoint(self) -> Path:
+        return self.checkpoints / "best.pt"
+
+
+def resolve_checkpoint(target: str | Path, prefer: str = "best") -> Path:
+    """Find the checkpoint meant by ``--load_model``: a ``.pt`` file or a run folder.
+
+    For a run folder, ``checkpoints/best.pt`` is used when it exists (``prefer='best'``),
+    else ``checkpoints/last.pt``.
+    """
+    p = Path(target)
+    if p.is_file():
+        return p
+    if p.is_dir():
+        order = ("best.pt", "last.pt") if prefer == "best" else ("last.pt", "best.pt")
+        for name in order:
+            if (p / "checkpoints" / name).is_file():
+                return p / "checkpoints" / name
+        raise UserError(f"--load_model: run {p} has no checkpoints/best.pt or checkpoints/last.pt")
+    raise UserError(f"--load_model: no such run folder or checkpoint file: {p}")

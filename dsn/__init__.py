@@ -1,0 +1,1 @@
+"""dsn model family (see README)."""

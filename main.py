@@ -1,0 +1,273 @@
+"""Command-line entry point: pick a model family, a config preset and the stages to run.
+
+    python main.py --config configs/snn_dales_quick.yaml                 # train
+    python main.py --config configs/snn_dales_quick.yaml --steps 50 --viz --analyze
+    python main.py --model snn_dales --no_train_model --load_model runs/RUN --experiment
+    python main.py --resume runs/RUN                                      # continue a crashed run
+    python main.py --model snn_dales --help                               # the model's config keys
+    torchrun --nproc_per_node=2 main.py --config ... --device cpu         # distributed (DDP)
+
+Stages run in this order: training, --viz, --gen_exp_stim, --experiment, --analyze.
+Every value is validated before anything is written; a bad one gives a one-line error
+and exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from core import config as C
+from core.errors import TrainingDiverged, UserError
+from core.registry import FAMILIES, get_suite
+from core.rundir import RunDir, resolve_checkpoint
+from core.suite import ModelSuite, RunContext
+
+GENERAL_KEYS = {"seed"}  # config keys that have their own general flag
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage dump) and exit status 2."""
+
+    def error(self, message: str):  # noqa: D401
+        raise UserError(message)
+
+
+def get_args_parser(suite: type[ModelSuite] | None = None, add_help: bool = True) -> argparse.ArgumentParser:
+    """The full parser; with ``suite`` it also carries that model's config keys as flags."""
+    p = _Parser(prog="main.py", add_help=add_help, formatter_class=argparse.RawDescriptionHelpFormatter,
+                description="Train, visualise, run experiments on and analyse dynamical models of "
+                            "neural circuits. `--model NAME --help` lists that model's config keys.",
+                epilog=__doc__.split("\n\n", 1)[1] if __doc__ else None)
+    g = p.add_argument_group("what to run")
+    g.add_argument("--model", help=f"model family: {', '.join(FAMILIES)} (or package.module:SuiteClass); "
+                                   "taken from the preset's 'model:' key when omitted")
+    g.add_argument("--config", metavar="FILE", help="YAML preset from configs/ (keys as listed by --help)")
+    g.add_argument("--resume", metavar="RUN", help="continue RUN in place from its last checkpoint "
+                                                   "(config from RUN/config.yaml; unfinished stages resume)")
+    s = p.add_argument_group("stages (training is on unless --no_train_model)")
+    s.add_argument("--no_train_model", action="store_true", help="skip training")
+    s.add_argument("--load_model", metavar="RUN_OR_CHECKPOINT",
+                   help="start from a trained model: a run folder (best.pt, else last.pt) or a .pt file; "
+                        "a new run is made and the source is never written to")
+    s.add_argument("--viz", action="store_true", help="run visualisations")
+    s.add_argument("--viz_type", default="all", metavar="NAMES",
+                   help="comma-separated visualisations for --viz (default: all the model has)")
+    s.add_argument("--gen_exp_stim", action="store_true", help="generate and save the experiment stimulus set")
+    s.add_argument("--experiment", action="store_true",
+                   help="record model activity for every stimulus (resumable)")
+    s.add_argument("--stimuli", metavar="PATH", help="stimuli.zarr to record with (default: this run's)")
+    s.add_argument("--analyze", action="store_true", help="run analyses (tables + figures)")
+    s.add_argument("--only", metavar="NAMES", help="comma-separated analyses for --analyze (default: all)")
+    r = p.add_argument_group("run")
+    r.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N")
+    r.add_argument("--seed", type=int, default=None, help="random seed (overrides the preset's seed)")
+    r.add_argument("--run_name", help="name of the run folder (default MODEL-DATE-TIME; never reused)")
+    r.add_argument("--out_dir", default="runs", help="where run folders are made (default ./runs)")
+    r.add_argument("--data_root", default="data", help="root of real data sets (default ./data)")
+    r.add_argument("--download", action="store_true", help="allow torchvision to download missing data sets")
+    if suite is not None:
+        m = p.add_argument_group(f"config of model {suite.name} (override any preset key)",
+                                 C.help_table(suite.Config) + _stage_help(suite))
+        for f in C.config_fields(suite.Config):
+            if f.name not in GENERAL_KEYS:
+                m.add_argument(f"--{f.name}", dest=f"cfg__{f.name}", default=argparse.SUPPRESS,
+                               metavar="VALUE", help=argparse.SUPPRESS)
+    return p
+
+
+def _stage_help(suite: type[ModelSuite]) -> str:
+    lines = ["", f"  stages: {', '.join(suite.stages()) or 'none'}"]
+    if suite.visualization_names():
+        lines.append("  --viz_type: " + "; ".join(f"{k} ({v})" if v else k
+                                                  for k, v in suite.visualization_names().items()))
+    if suite.analysis_names():
+        lines.append("  --only: " + "; ".join(f"{k} ({v})" if v else k for k, v in suite.analysis_names().items()))
+    return "\n".join(lines)
+
+
+def _names(value: str | None, known: dict[str, str], flag: str) -> list[str] | None:
+    if value is None or value == "all":
+        return None
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    bad = [n for n in names if n not in known]
+    if bad:
+        raise UserError(f"{flag}: unknown {', '.join(bad)}; valid: {', '.join(known) or 'none'}")
+    return names
+
+
+def parse_args(argv: list[str] | None = None):
+    """Parse and validate everything; returns ``(args, suite_class, config)``. Writes nothing."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    pre, _ = get_args_parser(add_help=False).parse_known_args(argv)
+    preset: dict[str, Any] = {}
+    source = None
+    if pre.resume:
+        run = RunDir.existing(pre.resume)
+        preset, source = run.read_config(), str(run.path / "config.yaml")
+        if pre.config:
+            raise UserError("--resume takes its config from the run; drop --config")
+    elif pre.config:
+        preset, source = C.load_preset(pre.config), pre.config
+    model = pre.model or preset.get("model")
+    if preset.get("model") and pre.model and preset["model"] != pre.model:
+        raise UserError(f"--model {pre.model} but {source} is a preset for {preset['model']}")
+    if not model:
+        if "-h" in argv or "--help" in argv:
+            get_args_parser().print_help()
+            raise SystemExit(0)
+        raise UserError("--model: required (or a --config preset with a 'model:' key); "
+                        f"choose one of {', '.join(FAMILIES)}")
+    suite = get_suite(model)
+    parser = get_args_parser(suite)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        known = ", ".join(f"--{f.name}" for f in C.config_fields(suite.Config))
+        raise UserError(f"unknown argument(s) {' '.join(extra)} for model {suite.name}; config keys: {known}")
+    args.model = model
+    values = {k: v for k, v in preset.items() if k != "model"}
+    overrides = {k[len("cfg__"):]: v for k, v in vars(args).items() if k.startswith("cfg__")}
+    values.update(overrides)
+    if args.seed is not None:
+        values["seed"] = args.seed
+    cfg = C.from_dict(suite.Config, values, source=source or "")
+    args.overrides = overrides
+    _check_stages(args, suite)
+    return args, suite, cfg
+
+
+def _check_stages(args, suite: type[ModelSuite]) -> None:
+    have = suite.stages()
+    wanted = {"train": not args.no_train_model, "viz": args.viz, "gen_exp_stim": args.gen_exp_stim,
+              "experiment": args.experiment, "analyze": args.analyze}
+    for stage, on in wanted.items():
+        if on and stage not in have:
+            hint = " (pass --no_train_model)" if stage == "train" else ""
+            raise UserError(f"model {suite.name} has no {stage} stage{hint}; it offers: {', '.join(have)}")
+    if args.viz_type != "all" and not args.viz:
+        raise UserError("--viz_type needs --viz")
+    if args.only and not args.analyze:
+        raise UserError("--only needs --analyze")
+    args.viz_names = _names(args.viz_type, suite.visualization_names(), "--viz_type")
+    args.analysis_names = _names(args.only, suite.analysis_names(), "--only")
+    if args.load_model and args.resume:
+        raise UserError("--load_model and --resume exclude each other: --resume continues RUN in place")
+    if args.load_model:
+        args.load_checkpoint = resolve_checkpoint(args.load_model)
+    if args.stimuli and not Path(args.stimuli).exists():
+        raise UserError(f"--stimuli: not found: {args.stimuli}")
+
+
+def _arch_from_checkpoint(suite, cfg, ckpt: dict, overrides: dict, source: str):
+    """Architecture keys come from the checkpoint; an explicit conflicting override is an error."""
+    saved = ckpt.get("config") or {}
+    changes = {}
+    for key in C.arch_keys(suite.Config):
+        if key not in saved:
+            continue
+        if key in overrides and C.from_dict(suite.Config, {key: overrides[key]}).__dict__[key] != saved[key]:
+            raise UserError(f"--{key}: the checkpoint {source} was built with {key}={saved[key]!r}; "
+                            "architecture keys cannot change when loading a model")
+        changes[key] = saved[key]
+    values = {**C.to_dict(cfg), **changes}
+    return C.from_dict(suite.Config, values, source=source)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from core.checkpoint import load_checkpoint, save_checkpoint
+    from core.outputs import RunLogger
+    from core.runtime import broadcast_object, init_distributed, seed_everything, shutdown_distributed
+    from managers import (AnalysisManager, ExperimentsManager, TrainingManager, VisualizationManager,
+                          checkpoint_dict, load_into)
+
+    try:
+        args, suite_cls, cfg = parse_args(argv)
+        env, device = init_distributed(args.device)
+        resume_ckpt = loaded = None
+        if args.resume:
+            run = RunDir.existing(args.resume)
+            if run.last_checkpoint.exists():
+                resume_ckpt = load_checkpoint(run.last_checkpoint)
+                cfg = _arch_from_checkpoint(suite_cls, cfg, resume_ckpt, args.overrides, str(run.last_checkpoint))
+        elif args.load_model:
+            loaded = load_checkpoint(args.load_checkpoint)
+            cfg = _arch_from_checkpoint(suite_cls, cfg, loaded, args.overrides, str(args.load_checkpoint))
+    except UserError as exc:
+        print(f"main.py: error: {exc}", file=sys.stderr)
+        return 2
+
+    created = None
+    try:
+        seed_everything(cfg.seed)
+        ctx = RunContext(cfg=cfg, device=device, env=env, data_root=Path(args.data_root),
+                         download=args.download, run=None)
+        suite = suite_cls(ctx)
+        suite.prepare()  # checks inputs (e.g. data sets) before anything is written
+        modules = suite.build()
+        if resume_ckpt is not None:
+            load_into(suite, modules, resume_ckpt, args.resume)
+        elif loaded is not None:
+            load_into(suite, modules, loaded, str(args.load_checkpoint))
+        if args.resume:
+            run = RunDir.existing(args.resume)
+        else:
+            path = None
+            if env.is_main:
+                run = created = RunDir.create(args.out_dir, suite_cls.name, args.run_name)
+                path = str(run.path)
+            run = RunDir(broadcast_object(path, env))
+        ctx.run = run
+        if env.is_main:
+            run.write_config({"model": args.model, **C.to_dict(cfg)})
+            if args.resume:
+                run.note_resume(device=device, world_size=env.world_size)
+            else:
+                run.write_meta(model=args.model, seed=cfg.seed, device=device, world_size=env.world_size,
+                               parent=str(args.load_checkpoint) if args.load_model else None)
+            if loaded is not None:  # the new run starts from a copy of the loaded weights
+                save_checkpoint(checkpoint_dict(suite, modules, step=0), run.last_checkpoint)
+        logger = RunLogger(run, enabled=env.is_main)
+        if env.is_main:
+            print(f"run: {run.path}  model: {suite.name}  device: {device}"
+                  f"{f'  world: {env.world_size}' if env.distributed else ''}", file=sys.stderr)
+
+        if not args.no_train_model:
+            TrainingManager(suite, modules, ctx, logger).fit(resume=resume_ckpt)
+            if run.best_checkpoint.exists() and suite.selection_metric and env.is_main:
+                load_into(suite, modules, load_checkpoint(run.best_checkpoint), str(run.best_checkpoint))
+                print(f"using best checkpoint ({suite.selection_metric[0]}) for later stages", file=sys.stderr)
+        elif not (args.load_model or resume_ckpt is not None) and env.is_main:
+            print("note: no model loaded and no training: later stages use the initial weights",
+                  file=sys.stderr)
+        if not env.is_main:
+            return 0
+        if args.viz:
+            VisualizationManager(suite, modules, ctx, logger).run(args.viz_names)
+        exp = ExperimentsManager(suite, modules, ctx)
+        if args.gen_exp_stim:
+            exp.generate_stimuli()
+        if args.experiment:
+            exp.record(Path(args.stimuli) if args.stimuli else None)
+        if args.analyze:
+            AnalysisManager(suite, modules, ctx, logger).run(args.analysis_names)
+        logger.close()
+        print(f"done: {run.path}", file=sys.stderr)
+        return 0
+    except UserError as exc:
+        print(f"main.py: error: {exc}", file=sys.stderr)
+        if created is not None and not any(created.checkpoints.glob("*.pt")):
+            shutil.rmtree(created.path, ignore_errors=True)  # nothing worth keeping was made
+        return 2
+    except TrainingDiverged as exc:
+        print(f"main.py: training diverged: {exc}", file=sys.stderr)
+        return 3
+    finally:
+        shutdown_distributed()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,397 @@
+"""Generic managers that run a model family's stages.
+
+They own the loop concerns -- device, seeding, run directory, TensorBoard, progress bars,
+checkpoints and resume, distributed training -- and call the model's
+:class:`core.suite.ModelSuite` for the science. None of them imports a model package.
+
+* :class:`TrainingManager` -- the optimisation loop (phases, DDP, checkpoints, resume,
+  best-model selection, early stopping, NaN guard).
+* :class:`VisualizationManager` -- runs named visualisations, writes PNG + TensorBoard.
+* :class:`ExperimentsManager` -- writes the stimulus set and records model activity
+  block by block into a resumable zarr store.
+* :class:`AnalysisManager` -- runs named analyses (optionally over a recording), writes
+  CSV tables and PNG figures.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from core.checkpoint import FORMAT_VERSION, load_checkpoint, load_module_states, save_checkpoint
+from core.config import to_dict
+from core.errors import TrainingDiverged, UserError
+from core.outputs import RunLogger
+from core.runtime import all_reduce_mean, derive_seed, generator
+from core.store import RecordingStore
+from core.suite import AnalysisResult, ModelSuite, Phase, RunContext, StepContext
+
+
+def progress(iterable: Iterable, ctx: RunContext, **kw):
+    """tqdm on rank 0 only (plain iteration elsewhere)."""
+    return tqdm(iterable, disable=not ctx.env.is_main, dynamic_ncols=True, mininterval=1.0, **kw)
+
+
+def _say(ctx: RunContext, msg: str) -> None:
+    if ctx.env.is_main:
+        tqdm.write(msg, file=sys.stderr)
+
+
+class _LossModule(nn.Module):
+    """Holds every module of the model so DDP sees one forward: the suite's loss."""
+
+    def __init__(self, suite: ModelSuite, modules: dict[str, nn.Module]):
+        super().__init__()
+        self.suite = suite
+        self.parts = nn.ModuleDict(modules)
+
+    def forward(self, batch: Any, step: StepContext):
+        return self.suite.loss(dict(self.parts.items()), batch, step)
+
+
+def checkpoint_dict(suite: ModelSuite, modules: dict[str, nn.Module], *, step: int,
+                    optimizer: torch.optim.Optimizer | None = None, phase_index: int = 0,
+                    loop_state: dict | None = None) -> dict[str, Any]:
+    return {
+        "format_version": FORMAT_VERSION,
+        "model": suite.name,
+        "config": to_dict(suite.cfg),
+        "modules": {k: m.state_dict() for k, m in modules.items()},
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "step": int(step),
+        "phase_index": int(phase_index),
+        "suite_state": suite.state_dict(),
+        "loop_state": dict(loop_state or {}),
+        "torch_version": str(torch.__version__),
+    }
+
+
+def load_into(suite: ModelSuite, modules: dict[str, nn.Module], ckpt: dict, source: str) -> None:
+    """Load a checkpoint's module states (and the suite's own state) with full checking."""
+    if ckpt.get("model") not in (None, suite.name):
+        raise UserError(f"checkpoint {source} is of model {ckpt.get('model')!r}, not {suite.name!r}")
+    if "modules" not in ckpt:
+        raise UserError(f"checkpoint {source} has no 'modules' entry; is it from this toolkit?")
+    load_module_states(modules, ckpt["modules"], source)
+    suite.load_state_dict(ckpt.get("suite_state") or {})
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """Make ``dst`` a copy of ``src`` atomically (hard link when the filesystem allows)."""
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    if tmp.exists():
+        tmp.unlink()
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copy2(src, tmp)
+    os.replace(tmp, dst)
+
+
+class TrainingManager:
+    """Runs the optimisation loop of a suite.
+
+    Each step ``k`` reseeds torch from ``(seed, k, rank)`` and passes a matching generator,
+    so the data and noise of a step do not depend on history: resuming from the checkpoint
+    of step ``k`` gives exactly the parameters of an uninterrupted run.
+    """
+
+    def __init__(self, suite: ModelSuite, modules: dict[str, nn.Module], ctx: RunContext,
+                 logger: RunLogger):
+        self.suite, self.modules, self.ctx, self.log = suite, modules, ctx, logger
+        self.cfg = suite.cfg
+        self.run = ctx.run
+
+    # -- checkpoints -------------------------------------------------------------
+    def _save(self, name: str, ckpt: dict) -> Path | None:
+        if not self.ctx.env.is_main:
+            return None
+        path = self.run.checkpoints / name
+        save_checkpoint(ckpt, path)
+        return path
+
+    def _save_periodic(self, ckpt: dict) -> None:
+        if not self.ctx.env.is_main:
+            return
+        path = self._save(f"step_{ckpt['step']:08d}.pt", ckpt)
+        _link_or_copy(path, self.run.last_checkpoint)
+        periodic = sorted(self.run.checkpoints.glob("step_*.pt"))
+        for old in periodic[: -self.cfg.keep_checkpoints]:
+            old.unlink()
+
+    # -- the loop ---------------------------------------------------------------
+    def fit(self, resume: dict | None = None) -> dict[str, Any]:
+        """Train from scratch or from a ``resume`` checkpoint; returns the last metrics."""
+        cfg, ctx, env = self.cfg, self.ctx, self.ctx.env
+        phases: list[Phase] = self.suite.phases()
+        bounds = np.cumsum([0] + [p.steps for p in phases])
+        total = int(bounds[-1])
+        step, loop_state, opt_state = 0, {"best": None, "evals_since_best": 0, "stopped_early": False}, None
+        resume_phase = 0
+        if resume is not None:
+            step = int(resume.get("step", 0))
+            loop_state.update(resume.get("loop_state") or {})
+            opt_state = resume.get("optimizer")
+            resume_phase = int(resume.get("phase_index", 0))
+        sel = self.suite.selection_metric
+        if loop_state.get("stopped_early") or step >= total:
+            _say(ctx, f"training already complete at step {step}/{total}; nothing to do")
+            return {}
+
+        model = _LossModule(self.suite, self.modules)
+        if env.distributed:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+            model = DDP(model, device_ids=ids, find_unused_parameters=cfg.ddp_find_unused)
+        model.train()
+
+        optimizer, phase_index, metrics = None, None, {}
+        bar = progress(range(step, total), ctx, initial=step, total=total, desc=f"train {self.suite.name}")
+        for step in bar:
+            k = int(np.searchsorted(bounds, step, side="right") - 1)
+            if k != phase_index:
+                phase_index = k
+                optimizer = self.suite.make_optimizer(self.modules, phases[k])
+                if opt_state is not None and k == resume_phase:
+                    optimizer.load_state_dict(opt_state)
+                opt_state = None
+            phase = phases[phase_index]
+            seed = derive_seed(cfg.seed, "step", step, env.rank)
+            torch.manual_seed(seed)
+            sctx = StepContext(step=step, phase=phase.name, phase_step=step - int(bounds[phase_index]),
+                               rank=env.rank, world_size=env.world_size, device=ctx.device,
+                               generator=generator(seed, ctx.device))
+            batch = self.suite.training_batch(sctx)
+            loss, metrics = model(batch, sctx)
+            mean_loss = all_reduce_mean(loss, env)
+            if not torch.isfinite(mean_loss):
+                last = self.run.last_checkpoint if self.run else None
+                raise TrainingDiverged(
+                    f"loss became {mean_loss.item()} at step {step} (phase {phase.name}); training "
+                    f"stopped. Last good checkpoint: {last if last and last.exists() else 'none yet'}. "
+                    "Try a smaller learning rate or --grad_clip.")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                metrics["grad_norm"] = torch.nn.utils.clip_grad_norm_(
+                    [p for m in self.modules.values() for p in m.parameters()], cfg.grad_clip)
+            optimizer.step()
+            self.suite.after_step(self.modules, sctx, metrics)
+            done = step + 1
+
+            if done % cfg.log_every == 0 or done == total:
+                scal = {"loss": mean_loss.item(), **{k2: v for k2, v in metrics.items()}}
+                scal["lr"] = optimizer.param_groups[0]["lr"]
+                self.log.scalars(scal, done, prefix="train/")
+                bar.set_postfix(loss=f"{mean_loss.item():.4g}", refresh=False)
+            if cfg.hist_every and done % cfg.hist_every == 0:
+                self.log.histograms(((f"{n}/{pn}", p) for n, m in self.modules.items()
+                                     for pn, p in m.named_parameters()), done)
+            if cfg.image_every and done % cfg.image_every == 0 and env.is_main:
+                for name, img in self.suite.train_images(self.modules).items():
+                    self.log.image(f"train/{name}", img, done)
+
+            evaluated = (cfg.eval_every and done % cfg.eval_every == 0) or done == total
+            stop = False
+            if evaluated and type(self.suite).evaluate is not ModelSuite.evaluate:
+                stop = self._evaluate(sctx, done, phase_index, optimizer, loop_state, sel)
+            if done % cfg.ckpt_every == 0 or done == total or stop:
+                self._save_periodic(checkpoint_dict(self.suite, self.modules, step=done,
+                                                    optimizer=optimizer, phase_index=phase_index,
+                                                    loop_state=loop_state))
+            if stop:
+                _say(ctx, f"early stop at step {done}: no improvement of {sel[0]} in "
+                          f"{cfg.early_stop_patience} evaluations")
+                break
+        bar.close()
+        self.log.flush()
+        return {k: (v.item() if isinstance(v, torch.Tensor) and v.numel() == 1 else v)
+                for k, v in metrics.items()}
+
+    def _evaluate(self, sctx: StepContext, done: int, phase_index: int, optimizer,
+                  loop_state: dict, sel) -> bool:
+        """Evaluate on rank 0, keep best.pt, and decide (on every rank) whether to stop."""
+        cfg, env = self.cfg, self.ctx.env
+        stop = False
+        if env.is_main:
+            for m in self.modules.values():
+                m.eval()
+            with torch.no_grad():
+                results = self.suite.evaluate(self.modules, sctx)
+            for m in self.modules.values():
+                m.train()
+            self.log.scalars(results, done, prefix="eval/")
+            if sel is not None:
+                if sel[0] not in results:
+                    raise KeyError(f"evaluate() returned no {sel[0]!r} (selection metric)")
+                value, best = float(results[sel[0]]), loop_state.get("best")
+                better = best is None or (value > best if sel[1] == "max" else value < best)
+                if better:
+                    loop_state.update(best=value, best_step=done, evals_since_best=0)
+                    self._save("best.pt", checkpoint_dict(self.suite, self.modules, step=done,
+                                                          optimizer=optimizer, phase_index=phase_index,
+                                                          loop_state=loop_state))
+                else:
+                    loop_state["evals_since_best"] = loop_state.get("evals_since_best", 0) + 1
+                stop = bool(cfg.early_stop_patience) and loop_state["evals_since_best"] >= cfg.early_stop_patience
+                loop_state["stopped_early"] = stop
+        if env.distributed:
+            import torch.distributed as dist
+
+            flag = torch.tensor([1.0 if stop else 0.0], device=self.ctx.device)
+            dist.broadcast(flag, src=0)
+            stop = bool(flag.item())
+        return stop
+
+
+class VisualizationManager:
+    """Runs a suite's named visualisations; figures go to ``RUN/figures/viz`` and TensorBoard."""
+
+    def __init__(self, suite: ModelSuite, modules: dict[str, nn.Module], ctx: RunContext, logger: RunLogger):
+        self.suite, self.modules, self.ctx, self.log = suite, modules, ctx, logger
+
+    def run(self, names: list[str] | None = None) -> list[Path]:
+        names = names or list(self.suite.visualization_names())
+        written = []
+        for m in self.modules.values():
+            m.eval()
+        for name in progress(names, self.ctx, desc="visualise"):
+            with torch.no_grad():
+                figures = self.suite.visualization(name)(self.modules, self.ctx)
+            for fig_name, fig in figures.items():
+                path = self.log.figure(f"{name}_{fig_name}" if fig_name != name else name, fig, subdir="viz")
+                if path:
+                    written.append(path)
+        self.log.flush()
+        return written
+
+
+class ExperimentsManager:
+    """Stimulus sets and recordings of model activity, resumable block by block."""
+
+    def __init__(self, suite: ModelSuite, modules: dict[str, nn.Module] | None, ctx: RunContext):
+        self.suite, self.modules, self.ctx = suite, modules, ctx
+
+    @property
+    def stimuli_path(self) -> Path:
+        return self.ctx.run.recordings / "stimuli.zarr"
+
+    @property
+    def activity_path(self) -> Path:
+        return self.ctx.run.recordings / "activity.zarr"
+
+    def generate_stimuli(self) -> Path:
+        """Write the suite's stimulus set to ``RUN/recordings/stimuli.zarr``."""
+        stim = self.suite.stimulus_set(self.ctx)
+        block = self.suite.cfg.record_batch
+        store = RecordingStore.create(self.stimuli_path, stim.n_trials, coords=stim.coords,
+                                      attrs={"kind": "stimuli", "model": self.suite.name, **stim.attrs},
+                                      chunk_trials=block)
+        dims = {k: v.dims for k, v in stim.inputs.items()}
+        for start in progress(range(0, stim.n_trials, block), self.ctx, desc="write stimuli"):
+            sl = slice(start, min(start + block, stim.n_trials))
+            store.write(start, {k: _numpy(v.values[sl]) for k, v in stim.inputs.items()}, dims)
+        _say(self.ctx, f"stimuli: {stim.n_trials} trials -> {self.stimuli_path}")
+        return self.stimuli_path
+
+    def record(self, stimuli: Path | None = None) -> Path:
+        """Record activity for every trial of the stimulus set; resumes an unfinished recording."""
+        stimuli = Path(stimuli) if stimuli else self.stimuli_path
+        if not stimuli.exists():
+            _say(self.ctx, "no stimulus set in this run yet: generating it first")
+            stimuli = self.generate_stimuli()
+        stim = RecordingStore.open(stimuli)
+        if not stim.complete:
+            raise UserError(f"stimulus set {stimuli} is incomplete; regenerate it with --gen_exp_stim")
+        block = self.suite.cfg.record_batch
+        if self.activity_path.exists():
+            act = RecordingStore.open(self.activity_path, mode="r+")
+            if act.n_trials != stim.n_trials or act.attrs.get("stimuli") != str(stimuli.resolve()):
+                raise UserError(f"{self.activity_path} belongs to another stimulus set; "
+                                "move it away or record in a new run")
+            if act.complete:
+                _say(self.ctx, f"recording already complete: {self.activity_path}")
+                return self.activity_path
+        else:
+            act = RecordingStore.create(self.activity_path, stim.n_trials, coords=stim.coords,
+                                        attrs={"kind": "activity", "model": self.suite.name,
+                                               "stimuli": str(stimuli.resolve()), **stim.attrs},
+                                        chunk_trials=block)
+        pending = act.pending(block)
+        if len(pending) < -(-stim.n_trials // block):
+            _say(self.ctx, f"resuming recording: {len(pending)} block(s) of {block} trials left")
+        for m in self.modules.values():
+            m.eval()
+        for start, stop in progress(pending, self.ctx, desc="record"):
+            inputs = {k: torch.as_tensor(stim.read(k, slice(start, stop))).to(self.ctx.device)
+                      for k in stim.variables}
+            torch.manual_seed(derive_seed(self.suite.cfg.seed, "record", start))
+            with torch.no_grad():
+                out = self.suite.record(self.modules, inputs, self.ctx)
+            act.write(start, {k: _numpy(v.values) for k, v in out.items()},
+                      {k: v.dims for k, v in out.items()})
+        return self.activity_path
+
+
+def _numpy(x) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+class AnalysisManager:
+    """Runs a suite's named analyses; CSV to ``RUN/tables/<name>/``, PNG to ``RUN/figures/<name>/``."""
+
+    def __init__(self, suite: ModelSuite, modules: dict[str, nn.Module] | None, ctx: RunContext,
+                 logger: RunLogger, recording: Path | None = None):
+        self.suite, self.modules, self.ctx, self.log = suite, modules, ctx, logger
+        self.recording_path = recording
+
+    def _recording(self) -> RecordingStore | None:
+        path = self.recording_path
+        if path is None and self.ctx.run is not None:
+            path = self.ctx.run.recordings / "activity.zarr"
+            if not path.exists():
+                return None
+        return RecordingStore.open(path) if path is not None else None
+
+    def run(self, names: list[str] | None = None) -> dict[str, AnalysisResult]:
+        available = self.suite.analysis_names()
+        explicit = names is not None
+        names = names or list(available)
+        recording = self._recording()
+        results, summary = {}, []
+        for m in (self.modules or {}).values():
+            m.eval()
+        for name in progress(names, self.ctx, desc="analyse"):
+            fn = self.suite.analysis(name)
+            if getattr(fn, "_needs_recording", False) and recording is None:
+                msg = (f"analysis {name!r} needs a recording: run --experiment first "
+                       "(or give --recording PATH)")
+                if explicit:
+                    raise UserError(msg)
+                _say(self.ctx, f"skipped: {msg}")
+                continue
+            self.ctx.recording = recording
+            torch.manual_seed(derive_seed(self.suite.cfg.seed, "analysis", name))
+            result: AnalysisResult = fn(self.modules, self.ctx)
+            for tname, frame in result.tables.items():
+                self.log.table(tname, frame, subdir=name)
+            for fname, fig in result.figures.items():
+                self.log.figure(fname, fig, subdir=name)
+            self.log.scalars(result.scalars, 0, prefix=f"analysis/{name}/")
+            summary += [{"analysis": name, "quantity": k, "value": float(v)} for k, v in result.scalars.items()]
+            results[name] = result
+        if summary:
+            self.log.table("summary", pd.DataFrame(summary), subdir="analysis")
+        self.log.flush()
+        return results

@@ -1,0 +1,1 @@
+"""nrflv model family (see README)."""

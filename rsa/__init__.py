@@ -1,0 +1,1 @@
+"""rsa model family (see README)."""

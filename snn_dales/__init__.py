@@ -1,0 +1,1 @@
+"""snn_dales model family (see README)."""
