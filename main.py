@@ -39,7 +39,7 @@ class _Parser(argparse.ArgumentParser):
 
 def get_args_parser(suite: type[ModelSuite] | None = None, add_help: bool = True) -> argparse.ArgumentParser:
     """The full parser; with ``suite`` it also carries that model's config keys as flags."""
-    p = _Parser(prog="main.py", add_help=add_help, formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = _Parser(prog="main.py", add_help=add_help, allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter,
                 description="Train, visualise, run experiments on and analyse dynamical models of "
                             "neural circuits. `--model NAME --help` lists that model's config keys.",
                 epilog=__doc__.split("\n\n", 1)[1] if __doc__ else None)

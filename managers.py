@@ -294,7 +294,7 @@ class ExperimentsManager:
         stim = self.suite.stimulus_set(self.ctx)
         block = self.suite.cfg.record_batch
         store = RecordingStore.create(self.stimuli_path, stim.n_trials, coords=stim.coords,
-                                      attrs={"kind": "stimuli", "model": self.suite.name, **stim.attrs},
+                                      attrs={**stim.attrs, "kind": "stimuli", "model": self.suite.name},
                                       chunk_trials=block)
         dims = {k: v.dims for k, v in stim.inputs.items()}
         for start in progress(range(0, stim.n_trials, block), self.ctx, desc="write stimuli"):
@@ -322,9 +322,10 @@ class ExperimentsManager:
                 _say(self.ctx, f"recording already complete: {self.activity_path}")
                 return self.activity_path
         else:
+            inherited = {k: v for k, v in stim.attrs.items() if k not in ("n_trials", "chunk_trials")}
             act = RecordingStore.create(self.activity_path, stim.n_trials, coords=stim.coords,
-                                        attrs={"kind": "activity", "model": self.suite.name,
-                                               "stimuli": str(stimuli.resolve()), **stim.attrs},
+                                        attrs={**inherited, "kind": "activity", "model": self.suite.name,
+                                               "stimuli": str(stimuli.resolve())},
                                         chunk_trials=block)
         pending = act.pending(block)
         if len(pending) < -(-stim.n_trials // block):

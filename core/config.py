@@ -141,6 +141,11 @@ def coerce(key: str, value: Any, tp: Any, meta: dict | None = None, *, source: s
             else:
                 fail()
     elif tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
+            try:
+                value = float(value)
+            except ValueError:
+                fail()
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             fail()
         value = float(value)

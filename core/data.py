@@ -101,8 +101,11 @@ def natural_photographs(colour: bool = False) -> list[np.ndarray]:
     return out
 
 
-def whiten_patches(x: torch.Tensor, eps: float = 1e-2) -> torch.Tensor:
-    """ZCA-whiten flattened patches: zero mean, covariance ~ identity (``eps`` regularises).
+def whiten_patches(x: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """ZCA-whiten flattened patches: zero mean, covariance ~ identity.
+
+    ``eps`` (relative to the mean eigenvalue of the pixel covariance) regularises the
+    smallest eigen-directions so that noise is not blown up.
 
     ``x``: ``(n, c, h, w)``; returns the same shape.
     """
@@ -111,7 +114,7 @@ def whiten_patches(x: torch.Tensor, eps: float = 1e-2) -> torch.Tensor:
     flat = flat - flat.mean(0, keepdim=True)
     cov = flat.T @ flat / max(n - 1, 1)
     evals, evecs = torch.linalg.eigh(cov)
-    zca = evecs @ torch.diag((evals.clamp_min(0) + eps).rsqrt()) @ evecs.T
+    zca = evecs @ torch.diag((evals.clamp_min(0) + eps * evals.mean()).rsqrt()) @ evecs.T
     return (flat @ zca).reshape(x.shape).to(x.dtype)
 
 

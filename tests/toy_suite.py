@@ -61,6 +61,12 @@ class ToySuite(ModelSuite):
             loss = loss * float("nan")
         return loss, {"mse": loss.detach()}
 
+    def after_step(self, modules, step, metrics):
+        dump = os.environ.get("TOY_DUMP_DIR")
+        if dump and step.step == self.cfg.steps - 1:  # each replica saves what it ended with
+            torch.save({k: v.detach().cpu() for k, v in modules["net"].state_dict().items()},
+                       f"{dump}/rank{step.rank}.pt")
+
     def evaluate(self, modules, step):
         g = torch.Generator().manual_seed(123)
         x = torch.randn(256, self.cfg.n_in, generator=g)

@@ -1,0 +1,104 @@
+"""Run a model's analyses over a finished run and its recorded experiment.
+
+    python analysis_main.py --run runs/RUN                 # every analysis the model has
+    python analysis_main.py --run runs/RUN --only NAME     # one (or NAME1,NAME2)
+    python analysis_main.py --run runs/RUN --recording other_run/recordings/activity.zarr
+    python analysis_main.py --run runs/RUN --list          # the analyses and what they do
+
+The model and its config come from the run (``config.yaml``, ``meta.yaml``); the weights
+from ``checkpoints/best.pt`` (else ``last.pt``). Tables go to ``RUN/tables/<analysis>/``
+as CSV, figures to ``RUN/figures/<analysis>/`` as PNG and to the run's TensorBoard. The
+run's config, checkpoints and recordings are only read, never changed.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from core import config as C
+from core.errors import UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # noqa: D401
+        raise UserError(message)
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="analysis_main.py", allow_abbrev=False, description=__doc__.split("\n\n")[0],
+                epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", required=True, metavar="RUN", help="run folder made by main.py")
+    p.add_argument("--only", metavar="NAMES", help="comma-separated analyses (default: all)")
+    p.add_argument("--recording", metavar="PATH", help="activity.zarr to analyse (default: RUN's)")
+    p.add_argument("--list", action="store_true", help="list the model's analyses and exit")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--data_root", default="data", help="root of real data sets (default ./data)")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="override config keys used by the analyses (e.g. --set n_test_sets=10)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from core.checkpoint import load_checkpoint
+    from core.outputs import RunLogger
+    from core.registry import get_suite
+    from core.runtime import resolve_device, seed_everything
+    from core.rundir import RunDir
+    from core.suite import RunContext
+    from managers import AnalysisManager, load_into
+
+    try:
+        args = get_args_parser().parse_args(argv)
+        run = RunDir.existing(args.run)
+        saved = run.read_config()
+        model = saved.pop("model", None) or run.read_meta().get("model")
+        if not model:
+            raise UserError(f"--run: {run.path}/config.yaml names no model")
+        suite_cls = get_suite(model)
+        if args.list:
+            for name, help_ in suite_cls.analysis_names().items():
+                print(f"{name:24s} {help_}")
+            return 0
+        if "analyze" not in suite_cls.stages():
+            raise UserError(f"model {model} has no analyses")
+        overrides = {}
+        for item in args.set:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise UserError(f"--set: expected KEY=VALUE, got {item!r}")
+            overrides[key] = value
+        cfg = C.from_dict(suite_cls.Config, {**saved, **overrides}, source=str(run.path / "config.yaml"))
+        names = None
+        if args.only:
+            names = [n.strip() for n in args.only.split(",") if n.strip()]
+            bad = [n for n in names if n not in suite_cls.analysis_names()]
+            if bad:
+                raise UserError(f"--only: unknown {', '.join(bad)}; valid: "
+                                f"{', '.join(suite_cls.analysis_names())}")
+        recording = Path(args.recording) if args.recording else None
+        if recording is not None and not recording.exists():
+            raise UserError(f"--recording: not found: {recording}")
+        device = resolve_device(args.device)
+        seed_everything(cfg.seed)
+        ctx = RunContext(cfg=cfg, device=device, data_root=Path(args.data_root), run=run)
+        suite = suite_cls(ctx)
+        suite.prepare()
+        modules = suite.build()
+        ckpt = run.best_checkpoint if run.best_checkpoint.exists() else run.last_checkpoint
+        if ckpt.exists():
+            load_into(suite, modules, load_checkpoint(ckpt), str(ckpt))
+        else:
+            print("note: the run has no checkpoint; analysing the initial weights", file=sys.stderr)
+        logger = RunLogger(run)
+        AnalysisManager(suite, modules, ctx, logger, recording=recording).run(names)
+        logger.close()
+        print(f"done: tables in {run.tables}, figures in {run.figures}", file=sys.stderr)
+        return 0
+    except UserError as exc:
+        print(f"analysis_main.py: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,28 @@
+"""Shared test fixtures: quiet threads, a helper to run main.py in-process."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+TOY = "tests.toy_suite:ToySuite"
+
+
+@pytest.fixture
+def run_main(tmp_path, capsys):
+    """Call ``main.main(argv)`` with ``--out_dir tmp_path/runs``; returns (rc, stderr)."""
+    import main
+
+    def call(*argv, out_dir=None):
+        argv = list(argv)
+        if "--resume" not in argv and "--out_dir" not in argv:
+            argv += ["--out_dir", str(out_dir or tmp_path / "runs")]
+        rc = main.main(argv)
+        err = capsys.readouterr().err
+        return rc, err
+    return call
