@@ -197,3 +197,25 @@ def epoch_batch_indices(n: int, batch_size: int, step: int, seed: int, rank: int
     if idx.numel() < batch_size:  # tiny data sets: wrap around
         idx = torch.cat([idx, perm[: batch_size - idx.numel()]])
     return idx
+
+
+def get_dataset(name: str, root: str | Path = "data", *, train: bool = True, download: bool = False,
+                transform: Callable | None = None, **options):
+    """Any registered data set by name, as a map-style ``Dataset`` of ``(image, label)``.
+
+    Real sets: ``mnist``, ``fashion_mnist``, ``cifar10``, ``cifar100``, ``imagenet``.
+    Embedded sets: ``digits`` (options: ``size``; ``train`` picks a fixed 80/20 split) and
+    ``natural_patches`` (options as :func:`natural_patches`; labels are all 0).
+    """
+    if name in REAL_DATASETS:
+        return load_real(name, root, train=train, download=download, transform=transform)
+    if name == "digits":
+        x, y = digits(size=options.pop("size", 28))
+        order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
+        cut = int(0.8 * len(y))
+        keep = order[:cut] if train else order[cut:]
+        return torch.utils.data.TensorDataset(x[keep], y[keep])
+    if name == "natural_patches":
+        x = natural_patches(seed=options.pop("seed", 0 if train else 1), **options)
+        return torch.utils.data.TensorDataset(x, torch.zeros(len(x), dtype=torch.int64))
+    raise UserError(f"unknown data set {name!r}; known: {', '.join(REAL_DATASETS + EMBEDDED_DATASETS)}")

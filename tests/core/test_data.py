@@ -104,3 +104,16 @@ def test_epoch_batches_are_pure_permutations_split_by_rank():
     r0 = [data.epoch_batch_indices(n, b, s, 0, rank=0, world_size=2) for s in range(2)]
     r1 = [data.epoch_batch_indices(n, b, s, 0, rank=1, world_size=2) for s in range(2)]
     assert len(set(torch.cat(r0 + r1).tolist())) == 16  # ranks see disjoint samples
+
+
+def test_get_dataset_dispatches_real_and_embedded(tmp_path):
+    _write_mnist(tmp_path, n=4)
+    assert len(data.get_dataset("mnist", tmp_path)) == 4
+    tr, te = data.get_dataset("digits", size=8), data.get_dataset("digits", size=8, train=False)
+    assert len(tr) + len(te) == 1797 and len(tr) == int(0.8 * 1797)
+    x, y = tr[0]
+    assert x.shape == (1, 8, 8) and 0 <= int(y) <= 9
+    p = data.get_dataset("natural_patches", n=5, size=6)
+    assert len(p) == 5 and p[0][0].shape == (1, 6, 6)
+    with pytest.raises(UserError, match="known: mnist"):
+        data.get_dataset("svhn")
