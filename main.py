@@ -181,8 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     from core.checkpoint import load_checkpoint, save_checkpoint
     from core.outputs import RunLogger
     from core.runtime import broadcast_object, init_distributed, seed_everything, shutdown_distributed
-    from managers import (AnalysisManager, ExperimentsManager, TrainingManager, VisualizationManager,
-                          checkpoint_dict, load_into)
+    from managers import (AnalysisManager, ExperimentsManager, RunInterrupted, TrainingManager,
+                          VisualizationManager, checkpoint_dict, load_into)
 
     try:
         args, suite_cls, cfg = parse_args(argv)
@@ -262,6 +262,9 @@ def main(argv: list[str] | None = None) -> int:
         if created is not None and not any(created.checkpoints.glob("*.pt")):
             shutil.rmtree(created.path, ignore_errors=True)  # nothing worth keeping was made
         return 2
+    except RunInterrupted as exc:
+        print(f"main.py: {exc}", file=sys.stderr)
+        return 143
     except TrainingDiverged as exc:
         print(f"main.py: training diverged: {exc}", file=sys.stderr)
         return 3

@@ -96,6 +96,59 @@ def _link_or_copy(src: Path, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
+class RunInterrupted(Exception):
+    """Training was asked to stop (SIGTERM/SIGUSR1 from a batch scheduler); a checkpoint was saved."""
+
+
+class StopSignals:
+    """Turn SIGTERM and SIGUSR1 into a polite request to stop after the current step.
+
+    Batch schedulers (SLURM, PBS) send these before killing a job; the loop then writes a
+    checkpoint so that ``--resume`` loses nothing. Under DDP the request is shared by an
+    all-reduce, so every rank stops after the same step.
+    """
+
+    SIGNALS = ("SIGTERM", "SIGUSR1")
+
+    def __init__(self):
+        self.name: str | None = None
+        self._old = {}
+
+    def __enter__(self) -> "StopSignals":
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig_name in self.SIGNALS:
+                sig = getattr(signal, sig_name, None)
+                if sig is not None:
+                    self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        import signal
+
+        self.name = signal.Signals(signum).name
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+    def any(self, env, device) -> bool:
+        """Whether any rank was asked to stop."""
+        flag = self.name is not None
+        if env.distributed:
+            import torch.distributed as dist
+
+            t = torch.tensor([1.0 if flag else 0.0], device=device)
+            dist.all_reduce(t, op=dist.ReduceOp.MAX)
+            flag = bool(t.item())
+            self.name = self.name or "a signal on another rank"
+        return flag
+
+
 class TrainingManager:
     """Runs the optimisation loop of a suite.
 
@@ -146,6 +199,12 @@ class TrainingManager:
             _say(ctx, f"training already complete at step {step}/{total}; nothing to do")
             return {}
 
+        with StopSignals() as self._stop_requested:
+            return self._loop(step, total, bounds, phases, loop_state, opt_state, resume_phase, sel)
+
+    def _loop(self, step: int, total: int, bounds: np.ndarray, phases: list[Phase], loop_state: dict,
+              opt_state: dict | None, resume_phase: int, sel) -> dict[str, Any]:
+        cfg, ctx, env = self.cfg, self.ctx, self.ctx.env
         model = _LossModule(self.suite, self.modules)
         if env.distributed:
             from torch.nn.parallel import DistributedDataParallel as DDP
@@ -212,6 +271,14 @@ class TrainingManager:
                 _say(ctx, f"early stop at step {done}: no improvement of {sel[0]} in "
                           f"{cfg.early_stop_patience} evaluations")
                 break
+            if self._stop_requested.any(env, ctx.device):
+                if not (done % cfg.ckpt_every == 0 or done == total):
+                    self._save_periodic(checkpoint_dict(self.suite, self.modules, step=done,
+                                                        optimizer=optimizer, phase_index=phase_index,
+                                                        loop_state=loop_state))
+                bar.close()
+                raise RunInterrupted(f"stopped by {self._stop_requested.name} after step {done}/{total}; "
+                                     f"checkpoint saved. Continue with: python main.py --resume {self.run.path}")
         bar.close()
         self.log.flush()
         return {k: (v.item() if isinstance(v, torch.Tensor) and v.numel() == 1 else v)

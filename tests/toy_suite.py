@@ -27,6 +27,7 @@ class ToyConfig(BaseConfig):
     noise: float = param(0.01, "label noise std", min=0.0)
     crash_at_step: int = param(-1, "raise at this step (tests)", min=-1)
     nan_at_step: int = param(-1, "return a NaN loss at this step (tests)", min=-1)
+    signal_at_step: int = param(-1, "send this process SIGTERM at this step (tests)", min=-1)
     n_trials: int = param(10, "trials in the experiment", min=1)
     mode: str = param("a", "a named option", choices=["a", "b"])
 
@@ -62,6 +63,9 @@ class ToySuite(ModelSuite):
         return loss, {"mse": loss.detach()}
 
     def after_step(self, modules, step, metrics):
+        if step.step == self.cfg.signal_at_step and os.environ.get("TOY_CRASH", "1") == "1":
+            import signal
+            os.kill(os.getpid(), signal.SIGTERM)
         dump = os.environ.get("TOY_DUMP_DIR")
         if dump and step.step == self.cfg.steps - 1:  # each replica saves what it ended with
             torch.save({k: v.detach().cpu() for k, v in modules["net"].state_dict().items()},

@@ -103,3 +103,18 @@ def test_load_model_makes_a_new_run_and_leaves_the_source_alone(run_main, tmp_pa
     # architecture keys come from the checkpoint; a conflicting override is an error
     rc, err = run_main("--model", TOY, "--no_train_model", "--load_model", str(src), "--n_in", "3")
     assert rc == 2 and "architecture keys cannot change" in err
+
+
+def test_sigterm_saves_a_checkpoint_and_resume_continues(run_main, tmp_path, monkeypatch):
+    """A batch scheduler's SIGTERM: stop after the step, checkpoint, exit 143; --resume finishes."""
+    rc, _ = run_main(*COMMON, "--steps", "20", "--run_name", "full")
+    rc, err = run_main(*COMMON, "--steps", "20", "--run_name", "term", "--signal_at_step", "7")
+    assert rc == 143 and "stopped by SIGTERM after step 8/20" in err and "--resume" in err
+    run = tmp_path / "runs/term"
+    assert load_checkpoint(run / "checkpoints/last.pt")["step"] == 8
+    monkeypatch.setenv("TOY_CRASH", "0")
+    rc, err = run_main("--resume", str(run))
+    assert rc == 0, err
+    a, b = _params(tmp_path / "runs/full/checkpoints/last.pt"), _params(run / "checkpoints/last.pt")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
