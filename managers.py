@@ -145,7 +145,8 @@ class StopSignals:
             t = torch.tensor([1.0 if flag else 0.0], device=device)
             dist.all_reduce(t, op=dist.ReduceOp.MAX)
             flag = bool(t.item())
-            self.name = self.name or "a signal on another rank"
+            if flag and self.name is None:
+                self.name = "a signal on another rank"
         return flag
 
 
