@@ -30,7 +30,7 @@ from core.checkpoint import FORMAT_VERSION, load_checkpoint, load_module_states,
 from core.config import to_dict
 from core.errors import TrainingDiverged, UserError
 from core.outputs import RunLogger
-from core.runtime import all_reduce_mean, derive_seed, generator
+from core.runtime import all_reduce_mean, derive_seed, generator, reseed
 from core.store import RecordingStore
 from core.suite import AnalysisResult, ModelSuite, Phase, RunContext, StepContext
 
@@ -226,7 +226,7 @@ class TrainingManager:
                 opt_state = None
             phase = phases[phase_index]
             seed = derive_seed(cfg.seed, "step", step, env.rank)
-            torch.manual_seed(seed)
+            reseed(seed, ctx.device)
             sctx = StepContext(step=step, phase=phase.name, phase_step=step - int(bounds[phase_index]),
                                rank=env.rank, world_size=env.world_size, device=ctx.device,
                                generator=generator(seed, ctx.device))
@@ -403,7 +403,7 @@ class ExperimentsManager:
         for start, stop in progress(pending, self.ctx, desc="record"):
             inputs = {k: torch.as_tensor(stim.read(k, slice(start, stop))).to(self.ctx.device)
                       for k in stim.variables}
-            torch.manual_seed(derive_seed(self.suite.cfg.seed, "record", start))
+            reseed(derive_seed(self.suite.cfg.seed, "record", start), self.ctx.device)
             with torch.no_grad():
                 out = self.suite.record(self.modules, inputs, self.ctx)
             act.write(start, {k: _numpy(v.values) for k, v in out.items()},
@@ -451,7 +451,7 @@ class AnalysisManager:
                 _say(self.ctx, f"skipped: {msg}")
                 continue
             self.ctx.recording = recording
-            torch.manual_seed(derive_seed(self.suite.cfg.seed, "analysis", name))
+            reseed(derive_seed(self.suite.cfg.seed, "analysis", name), self.ctx.device)
             result: AnalysisResult = fn(self.modules, self.ctx)
             for tname, frame in result.tables.items():
                 self.log.table(tname, frame, subdir=name)

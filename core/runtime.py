@@ -59,6 +59,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def reseed(seed: int, device: torch.device) -> None:
+    """Seed torch's global generators for the CPU and, if used, ``device``'s GPU.
+
+    Cheaper than ``torch.manual_seed`` on CPU-only runs, which queues a lazy CUDA seeding
+    call (with a stack trace) every time it is called before CUDA is initialised.
+    """
+    torch.default_generator.manual_seed(seed)
+    if device.type == "cuda":
+        torch.cuda.manual_seed(seed)
+
+
 def generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
     g = torch.Generator(device=device)
     g.manual_seed(seed)
