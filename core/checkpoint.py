@@ -12,6 +12,7 @@ the CPU, so a checkpoint from the internet cannot run code.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -24,21 +25,32 @@ from core.errors import CheckpointMismatch, UserError
 FORMAT_VERSION = 1
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
+@contextlib.contextmanager
+def atomic_target(path: str | Path):
+    """Yield a temporary path beside ``path``; on success it is synced and renamed onto ``path``.
+
+    Readers see the old file or the new one, never half a file; on error the temporary
+    file is removed and ``path`` is untouched.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
+        yield tmp
+        with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_target(path) as tmp:
+        Path(tmp).write_bytes(data)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -47,19 +59,8 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def save_checkpoint(obj: Mapping[str, Any], path: str | Path) -> None:
     """Atomically save a checkpoint dict (read back on the CPU by :func:`load_checkpoint`)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_target(path) as tmp:
         torch.save(dict(obj), tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
