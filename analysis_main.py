@@ -43,11 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     from core.checkpoint import load_checkpoint
     from core.outputs import RunLogger
     from core.registry import get_suite
-    from core.runtime import resolve_device, seed_everything
+    from core.runtime import keep_freed_memory_mapped, resolve_device, seed_everything
     from core.rundir import RunDir
     from core.suite import RunContext
     from managers import AnalysisManager, load_into
 
+    keep_freed_memory_mapped()
     try:
         args = get_args_parser().parse_args(argv)
         run = RunDir.existing(args.run)

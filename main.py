@@ -180,7 +180,8 @@ def _arch_from_checkpoint(suite, cfg, ckpt: dict, overrides: dict, source: str):
 def main(argv: list[str] | None = None) -> int:
     from core.checkpoint import load_checkpoint, save_checkpoint
     from core.outputs import RunLogger
-    from core.runtime import broadcast_object, init_distributed, seed_everything, shutdown_distributed
+    from core.runtime import (broadcast_object, init_distributed, keep_freed_memory_mapped, seed_everything,
+                              shutdown_distributed)
     from managers import (AnalysisManager, ExperimentsManager, RunInterrupted, TrainingManager,
                           VisualizationManager, checkpoint_dict, load_into)
 
@@ -201,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     created = None
+    keep_freed_memory_mapped()
     try:
         seed_everything(cfg.seed)
         ctx = RunContext(cfg=cfg, device=device, env=env, data_root=Path(args.data_root),

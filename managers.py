@@ -298,6 +298,7 @@ class TrainingManager:
             for m in self.modules.values():
                 m.train()
             self.log.scalars(results, done, prefix="eval/")
+            self.log.append_row("evaluations", {"step": done, **results}, subdir="training")
             if sel is not None:
                 if sel[0] not in results:
                     raise KeyError(f"evaluate() returned no {sel[0]!r} (selection metric)")

@@ -106,6 +106,34 @@ class RunLogger:
         atomic_write_text(path, frame.to_csv(index=False))
         return path
 
+    def append_row(self, name: str, row: Mapping[str, Any], subdir: str = "") -> Path | None:
+        """Append one row (scalars only) to ``RUN/tables/[subdir/]name.csv`` (atomic rewrite).
+
+        A row whose ``step`` is already in the table replaces it, so a resumed run that
+        repeats an evaluation does not duplicate it. New columns are added as they appear.
+        """
+        if not self.enabled:
+            return None
+        import pandas as pd
+
+        clean = {}
+        for k, v in row.items():
+            if isinstance(v, torch.Tensor):
+                if v.numel() != 1:
+                    continue
+                v = v.item()
+            if isinstance(v, (int, float, bool, str, np.floating, np.integer)):
+                clean[k] = v
+        path = self.run.tables / subdir / f"{safe_name(name)}.csv"
+        frame = pd.DataFrame([clean])
+        if path.exists():
+            old = pd.read_csv(path)
+            if "step" in clean and "step" in old:
+                old = old[old["step"] != clean["step"]]
+            frame = pd.concat([old, frame], ignore_index=True)
+        atomic_write_text(path, frame.to_csv(index=False))
+        return path
+
     def flush(self) -> None:
         if self._writer is not None:
             self._writer.flush()

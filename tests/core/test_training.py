@@ -1,4 +1,5 @@
 """TrainingManager: learning, TensorBoard output, resume continuity, NaN guard, best/early stop."""
+import pandas as pd
 import torch
 import yaml
 
@@ -83,6 +84,8 @@ def test_best_checkpoint_and_early_stopping(run_main, tmp_path):
     assert load_checkpoint(run / "checkpoints/best.pt")["step"] == 5
     last = load_checkpoint(run / "checkpoints/last.pt")
     assert last["step"] == 15 and last["loop_state"]["stopped_early"]
+    evals = pd.read_csv(run / "tables/training/evaluations.csv")
+    assert evals["step"].tolist() == [5, 10, 15]
 
 
 def test_load_model_makes_a_new_run_and_leaves_the_source_alone(run_main, tmp_path):
