@@ -9,7 +9,11 @@ forward + backward + Adam step), the time of
   for the input layer, a per-time-step loop under autograd for the hidden layer (surrogate
   spike as its own autograd function) and a second per-step loop for the leaky readout;
 * ``fast``: :class:`snn_dales.model.DaleSNN` -- the input layer as one matmul, time-major
-  storage, the fused hidden-layer forward/backward and the closed-form readout.
+  storage, the fused hidden-layer forward/backward (custom autograd, eager) and the
+  closed-form readout;
+* ``compiled``: the same with the hidden layer's two time sweeps fused into kernels by
+  ``torch.compile`` (``compiled: true`` in the config; compile time printed separately,
+  ``--no_compile`` skips it).
 
 It first checks that both give the same loss and gradients (relative error < 1e-5), then
 prints the speed-up measured in the same run. A second part times a sweep of M networks:
@@ -28,6 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from core.runtime import keep_freed_memory_mapped  # noqa: E402
 from snn_dales.dale import dale_sign_mask, signed_weights  # noqa: E402
 from snn_dales.model import DaleSNN, nll_loss  # noqa: E402
 from snn_dales.stimulus import IPDTask, discretise, make_dataset  # noqa: E402
@@ -106,8 +111,13 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--models", type=int, default=22, help="networks in the sweep part (e.g. 11 ratios x 2 seeds)")
+    p.add_argument("--no_compile", action="store_true", help="skip the torch.compile variant")
+    p.add_argument("--default_malloc", action="store_true",
+                   help="leave glibc's malloc thresholds alone (main.py tunes them; see core.runtime)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if not args.default_malloc:
+        keep_freed_memory_mapped()
     dev = torch.device(args.device)
     task = IPDTask()
     g = torch.Generator(device=dev).manual_seed(0)
@@ -130,7 +140,7 @@ def main(argv=None):
     rel = [float((a - b).norm() / b.norm()) for a, b in ((fast.w1.grad[0], ref_w1.grad),
                                                            (fast.w2.grad[0], ref_w2.grad))]
     print(f"device {dev}, threads {args.threads}, batch 64 x 100 steps x 200 inputs -> 30 hidden -> 12")
-    print(f"loss reference {float(loss_ref):.6f}  fast {float(loss_fast):.6f}  "
+    print(f"loss reference {loss_ref.item():.6f}  fast {loss_fast.item():.6f}  "
           f"relative gradient error W1 {rel[0]:.1e}, W2 {rel[1]:.1e} (required < 1e-5)")
 
     # one training batch, forward + backward + Adam
@@ -152,6 +162,31 @@ def main(argv=None):
     t_ref = timeit(step_ref, dev, args.repeats)
     print(f"training batch: reference {1e3 * t_ref:.1f} ms, fast {1e3 * t_fast:.1f} ms, "
           f"speed-up {t_ref / t_fast:.2f}x")
+
+    if not args.no_compile:
+        comp = DaleSNN(sign1, sign2, 12, compiled=True)
+        comp.load_state_dict(fast.state_dict())
+        opt_comp = torch.optim.Adam(comp.parameters(), lr=0.01)
+        t0 = time.perf_counter()
+        loss_comp = nll_loss(comp(spikes)[0], y)
+        loss_comp.backward()
+        _sync(dev)
+        t_compile = time.perf_counter() - t0
+        fast.zero_grad()
+        nll_loss(fast(spikes)[0], y).backward()
+        rel_c = max(float((a.grad - b.grad).norm() / b.grad.norm()) for a, b in
+                    ((comp.w1, fast.w1), (comp.w2, fast.w2)))
+        comp.zero_grad()
+
+        def step_comp():
+            opt_comp.zero_grad()
+            nll_loss(comp(spikes)[0], y).backward()
+            opt_comp.step()
+
+        t_comp = timeit(step_comp, dev, args.repeats)
+        print(f"compiled hidden layer: {1e3 * t_comp:.1f} ms per batch, speed-up {t_ref / t_comp:.2f}x "
+              f"vs reference (first call incl. compiling {t_compile:.1f} s; gradient rel. error vs fast "
+              f"{rel_c:.1e})")
 
     # a sweep of M networks: M separate networks vs one batched model
     m = args.models

@@ -1,0 +1,142 @@
+"""Which variable / time step of ANY recorded model is most V1-like?
+
+Works on a :class:`core.store.RecordingStore` written by the ExperimentsManager of any
+model family: variables with dims ``(trial, time, ...)`` or ``(trial, ...)`` and a
+per-trial coordinate saying which grating orientation each trial saw. Trials are
+averaged per orientation (streamed block by block, never loading a variable whole), all
+dims other than ``trial`` and ``time`` are flattened into units, and for every variable
+and time step the condition-mean representation ``(C orientations, units)`` is compared
+with V1's responses to the same orientations by RDM correlation (Pearson, Spearman,
+Kendall tau-a) and linear CKA.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from core.errors import UserError
+from rsa.compare import linear_cka, vector_similarity
+from rsa.gratings import wrap_orientation
+from rsa.rdm import rdm, upper_tri
+
+
+def orientation_conditions(store, coord: str, units: str = "degrees") -> tuple[np.ndarray, np.ndarray]:
+    """Per-trial condition index ``(trials,)`` and the distinct orientations ``(C,)`` in
+    degrees, wrapped into [-90, 90) (orientation has period 180 degrees)."""
+    coords = store.coords
+    if coord not in coords:
+        raise UserError(f"recording {store.path} has no per-trial coordinate {coord!r}; it has: "
+                        f"{', '.join(coords) or 'none'} (set compare_coord to one of them)")
+    values = np.asarray(coords[coord])
+    if values.dtype.kind not in "iuf":
+        raise UserError(f"coordinate {coord!r} of {store.path} is not numeric; compare_coord must name "
+                        "the orientation each trial saw")
+    deg = values.astype(np.float64) * (180.0 / np.pi if units == "radians" else 1.0)
+    deg = wrap_orientation(torch.from_numpy(deg)).numpy().round(6)
+    conditions, index = np.unique(deg, return_inverse=True)
+    if conditions.size < 3:
+        raise UserError(f"coordinate {coord!r} has {conditions.size} distinct orientation(s); "
+                        "an RDM comparison needs at least 3")
+    return index, conditions
+
+
+def condition_means(store, variable: str, condition: np.ndarray, n_conditions: int, *,
+                    device: torch.device | str = "cpu") -> torch.Tensor:
+    """Mean of ``variable`` over the trials of each condition: ``(C, time, units)``.
+
+    A variable without a ``time`` dim gets a time axis of length 1. Trials not marked
+    done in the store are ignored.
+    """
+    dims = store.dims(variable)
+    if not dims or dims[0] != "trial":
+        raise UserError(f"variable {variable!r} has dims {dims}; the first must be 'trial'")
+    t_axis = dims.index("time") if "time" in dims else None
+    done = store.done
+    sums = counts = None
+    for sl, values in store.iter_blocks(variable):
+        x = torch.as_tensor(np.asarray(values, dtype=np.float64), device=device)
+        if t_axis is not None:
+            x = x.movedim(t_axis, 1)
+        else:
+            x = x.unsqueeze(1)
+        x = x.reshape(x.shape[0], x.shape[1], -1)
+        ok = torch.as_tensor(done[sl], device=device)
+        idx = torch.as_tensor(condition[sl], device=device)[ok]
+        if sums is None:
+            sums = torch.zeros(n_conditions, *x.shape[1:], dtype=torch.float64, device=device)
+            counts = torch.zeros(n_conditions, dtype=torch.float64, device=device)
+        sums.index_add_(0, idx, x[ok])
+        counts.index_add_(0, idx, torch.ones_like(idx, dtype=torch.float64))
+    if counts is None or (counts == 0).any():
+        raise UserError(f"variable {variable!r}: some orientations have no completed trial in the recording")
+    return sums / counts[:, None, None]
+
+
+def recorded_variables(store, wanted: Sequence[str] = ()) -> list[str]:
+    """Numeric variables with a leading ``trial`` dim (or the ``wanted`` ones, checked)."""
+    have = [v for v in store.variables
+            if store.dims(v)[:1] == ("trial",) and np.dtype(store.group[v].dtype).kind in "iuf"]
+    if wanted:
+        missing = [v for v in wanted if v not in have]
+        if missing:
+            raise UserError(f"compare_variables: {', '.join(missing)} not in the recording; it has: "
+                            f"{', '.join(have) or 'none'}")
+        return list(wanted)
+    if not have:
+        raise UserError(f"recording {store.path} has no numeric (trial, ...) variables to compare")
+    return have
+
+
+def v1_likeness(store, v1_at: Callable[[np.ndarray], torch.Tensor], *, coord: str = "orientation",
+                units: str = "degrees", variables: Sequence[str] = (), metric: str = "correlation",
+                methods: Sequence[str] = ("pearson", "spearman", "kendall_tau_a"), cka: bool = True,
+                time_stride: int = 1, device: torch.device | str = "cpu") -> tuple[pd.DataFrame, np.ndarray]:
+    """Compare every variable and time step of a recording with V1.
+
+    Args:
+        store: the recording.
+        v1_at: ``orientations (C,) degrees -> V1 responses (C, neurons)``.
+        coord: per-trial coordinate holding the orientation each trial saw.
+        units: ``degrees`` or ``radians`` (of ``coord``).
+        variables: which variables (default: every numeric one).
+        metric: RDM dissimilarity (see :mod:`rsa.rdm`).
+        methods: RDM similarity measures (see :mod:`rsa.compare`).
+        cka: also compute linear CKA with the V1 responses.
+        time_stride: compare every ``time_stride``-th time step.
+    Returns:
+        (table with one row per variable and time step: ``variable, time, n_units`` and one
+        column per measure; the orientations compared ``(C,)``).
+    """
+    condition, orientations = orientation_conditions(store, coord, units)
+    v1 = torch.as_tensor(v1_at(orientations)).to(device)
+    v1_vec = upper_tri(rdm(v1.double(), metric))
+    rows = []
+    for var in recorded_variables(store, variables):
+        means = condition_means(store, var, condition, orientations.size, device=device)
+        steps = list(range(0, means.shape[1], time_stride))
+        reps = means[:, steps].movedim(1, 0)                                  # (T, C, U)
+        model_vecs = torch.stack([upper_tri(rdm(r, metric)) for r in reps])   # (T, m)
+        scores = {m: vector_similarity(v1_vec[None].cpu(), model_vecs.cpu(), m).numpy() for m in methods}
+        if cka:
+            scores["cka"] = np.array([_safe_cka(v1, r) for r in reps])
+        for k, t in enumerate(steps):
+            rows.append({"variable": var, "time": t, "n_units": int(reps.shape[-1]),
+                         **{m: float(v[k]) for m, v in scores.items()}})
+    return pd.DataFrame(rows), orientations
+
+
+def _safe_cka(v1: torch.Tensor, rep: torch.Tensor) -> float:
+    rep = rep.double()
+    if float((rep - rep.mean(0)).abs().max()) == 0.0:
+        return float("nan")  # the representation does not vary with orientation
+    return linear_cka(v1.double(), rep)
+
+
+def most_v1_like(table: pd.DataFrame, measure: str) -> pd.Series:
+    """The row (variable, time step) with the highest ``measure`` (NaNs ignored)."""
+    if table[measure].notna().sum() == 0:
+        raise UserError(f"no variable/time step gives a finite {measure}; is the activity constant?")
+    return table.loc[table[measure].idxmax()]

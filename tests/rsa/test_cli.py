@@ -1,0 +1,31 @@
+"""CPU smoke test of the command line for rsa: two training steps and every stage, offline."""
+import pandas as pd
+
+TINY = ["--model", "rsa", "--steps", "2", "--n_train", "20", "--batch_size", "10", "--n_test", "20",
+        "--eval_every", "2", "--v1_source", "synthetic", "--synthetic_neurons", "60",
+        "--synthetic_stimuli", "19", "--n_bootstrap", "20", "--ridge_neurons", "10", "--ridge_folds", "3",
+        "--pca_components", "4", "--n_exp_orientations", "6", "--exp_repeats", "2"]
+
+
+def test_two_steps_every_stage(run_main, tmp_path):
+    rc, err = run_main(*TINY, "--viz", "--gen_exp_stim", "--experiment", "--analyze", "--run_name", "smoke")
+    assert rc == 0, err
+    run = tmp_path / "runs" / "smoke"
+    for rel in ("checkpoints/best.pt", "figures/viz/stimuli.png", "figures/viz/filters.png",
+                "tables/training/evaluations.csv", "tables/rdms/rdm_layer_pool.csv", "figures/rdms/rdms.png",
+                "tables/rdm_similarity/rdm_similarity.csv", "tables/rdm_rows/rdm_rows.csv",
+                "tables/tuning_curves/tuning_curves.csv", "tables/embedding/embedding.csv",
+                "tables/cka/cka.csv", "tables/ridge_predictivity/ridge_predictivity.csv",
+                "tables/v1_likeness/v1_likeness.csv", "figures/v1_likeness/v1_likeness.png"):
+        assert (run / rel).exists(), rel
+    likeness = pd.read_csv(run / "tables/v1_likeness/v1_likeness.csv")
+    assert set(likeness["variable"]) == {"pool", "fc"}
+    assert "synthetic" in (run / "tables/rdms").glob("rdm_V1*").__next__().name
+
+
+def test_missing_stringer_file_is_one_line(run_main, tmp_path):
+    rc, err = run_main(*TINY, "--v1_source", "stringer", "--data_root", str(tmp_path / "nodata"),
+                       "--no_train_model", "--analyze", "--run_name", "nofile")
+    assert rc == 2, err
+    assert "stringer" in err.lower() and "osf.io" in err and "Traceback" not in err
+    assert not (tmp_path / "runs" / "nofile").exists()
