@@ -140,7 +140,9 @@ def tuning(centres, curves, rates_hz, sign):
     """Tuning curves ``(bins, H)`` (Hz) vs IPD and the distribution of mean rates."""
     centres, curves, rates_hz, sign = _np(centres), _np(curves), _np(rates_hz), _np(sign)
     fig, axes = plt.subplots(1, 3, figsize=(14, 4), gridspec_kw={"width_ratios": [2, 2, 1.3]})
-    order = np.argsort(np.nan_to_num(curves, nan=-1).argmax(0))
+    filled = np.nan_to_num(curves, nan=-1.0)
+    silent = filled.max(0) <= 0
+    order = np.lexsort((filled.argmax(0), silent))     # by preferred IPD, silent units last
     for j in range(curves.shape[1]):
         axes[0].plot(centres, curves[:, j], color="tab:red" if sign[j] > 0 else "tab:blue", lw=1, alpha=0.7)
     axes[0].set_xlabel("IPD (deg)")
@@ -149,7 +151,7 @@ def tuning(centres, curves, rates_hz, sign):
     im = axes[1].imshow(curves[:, order].T, aspect="auto", origin="lower", interpolation="nearest",
                         extent=(centres[0], centres[-1], -0.5, curves.shape[1] - 0.5))
     axes[1].set_xlabel("IPD (deg)")
-    axes[1].set_ylabel("hidden unit (sorted by preferred IPD)")
+    axes[1].set_ylabel("hidden unit (by preferred IPD; silent on top)")
     fig.colorbar(im, ax=axes[1], fraction=0.046, label="Hz")
     axes[2].hist(rates_hz, bins=15, color="gray")
     axes[2].set_xlabel("mean rate (Hz)")
