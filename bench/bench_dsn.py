@@ -1,0 +1,217 @@
+"""Benchmark of DSN training: iteration speed and wall time to convergence.
+
+    pipenv run python bench/bench_dsn.py [--threads 1] [--device cpu|cuda] [--iters 200]
+                                         [--converge linear2d,stg] [--full]
+
+Prints, measured in the same run:
+
+1. **Iteration speed** (one Adam step on the augmented Lagrangian: sample n, log q, T,
+   loss, backward, step) for Linear2D (n = 1000, 4 couplings of 2x32 tanh MLPs, as
+   published) with
+
+   * ``zuko MLPs + nn.Tanh`` -- the straightforward build: each coupling's scale and
+     shift networks as two zuko MLPs with torch's tanh;
+   * ``zuko MLPs + SigmoidTanh`` -- tanh computed as 2 sigmoid(2x) - 1 (the same function;
+     torch's CPU tanh kernel is slow here);
+   * ``PairedMLP + SigmoidTanh`` -- both networks evaluated by one batched matmul per
+     layer (:mod:`dsn.paired_mlp`), what :class:`dsn.flow.DensityNetwork` uses;
+   * ``... + fused Adam`` -- plus torch's fused Adam kernel (what the suite trains with);
+
+   and the ratio to the published 3.7 ms per iteration (TensorFlow 1, laptop CPU).
+2. **STG simulator**: the batched forward-Euler simulation of n circuits against a
+   per-sample loop (the straightforward way), and the STG iteration time at n = 100/300.
+3. **Wall time to convergence** (``--converge``): the whole DSN run of a preset
+   (``configs/dsn_quick.yaml`` for Linear2D, ``configs/dsn_stg.yaml`` for STG;
+   ``--full`` uses ``configs/dsn_linear2d.yaml``, the published settings): pre-training,
+   AL epochs, time to the first converged epoch, the kept epoch and its entropy.
+
+Figures are printed, never asserted.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from core.config import from_dict  # noqa: E402
+from core.runtime import derive_seed, generator, keep_freed_memory_mapped  # noqa: E402
+from core.suite import RunContext, StepContext  # noqa: E402
+from dsn import lagrangian  # noqa: E402
+from dsn.flow import DensityNetwork, SigmoidTanh  # noqa: E402
+from dsn.pretrain import adam  # noqa: E402
+from dsn.suite import DSNSuite  # noqa: E402
+from dsn.systems import make_system  # noqa: E402
+
+PUBLISHED_MS = 3.7  # ms per iteration, published DSN (TensorFlow 1) on a laptop CPU
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _stepper(system, n: int, activation, device, hidden=(32, 32), paired: bool = True, fused: bool = True):
+    """A closure running one AL Adam step of a fresh flow."""
+    torch.manual_seed(0)
+    flow = DensityNetwork(system.lower, system.upper, couplings=4, hidden=hidden, sigma_init=3.0,
+                          activation=activation, paired=paired).to(device)
+    opt = adam(flow.parameters(), 1e-3) if fused else torch.optim.Adam(flow.parameters(), lr=1e-3)
+    mu, lam = system.mu.to(device), torch.zeros(system.m, device=device)
+    g = torch.Generator(device=device).manual_seed(0)
+
+    def step():
+        z, log_q = flow.rsample_and_log_prob(n, g)
+        loss, _ = lagrangian.al_objective(log_q, system.suff_stats(z), mu, lam, 1.0)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def iteration_ms(steppers: dict, iters: int, device, repeats: int = 5) -> dict[str, float]:
+    """ms per step of each stepper: blocks of ``iters`` steps taken in turn (round robin, so
+    a busy machine slows every variant alike), best block of ``repeats`` per variant."""
+    for step in steppers.values():
+        for _ in range(max(5, iters // 10)):
+            step()
+    best = {k: math.inf for k in steppers}
+    for _ in range(repeats):
+        for name, step in steppers.items():
+            _sync(device)
+            t = time.perf_counter()
+            for _ in range(iters):
+                step()
+            _sync(device)
+            best[name] = min(best[name], (time.perf_counter() - t) / iters * 1e3)
+    return best
+
+
+def stg_batched_vs_loop(n: int, loop_samples: int, device) -> tuple[float, float]:
+    """(batched s, per-sample loop s extrapolated to n) for simulating n STG circuits."""
+    system = make_system("stg")
+    z = (system.lower + (system.upper - system.lower) * torch.rand(n, 2)).to(device)
+    with torch.no_grad():
+        system.simulate(z[:8])
+        _sync(device)
+        t = time.perf_counter()
+        system.simulate(z)
+        _sync(device)
+        batched = time.perf_counter() - t
+        t = time.perf_counter()
+        for i in range(loop_samples):
+            system.simulate(z[i:i + 1])
+        _sync(device)
+        loop = (time.perf_counter() - t) / loop_samples * n
+    return batched, loop
+
+
+def converge(preset: Path, device, overrides: dict | None = None) -> dict:
+    """Run a preset's whole DSN training the way TrainingManager does; report timings."""
+    values = {k: v for k, v in yaml.safe_load(preset.read_text()).items() if k != "model"}
+    values.update({"init_cache": "off", **(overrides or {})})
+    cfg = from_dict(DSNSuite.Config, values)
+    suite = DSNSuite(RunContext(cfg=cfg, device=device))
+    t0 = time.perf_counter()
+    modules = suite.build()
+    t_init = time.perf_counter() - t0
+    phase = suite.phases()[0]
+    opt = suite.make_optimizer(modules, phase)
+    first_ok = None
+    for step in range(cfg.steps):
+        seed = derive_seed(cfg.seed, "step", step, 0)
+        torch.manual_seed(seed)
+        ctx = StepContext(step=step, phase=phase.name, phase_step=step, rank=0, world_size=1, device=device,
+                          generator=generator(seed, device))
+        loss, metrics = suite.loss(modules, None, ctx)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        suite.after_step(modules, ctx, metrics)
+        if first_ok is None and suite.history["accepted"] and suite.history["accepted"][-1]:
+            first_ok = (len(suite.history["accepted"]), time.perf_counter() - t0)
+    total = time.perf_counter() - t0
+    return {"preset": preset.name, "system": cfg.system, "n": cfg.n, "iters_per_epoch": cfg.iters_per_epoch,
+            "epochs": cfg.epochs, "init_s": t_init, "total_s": total,
+            "ms_per_iter": (total - t_init) / max(cfg.steps, 1) * 1e3,
+            "first_converged_epoch": first_ok[0] if first_ok else None,
+            "s_to_first_converged": first_ok[1] if first_ok else None,
+            "kept_epoch": suite.best_epoch + 1 if suite.best_epoch >= 0 else None,
+            "kept_entropy": suite.best_entropy if suite.best_epoch >= 0 else None,
+            "entropies": [round(h, 3) for h in suite.history["entropy"]]}
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--iters", type=int, default=200, help="timed iterations per measurement")
+    p.add_argument("--converge", default="linear2d",
+                   help="comma list of systems to run to convergence (linear2d, stg) or 'none'")
+    p.add_argument("--full", action="store_true", help="Linear2D convergence with the published settings")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    keep_freed_memory_mapped()
+    device = torch.device(args.device)
+    print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}")
+
+    lin = make_system("linear2d")
+    print("\n1. Linear2D AL iteration (n = 1000, 4 couplings, 2x32 tanh MLPs; forward+backward+Adam)")
+    variants = {
+        "zuko MLPs + nn.Tanh + Adam (baseline)": _stepper(lin, 1000, nn.Tanh, device, paired=False, fused=False),
+        "zuko MLPs + SigmoidTanh": _stepper(lin, 1000, SigmoidTanh, device, paired=False, fused=False),
+        "PairedMLP + SigmoidTanh": _stepper(lin, 1000, SigmoidTanh, device, fused=False),
+        "PairedMLP + SigmoidTanh + fused Adam (ours)": _stepper(lin, 1000, SigmoidTanh, device),
+    }
+    ms = iteration_ms(variants, args.iters, device)
+    base = next(iter(ms.values()))
+    for label, t in ms.items():
+        print(f"   {label:44s} {t:7.2f} ms/it  ({1e3 / t:5.0f} it/s)   speed-up x{base / t:.2f}")
+    fast = t
+    print(f"   {'published (TensorFlow 1, laptop CPU)':44s} {PUBLISHED_MS:7.2f} ms/it   "
+          f"published / ours = x{PUBLISHED_MS / fast:.2f}")
+    for n in (300, 3000):
+        t = iteration_ms({"": _stepper(lin, n, SigmoidTanh, device)}, args.iters, device, repeats=3)[""]
+        print(f"   {f'ours at n = {n}':44s} {t:7.2f} ms/it")
+
+    print("\n2. STG simulator (200 forward-Euler steps, 5 neurons)")
+    batched, loop = stg_batched_vs_loop(1000, 20, device)
+    print(f"   simulate 1000 circuits: batched {batched * 1e3:8.1f} ms, per-sample loop {loop * 1e3:8.0f} ms "
+          f"(extrapolated from 20)  speed-up x{loop / batched:.0f}")
+    stg = make_system("stg")
+    for n in (100, 300):
+        t = iteration_ms({"": _stepper(stg, n, SigmoidTanh, device)}, max(5, args.iters // 20), device,
+                         repeats=2)[""]
+        print(f"   STG AL iteration at n = {n:<4d}  {t:7.1f} ms/it  ({1e3 / t:5.1f} it/s)")
+
+    systems = [] if args.converge == "none" else [s.strip() for s in args.converge.split(",") if s.strip()]
+    if systems:
+        print("\n3. Wall time to convergence")
+    for name in systems:
+        if name == "linear2d":
+            preset = ROOT / "configs" / ("dsn_linear2d.yaml" if args.full else "dsn_quick.yaml")
+        elif name == "stg":
+            preset = ROOT / "configs" / "dsn_stg.yaml"
+        else:
+            raise SystemExit(f"--converge: unknown system {name!r}; choose linear2d, stg")
+        r = converge(preset, device)
+        first = (f"first converged epoch {r['first_converged_epoch']} after {r['s_to_first_converged']:.1f} s"
+                 if r["first_converged_epoch"] else "no epoch converged")
+        kept = (f"kept epoch {r['kept_epoch']} (H = {r['kept_entropy']:.3f} nats)" if r["kept_epoch"] else "")
+        print(f"   {r['preset']}: {r['system']}, n = {r['n']}, {r['epochs']} AL epochs x {r['iters_per_epoch']} "
+              f"iterations: pre-training {r['init_s']:.1f} s, total {r['total_s']:.1f} s "
+              f"({r['ms_per_iter']:.2f} ms/it incl. epoch ends); {first}; {kept}")
+        print(f"      entropy per epoch: {r['entropies']}")
+
+
+if __name__ == "__main__":
+    main()

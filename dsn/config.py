@@ -1,0 +1,61 @@
+"""Configuration of a DSN run (one dataclass, validated once)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+from core.config import BaseConfig, param
+from core.errors import UserError
+
+SYSTEMS = ("linear2d", "linear2d_epi", "stg", "v1", "gaussian", "uniform", "truncexp")
+
+
+@dataclass
+class DSNConfig(BaseConfig):
+    system: Literal[SYSTEMS] = param(
+        "linear2d", "system to condition: linear2d (DSN tutorial form), linear2d_epi (EPI form), "
+        "stg (hub frequency), v1 (E/P/S/V responses), gaussian/uniform/truncexp (ground truths)")
+    mu: Optional[list[float]] = param(None, "emergent property E_q[T] = mu (null: the system's default)")
+    system_dim: int = param(2, "dimension of the ground-truth systems (gaussian/uniform/truncexp)", min=1, max=16)
+    v1_alpha: Literal["E", "P", "S", "V"] = param("E", "v1: the population whose response is constrained")
+    # density network (architecture)
+    couplings: int = param(4, "real NVP coupling layers (alternating masks)", min=0, max=32, arch=True)
+    hidden: list[int] = param([32, 32], "hidden widths of each scale and shift network", min=1, arch=True)
+    batch_norm: bool = param(False, "batch-norm flow layer after each coupling", arch=True)
+    post_affine: bool = param(True, "learnable per-dimension scale and shift before the support map", arch=True)
+    sigma_init: float = param(1.0, "std of the isotropic Gaussian the flow starts from (pre-training target)",
+                              min=1e-3)
+    # optimisation
+    n: int = param(1000, "samples per Adam step (the batch; split in halves for the penalty)", min=4)
+    lr: float = param(1e-3, "Adam learning rate", min=0.0)
+    init_steps: int = param(500, "pre-training steps (Adam, batch n) towards N(centre, sigma_init^2 I); the "
+                                 "result is cached (see init_cache)", min=0)
+    init_cache: str = param("auto", "folder of cached pre-trained flows: auto ($DSN_INIT_CACHE, else "
+                                    "~/.cache/dsn_init), off (always pre-train), or a path")
+    iters_per_epoch: int = param(5000, "Adam iterations per augmented-Lagrangian epoch", min=1)
+    epochs: int = param(10, "augmented-Lagrangian epochs", min=1)
+    c0: float = param(1e-4, "initial penalty coefficient c_0", min=0.0)
+    beta: float = param(4.0, "penalty growth factor: c <- beta c", min=1.0)
+    gamma: float = param(0.25, "wanted reduction of E||R|| per epoch in the Welch test", min=0.0, max=1.0)
+    c_rule: Literal["probability", "test"] = param(
+        "probability", "grow c with probability 1 - p (published) or when p < 0.05")
+    norm_batches: int = param(20, "independent batches of n drawn at each epoch end for the Welch test",
+                              min=2)
+    alpha: float = param(0.05, "significance of the convergence test (Bonferroni over constraints)",
+                         min=1e-6, max=0.5)
+    n_boot: int = param(1000, "bootstrap resamples per convergence test", min=50)
+    test_samples: int = param(1000, "fresh samples in each epoch's convergence test (at most norm_batches * n)",
+                              min=10)
+    # outputs
+    n_plot: int = param(1000, "samples drawn for pair plots and the saved sample table", min=10)
+    n_hessian: int = param(5, "samples at which the exact Hessian of log q is computed", min=1)
+    maxent_samples: int = param(1_000_000, "uniform Monte-Carlo draws for the max-entropy dual reference "
+                                           "(bounded systems; 0: skip)", min=0)
+    steps: int = param(0, "derived: epochs * iters_per_epoch (leave 0)", min=0)
+
+    def check(self) -> None:
+        total = self.epochs * self.iters_per_epoch
+        if self.steps not in (0, total):
+            raise UserError(f"--steps: DSN training length is epochs * iters_per_epoch = {total}; "
+                            "set those instead (or leave steps at 0)")
+        self.steps = total

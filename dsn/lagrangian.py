@@ -1,0 +1,79 @@
+"""Augmented-Lagrangian training objective and its between-epoch updates.
+
+For multipliers lambda (m,) and penalty c, the inner loop minimises over theta
+
+    L(theta; lambda, c) = -H(q_theta) + lambda^T R(theta) + c/2 ||R(theta)||^2,
+    R(theta) = E_q[T(x(z))] - mu,   H(q_theta) ~= -1/n sum_i log q(z_i).
+
+The penalty's gradient c J_R^T R is estimated without bias by splitting the batch into
+halves with means R_1, R_2: the surrogate c/2 R_1^T R_2 has gradient
+c/2 (J_1^T R_2 + J_2^T R_1), whose expectation is c J^T R (the average of the two
+one-sided estimators c J_{R1}^T R_2 and c J_{R2}^T R_1).
+
+After each AL epoch k (on fresh samples):
+
+    lambda_{k+1} = lambda_k + c_k R_hat
+    c_{k+1} = beta c_k   with probability 1 - p   (rule "probability", as published)
+                         or when p < 0.05         (rule "test")
+
+where p is the one-sided Welch t-test p-value of H1: E||R_{k+1}|| > gamma E||R_k||,
+computed from ||R|| over several independent batches at the ends of epochs k and k+1.
+"""
+from __future__ import annotations
+
+import math
+
+from scipy import stats
+from torch import Tensor
+
+C_RULES = ("probability", "test")
+
+
+def al_objective(log_q: Tensor, T: Tensor, mu: Tensor, lam: Tensor, c: float
+                 ) -> tuple[Tensor, dict[str, Tensor]]:
+    """The AL loss for one batch.
+
+    Args:
+        log_q: (n,) log q(z_i) of a reparameterised batch.
+        T: (n, m) sufficient statistics of the same batch.
+        mu: (m,), lam: (m,), c: penalty coefficient.
+    Returns the scalar loss and detached parts: entropy, R (m,), penalty.
+    """
+    entropy = -log_q.mean()
+    dev = T - mu
+    R = dev.mean(0)
+    half = T.shape[0] // 2
+    R1, R2 = dev[:half].mean(0), dev[half:2 * half].mean(0)
+    penalty = 0.5 * c * (R1 * R2).sum()
+    loss = -entropy + (lam * R).sum() + penalty
+    return loss, {"entropy": entropy.detach(), "R": R.detach(), "penalty": penalty.detach()}
+
+
+def update_multipliers(lam: Tensor, c: float, R_hat: Tensor) -> Tensor:
+    """lambda <- lambda + c R_hat."""
+    return lam + c * R_hat
+
+
+def constraint_norms(dev: Tensor) -> Tensor:
+    """||R|| of each batch: dev (batches, n, m) of T - mu  ->  (batches,)."""
+    return dev.mean(1).norm(dim=-1)
+
+
+def welch_greater_p(new: Tensor, old_scaled: Tensor) -> float:
+    """One-sided Welch t-test p-value of H1: mean(new) > mean(old_scaled)."""
+    a, b = new.double().cpu().numpy(), old_scaled.double().cpu().numpy()
+    if a.size < 2 or b.size < 2:
+        return 0.0
+    if a.std() == 0 and b.std() == 0:
+        return 0.0 if a.mean() > b.mean() else 1.0
+    p = stats.ttest_ind(a, b, equal_var=False, alternative="greater").pvalue
+    return 0.0 if math.isnan(p) else float(p)
+
+
+def penalty_update(c: float, p: float, beta: float, rule: str, u: float) -> float:
+    """The next c given the Welch p-value; ``u`` is a uniform draw for the probability rule."""
+    if rule == "probability":
+        return c * beta if u < 1.0 - p else c
+    if rule == "test":
+        return c * beta if p < 0.05 else c
+    raise ValueError(f"c rule must be one of {', '.join(C_RULES)}, got {rule!r}")

@@ -1,0 +1,40 @@
+"""Run a DSN suite without the CLI: the manager's step loop in a few lines (tests, bench)."""
+from __future__ import annotations
+
+import torch
+
+from core.config import from_dict
+from core.runtime import derive_seed, generator
+from core.suite import RunContext, StepContext
+from dsn.suite import DSNSuite
+
+
+def make_suite(**overrides) -> DSNSuite:
+    """A CPU suite from config overrides (the init cache is off unless ``init_cache`` is given)."""
+    cfg = from_dict(DSNSuite.Config, {"init_cache": "off", **overrides})
+    return DSNSuite(RunContext(cfg=cfg, device=torch.device("cpu")))
+
+
+def run_steps(suite: DSNSuite, modules, start: int, stop: int, optimizer=None):
+    """Steps [start, stop) exactly as TrainingManager runs them (same seeding); DSN has one
+    phase, so one optimiser. Returns the optimiser (pass it back in to continue)."""
+    phase = suite.phases()[0]
+    optimizer = optimizer or suite.make_optimizer(modules, phase)
+    for step in range(start, stop):
+        seed = derive_seed(suite.cfg.seed, "step", step, 0)
+        torch.manual_seed(seed)
+        ctx = StepContext(step=step, phase=phase.name, phase_step=step, rank=0, world_size=1,
+                          device=torch.device("cpu"), generator=generator(seed))
+        loss, metrics = suite.loss(modules, None, ctx)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        suite.after_step(modules, ctx, metrics)
+    return optimizer
+
+
+def train(suite: DSNSuite, modules=None, start: int = 0, stop: int | None = None):
+    """Build (pre-train) if needed and run steps [start, stop); returns the modules."""
+    modules = modules or suite.build()
+    run_steps(suite, modules, start, suite.cfg.steps if stop is None else stop)
+    return modules

@@ -1,0 +1,55 @@
+"""The max-entropy dual reference and the closed-form ground truths it is checked against."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from scipy import integrate
+
+from dsn.maxent import maxent_dual, maxent_reference
+from dsn.systems import make_system
+from dsn.systems.moments import truncated_exponential
+
+
+@pytest.mark.parametrize("mean,b", [(1.0, 4.0), (3.2, 4.0), (0.5, 1.0), (0.25, 2.0)])
+def test_truncated_exponential_against_quadrature(mean, b):
+    eta, H = truncated_exponential(mean, b)
+    Z = integrate.quad(lambda z: math.exp(eta * z), 0, b)[0]
+    m = integrate.quad(lambda z: z * math.exp(eta * z), 0, b)[0] / Z
+    h = -integrate.quad(lambda z: math.exp(eta * z) / Z * (eta * z - math.log(Z)), 0, b)[0]
+    assert m == pytest.approx(mean, rel=1e-6)
+    assert H == pytest.approx(h, rel=1e-6)
+    assert (eta > 0) == (mean > b / 2)
+
+
+def test_truncated_exponential_at_the_midpoint_is_uniform():
+    eta, H = truncated_exponential(2.0, 4.0)
+    assert abs(eta) < 1e-6 and H == pytest.approx(math.log(4.0), abs=1e-9)
+
+
+def test_dual_recovers_the_truncated_exponential():
+    g = torch.Generator().manual_seed(0)
+    u = 4.0 * torch.rand(400_000, 1, generator=g, dtype=torch.float64)
+    res = maxent_dual(u, torch.tensor([1.0]), math.log(4.0))
+    eta, H = truncated_exponential(1.0, 4.0)
+    assert float(res["eta"][0]) == pytest.approx(eta, rel=0.02)
+    assert res["entropy"] == pytest.approx(H, abs=0.01)
+    assert float(res["moments"][0]) == pytest.approx(1.0, abs=1e-4)  # weighted moments are exact
+
+
+def test_dual_recovers_the_gaussian_on_a_wide_box():
+    """E[z] = 0, E[z^2] = 1 on [-8, 8]: the answer is N(0, 1) up to a negligible truncation."""
+    g = torch.Generator().manual_seed(1)
+    u = 16.0 * torch.rand(1_000_000, 1, generator=g, dtype=torch.float64) - 8.0
+    res = maxent_dual(torch.cat([u, u ** 2], 1), torch.tensor([0.0, 1.0]), math.log(16.0))
+    assert res["entropy"] == pytest.approx(0.5 * math.log(2 * math.pi * math.e), abs=0.01)
+    torch.testing.assert_close(res["eta"], torch.tensor([0.0, -0.5], dtype=torch.float64), rtol=0, atol=0.02)
+
+
+def test_reference_for_linear2d_is_below_the_box_entropy_and_meets_the_moments():
+    system = make_system("linear2d")
+    res = maxent_reference(system, n_samples=200_000, seed=0)
+    assert res["entropy"] < 4 * math.log(40.0)  # constraints can only lower the entropy
+    torch.testing.assert_close(res["moments"], system.mu, rtol=0, atol=1e-3)
+    assert res["ess"] > 1000

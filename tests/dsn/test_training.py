@@ -1,0 +1,125 @@
+"""The suite end to end: init cache, exact resume, the command line."""
+from __future__ import annotations
+
+import io
+
+import pandas as pd
+import pytest
+import torch
+
+import main
+from tests.dsn.helpers import make_suite, run_steps, train
+
+TINY = dict(system="linear2d", couplings=2, hidden=[8], n=64, init_steps=20, iters_per_epoch=4, epochs=3,
+            norm_batches=3, n_boot=100, test_samples=128, c0=1.0, seed=3)
+
+
+def _roundtrip(obj):
+    """What a checkpoint does: torch.save, then torch.load(weights_only=True)."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    buf.seek(0)
+    return torch.load(buf, weights_only=True)
+
+
+def test_two_halves_equal_one_run():
+    """Stop mid-epoch, checkpoint (weights only), rebuild, continue: identical to one run."""
+    torch.set_num_threads(1)
+    full = make_suite(**TINY)
+    whole = train(full)
+
+    first = make_suite(**TINY)
+    mods = first.build()
+    opt = run_steps(first, mods, 0, 6)  # 1.5 epochs
+    ckpt = _roundtrip({"modules": {k: m.state_dict() for k, m in mods.items()},
+                       "optimizer": opt.state_dict(), "suite": first.state_dict()})
+
+    second = make_suite(**TINY)
+    mods2 = second.build()
+    for k, m in mods2.items():
+        m.load_state_dict(ckpt["modules"][k])
+    second.load_state_dict(ckpt["suite"])
+    opt2 = second.make_optimizer(mods2, second.phases()[0])
+    opt2.load_state_dict(ckpt["optimizer"])
+    run_steps(second, mods2, 6, second.cfg.steps, opt2)
+
+    for (name, a), (_, b) in zip(whole["flow"].state_dict().items(), mods2["flow"].state_dict().items()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+    assert full.history["entropy"] == second.history["entropy"]
+    assert full.c == second.c and torch.equal(full.lam, second.lam)
+    assert full.best_epoch == second.best_epoch
+
+
+def test_pretrained_flow_is_cached_and_reused(tmp_path, monkeypatch):
+    torch.set_num_threads(1)
+    cache = tmp_path / "cache"
+    a = make_suite(**TINY, init_cache=str(cache))
+    flow_a = a.build()["flow"]
+    files = list(cache.glob("*.pt"))
+    assert len(files) == 1 and not a.init_cached
+    entry = torch.load(files[0], weights_only=True)
+    assert entry["kl"] == pytest.approx(a.init_kl)
+
+    b = make_suite(**TINY, init_cache=str(cache))
+    flow_b = b.build()["flow"]
+    assert b.init_cached and b.init_kl == a.init_kl
+    for x, y in zip(flow_a.state_dict().values(), flow_b.state_dict().values()):
+        assert torch.equal(x, y)
+    # the cache and a fresh pre-training agree exactly (the cache only saves time)
+    c = make_suite(**TINY, init_cache="off")
+    for x, y in zip(flow_a.state_dict().values(), c.build()["flow"].state_dict().values()):
+        assert torch.equal(x, y)
+    # another key (sigma_init) gets its own entry; the env var picks the folder under "auto"
+    monkeypatch.setenv("DSN_INIT_CACHE", str(cache))
+    make_suite(**{**TINY, "sigma_init": 2.0}, init_cache="auto").build()
+    assert len(list(cache.glob("*.pt"))) == 2
+    # a corrupt entry is ignored and rewritten
+    files[0].write_bytes(b"not a checkpoint")
+    d = make_suite(**TINY, init_cache=str(cache))
+    d.build()
+    assert not d.init_cached and torch.load(files[0], weights_only=True)["kl"] == pytest.approx(a.init_kl)
+
+
+def test_cli_smoke(tmp_path):
+    torch.set_num_threads(1)
+    cache = tmp_path / "cache"
+    argv = ["--config", "configs/dsn_quick.yaml", "--epochs", "2", "--iters_per_epoch", "1",
+            "--init_steps", "2", "--n", "64", "--norm_batches", "2", "--n_boot", "100", "--n_plot", "200",
+            "--n_hessian", "2", "--maxent_samples", "20000", "--init_cache", str(cache),
+            "--viz", "--analyze", "--out_dir", str(tmp_path)]
+    assert main.main(argv + ["--run_name", "smoke"]) == 0
+    run = tmp_path / "smoke"
+    expected = ["config.yaml", "meta.yaml", "checkpoints/last.pt",
+                "figures/viz/traces.png", "figures/viz/pairs_z.png", "figures/viz/pairs_T.png",
+                "figures/viz/behaviour.png", "figures/hessian/hessian_directions.png",
+                "tables/samples/samples.csv", "tables/samples/history.csv", "tables/hessian/hessian.csv",
+                "tables/reference/constraints.csv", "tables/reference/summary.csv",
+                "tables/analysis/summary.csv"]
+    missing = [p for p in expected if not (run / p).is_file()]
+    assert not missing, missing
+    assert len(pd.read_csv(run / "tables/samples/history.csv")) == 2
+    assert len(pd.read_csv(run / "tables/samples/samples.csv")) == 200
+    assert list(pd.read_csv(run / "tables/reference/constraints.csv")["statistic"]) == [
+        "Re l1", "Im l1/2pi", "(Re l1)^2", "(Im l1/2pi)^2"]
+    assert len(list(cache.glob("*.pt"))) == 1
+    # the second run takes the pre-trained flow from the cache
+    assert main.main(argv + ["--run_name", "again", "--no_train_model", "--load_model", str(run)]) == 0
+    assert main.main(argv + ["--run_name", "third"]) == 0
+    ckpt = torch.load(tmp_path / "third/checkpoints/last.pt", weights_only=True)
+    assert ckpt["suite_state"]["init_cached"] is True
+    # --resume of a finished run loads the suite state (kept flow, history) and runs later stages
+    assert main.main(["--resume", str(run), "--viz", "--viz_type", "traces"]) == 0
+    # bad input is a one-line error, exit status 2
+    assert main.main(argv + ["--run_name", "bad", "--mu", "[1, 2]"]) == 2
+
+
+@pytest.mark.parametrize("preset", sorted(p.name for p in __import__("pathlib").Path("configs").glob("dsn_*.yaml")))
+def test_presets_are_valid(preset):
+    from core.config import from_dict, load_preset
+    from dsn.suite import DSNSuite, build_system
+
+    values = load_preset(f"configs/{preset}")
+    assert values.pop("model") == "dsn"
+    cfg = from_dict(DSNSuite.Config, values)
+    assert cfg.steps == cfg.epochs * cfg.iters_per_epoch
+    build_system(cfg)
