@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
             run = RunDir(broadcast_object(path, env))
         ctx.run = run
         if env.is_main:
-            run.write_config({"model": args.model, **C.to_dict(cfg)})
+            run.write_config({"model": args.model, **C.to_dict(cfg, derived=False)})
             if args.resume:
                 run.note_resume(device=device, world_size=env.world_size)
             else:
@@ -245,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
         elif not (args.load_model or resume_ckpt is not None) and env.is_main:
             print("note: no model loaded and no training: later stages use the initial weights",
                   file=sys.stderr)
+        if env.distributed:
+            shutdown_distributed(barrier=True)  # later stages run on rank 0 alone
         if not env.is_main:
             return 0
         if args.viz:

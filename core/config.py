@@ -25,14 +25,16 @@ _MISSING = dataclasses.MISSING
 
 
 def param(default: Any, help: str, *, min: float | None = None, max: float | None = None,
-          choices: typing.Sequence | None = None, arch: bool = False) -> Any:
+          choices: typing.Sequence | None = None, arch: bool = False, derived: bool = False) -> Any:
     """Declare a config field with its help text and allowed values.
 
     ``arch=True`` marks keys that define the architecture: when a model is loaded from a
     checkpoint these come from the checkpoint, and a conflicting override is an error.
+    ``derived=True`` marks keys that ``check()`` computes from others: they are not written
+    to a run's ``config.yaml``, so changing their sources on ``--resume`` recomputes them.
     Mutable defaults (lists) are copied per instance.
     """
-    meta = {"help": help, "min": min, "max": max, "choices": choices, "arch": arch}
+    meta = {"help": help, "min": min, "max": max, "choices": choices, "arch": arch, "derived": derived}
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda d=default: type(d)(d), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -187,10 +189,13 @@ def validate(cfg: Any) -> None:
         check()
 
 
-def to_dict(cfg: Any) -> dict[str, Any]:
-    """Plain-YAML-safe dict of a config (tuples become lists)."""
+def to_dict(cfg: Any, derived: bool = True) -> dict[str, Any]:
+    """Plain-YAML-safe dict of a config (tuples become lists); ``derived=False`` leaves out
+    the keys marked ``derived``."""
     out = {}
     for f in config_fields(type(cfg)):
+        if not derived and f.metadata.get("derived"):
+            continue
         v = getattr(cfg, f.name)
         out[f.name] = list(v) if isinstance(v, tuple) else v
     return out

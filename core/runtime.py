@@ -108,8 +108,15 @@ def init_distributed(device_spec: str) -> tuple[DistEnv, torch.device]:
     return env, device
 
 
-def shutdown_distributed() -> None:
+def shutdown_distributed(barrier: bool = False) -> None:
+    """Destroy the process group (if any); with ``barrier`` all ranks first meet, so that no
+    rank tears its connections down while a peer still uses them (gloo can abort then)."""
     if dist.is_available() and dist.is_initialized():
+        if barrier:
+            try:
+                dist.barrier()
+            except RuntimeError:
+                pass  # a peer is gone already: destroy anyway
         dist.destroy_process_group()
 
 

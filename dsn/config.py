@@ -51,7 +51,7 @@ class DSNConfig(BaseConfig):
     n_hessian: int = param(5, "samples at which the exact Hessian of log q is computed", min=1)
     maxent_samples: int = param(1_000_000, "uniform Monte-Carlo draws for the max-entropy dual reference "
                                            "(bounded systems; 0: skip)", min=0)
-    steps: int = param(0, "derived: epochs * iters_per_epoch (leave 0)", min=0)
+    steps: int = param(0, "derived: epochs * iters_per_epoch (leave 0)", min=0, derived=True)
 
     def check(self) -> None:
         total = self.epochs * self.iters_per_epoch

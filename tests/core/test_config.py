@@ -77,3 +77,17 @@ def test_help_table_lists_every_key_with_default():
     for key in ("--lr", "--width", "--kind", "--sizes", "--seed", "--steps"):
         assert key in text
     assert "default 0.01" in text and "[architecture]" in text
+
+
+def test_derived_keys_stay_out_of_the_saved_config():
+    @dataclass
+    class Derived(C.BaseConfig):
+        epochs: int = C.param(2, "epochs", min=1)
+        steps: int = C.param(0, "derived", min=0, derived=True)
+
+        def check(self):
+            self.steps = 10 * self.epochs
+
+    cfg = C.from_dict(Derived, {"epochs": 3})
+    assert cfg.steps == 30 and C.to_dict(cfg)["steps"] == 30
+    assert "steps" not in C.to_dict(cfg, derived=False)

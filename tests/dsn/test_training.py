@@ -6,6 +6,7 @@ import io
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 import main
 from tests.dsn.helpers import make_suite, run_steps, train
@@ -109,6 +110,10 @@ def test_cli_smoke(tmp_path):
     assert ckpt["suite_state"]["init_cached"] is True
     # --resume of a finished run loads the suite state (kept flow, history) and runs later stages
     assert main.main(["--resume", str(run), "--viz", "--viz_type", "traces"]) == 0
+    # steps is derived, not saved: resuming with more epochs extends the run
+    assert "steps" not in yaml.safe_load((run / "config.yaml").read_text())
+    assert main.main(["--resume", str(run), "--epochs", "3"]) == 0
+    assert len(torch.load(run / "checkpoints/last.pt", weights_only=True)["suite_state"]["entropy"]) == 3
     # bad input is a one-line error, exit status 2
     assert main.main(argv + ["--run_name", "bad", "--mu", "[1, 2]"]) == 2
 
