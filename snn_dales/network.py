@@ -41,7 +41,9 @@ def decay(dt: float, tau: float) -> float:
 def surrogate_derivative(x: torch.Tensor, beta: float) -> torch.Tensor:
     """``d/dx sigmoid(beta x) = beta sig (1 - sig)``."""
     sig = torch.sigmoid(beta * x)
-    return beta * sig * (1 - sig)
+    if sig.requires_grad:                     # differentiable use: no in-place ops
+        return beta * sig * (1 - sig)
+    return sig.mul_(1 - sig).mul_(beta)
 
 
 class SurrogateSpike(torch.autograd.Function):
@@ -91,9 +93,10 @@ def spikes_from_membrane(v: torch.Tensor) -> torch.Tensor:
     return torch.cat([torch.zeros_like(v[:1]), (v[:-1] > 1.0).to(v.dtype)])
 
 
-def adjoint_sweep(grad_s: torch.Tensor, h: torch.Tensor, v: torch.Tensor, alpha: float,
+def adjoint_sweep(grad_s: torch.Tensor, h: torch.Tensor, v: torch.Tensor, s: torch.Tensor, alpha: float,
                   beta: float) -> torch.Tensor:
-    """``dL/dh`` ``(T, ...)`` from the direct spike gradients ``grad_s`` (backward of the layer).
+    """``dL/dh`` ``(T, ...)`` from the direct spike gradients ``grad_s`` (backward of the layer),
+    given the forward's currents ``h``, membranes ``v`` and spikes ``s`` (all ``(T, ...)``).
 
     Adjoints ``gv_t = dL/dv_t``, ``gs_t = dL/ds_t`` (in total), ``gS_t`` the direct gradient
     on the output spikes, ``pre_t = alpha v_t + h_t``, ``keep_t = 1 - s_t``,
@@ -104,7 +107,7 @@ def adjoint_sweep(grad_s: torch.Tensor, h: torch.Tensor, v: torch.Tensor, alpha:
         dL/dh_t = gv_{t+1} keep_t   (all t at once after the sweep; dL/dh_{T-1} = 0)
     """
     n_t = h.shape[0]
-    keep = 1.0 - spikes_from_membrane(v)
+    keep = 1.0 - s                            # s: the layer's output spikes (T, ...)
     decay_keep = alpha * keep
     sd = surrogate_derivative(v - 1.0, beta)
     pre = torch.add(h, v, alpha=alpha)
@@ -135,7 +138,7 @@ def _sweeps(compiled: bool):
 class LIFHidden(torch.autograd.Function):
     """Fused hidden layer: the forward and backward sweeps written out, no per-step graph.
 
-    Forward keeps only the membranes (:func:`membrane_sweep`); backward runs the adjoint
+    Forward keeps the membranes (:func:`membrane_sweep`) and the spikes; backward runs the adjoint
     recursion (:func:`adjoint_sweep`). With ``compiled=True`` both sweeps are compiled by
     ``torch.compile`` into fused kernels (the first call per input shape compiles, ~25 s on
     a CPU, then the kernels are cached on disk by inductor).
@@ -145,14 +148,15 @@ class LIFHidden(torch.autograd.Function):
     def forward(ctx, h: torch.Tensor, alpha: float, beta: float, compiled: bool = False):
         h = h.contiguous()
         v = _sweeps(compiled)[0](h, alpha)
-        ctx.save_for_backward(h, v)
+        s = spikes_from_membrane(v)
+        ctx.save_for_backward(h, v, s)
         ctx.alpha, ctx.beta, ctx.compiled = alpha, beta, compiled
-        return spikes_from_membrane(v)
+        return s
 
     @staticmethod
     def backward(ctx, grad_s: torch.Tensor):
-        h, v = ctx.saved_tensors
-        grad_h = _sweeps(ctx.compiled)[1](grad_s.contiguous(), h, v, ctx.alpha, ctx.beta)
+        h, v, s = ctx.saved_tensors
+        grad_h = _sweeps(ctx.compiled)[1](grad_s.contiguous(), h, v, s, ctx.alpha, ctx.beta)
         return grad_h, None, None, None
 
 
