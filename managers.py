@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from core.checkpoint import FORMAT_VERSION, load_checkpoint, load_module_states, save_checkpoint
 from core.config import to_dict
 from core.errors import TrainingDiverged, UserError
-from core.outputs import RunLogger
+from core.outputs import RunLogger, to_numpy
 from core.runtime import all_reduce_mean, derive_seed, generator, reseed
 from core.signals import RunInterrupted, StopSignals  # noqa: F401  (RunInterrupted: re-exported)
 from core.store import RecordingStore
@@ -315,7 +315,7 @@ class ExperimentsManager:
         dims = {k: v.dims for k, v in stim.inputs.items()}
         for start in progress(range(0, stim.n_trials, block), self.ctx, desc="write stimuli"):
             sl = slice(start, min(start + block, stim.n_trials))
-            store.write(start, {k: _numpy(v.values[sl]) for k, v in stim.inputs.items()}, dims)
+            store.write(start, {k: to_numpy(v.values[sl]) for k, v in stim.inputs.items()}, dims)
         _say(self.ctx, f"stimuli: {stim.n_trials} trials -> {self.stimuli_path}")
         return self.stimuli_path
 
@@ -354,15 +354,9 @@ class ExperimentsManager:
             reseed(derive_seed(self.suite.cfg.seed, "record", start), self.ctx.device)
             with torch.no_grad():
                 out = self.suite.record(self.modules, inputs, self.ctx)
-            act.write(start, {k: _numpy(v.values) for k, v in out.items()},
+            act.write(start, {k: to_numpy(v.values) for k, v in out.items()},
                       {k: v.dims for k, v in out.items()})
         return self.activity_path
-
-
-def _numpy(x) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy()
-    return np.asarray(x)
 
 
 class AnalysisManager:

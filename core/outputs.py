@@ -22,6 +22,13 @@ from core.checkpoint import atomic_write_bytes, atomic_write_text  # noqa: E402
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
+def to_numpy(x) -> np.ndarray:
+    """A tensor (any device, with or without grad) or array-like as a NumPy array."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
 def safe_name(name: str) -> str:
     """A file-name-safe version of a figure/table name (``a/b c`` -> ``a_b_c``)."""
     return _SAFE.sub("_", name).strip("_") or "unnamed"

@@ -6,7 +6,7 @@ Layout::
       config.yaml        the resolved config (preset + overrides), enough to repeat the run
       meta.yaml          model, seed, git revision (+dirty flag), torch version, device,
                          command line, world size, parent run when a model was loaded
-      checkpoints/       last.pt, best.pt, step_XXXXXXXX.pt
+      checkpoints/       last.pt, best.pt, step_00000100.pt (periodic)
       tb/                TensorBoard event files
       figures/           PNG figures of visualisations and analyses
       tables/            CSV tables of analyses

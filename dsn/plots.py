@@ -7,9 +7,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-
-def _np(x):
-    return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+from core.outputs import to_numpy
 
 
 def plot_traces(history: dict, stat_names: list[str], mu, best_epoch: int, reference_entropy=None):
@@ -18,15 +16,15 @@ def plot_traces(history: dict, stat_names: list[str], mu, best_epoch: int, refer
     m = len(stat_names)
     fig, axes = plt.subplots(1, 1 + m, figsize=(3.0 * (1 + m), 2.8), squeeze=False)
     ax = axes[0, 0]
-    ax.plot(ep, _np(history["entropy"]), "o-", color="k", ms=3)
-    acc = _np(history["accepted"]).astype(bool)
-    ax.plot(ep[acc], _np(history["entropy"])[acc], "o", color="tab:green", ms=6, label="converged")
+    ax.plot(ep, to_numpy(history["entropy"]), "o-", color="k", ms=3)
+    acc = to_numpy(history["accepted"]).astype(bool)
+    ax.plot(ep[acc], to_numpy(history["entropy"])[acc], "o", color="tab:green", ms=6, label="converged")
     if reference_entropy is not None:
         ax.axhline(reference_entropy, color="tab:red", ls="--", lw=1, label="max-ent reference")
     ax.set(xlabel="AL epoch", ylabel="H(q) (nats)", title="entropy")
     ax.legend(fontsize=7)
-    R = _np(history["R"]) if m else np.zeros((len(ep), 0))
-    mu = _np(mu)
+    R = to_numpy(history["R"]) if m else np.zeros((len(ep), 0))
+    mu = to_numpy(mu)
     for j in range(m):
         ax = axes[0, 1 + j]
         ax.plot(ep, R[:, j] + mu[j], "o-", ms=3)
@@ -49,9 +47,9 @@ def pair_plot(X, names: list[str], color=None, title: str = "", lines: dict | No
     (point (d,), most (d,), least (d,)) drawn as solid (most degenerate) and dotted (least)
     segments through each point.
     """
-    X = _np(X)[:max_points]
+    X = to_numpy(X)[:max_points]
     d = X.shape[1]
-    c = _np(color)[:max_points] if color is not None else None
+    c = to_numpy(color)[:max_points] if color is not None else None
     fig, axes = plt.subplots(d, d, figsize=(2.0 * d + 0.6, 2.0 * d), squeeze=False)
     span = X.max(0) - X.min(0) + 1e-9
     for i in range(d):
@@ -65,7 +63,7 @@ def pair_plot(X, names: list[str], color=None, title: str = "", lines: dict | No
                 else:
                     ax.scatter(X[:, j], X[:, i], s=2, color="tab:blue", alpha=0.5, rasterized=True)
                 for pt, most, least in directions or []:
-                    pt, most, least = _np(pt), _np(most), _np(least)
+                    pt, most, least = to_numpy(pt), to_numpy(most), to_numpy(least)
                     for vec, ls in ((most, "-"), (least, ":")):
                         u = vec[[j, i]]
                         if np.linalg.norm(u) < 1e-9:

@@ -10,14 +10,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-
-def _np(x):
-    return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+from core.outputs import to_numpy  # noqa: E402
 
 
 def gratings_figure(images, ori) -> plt.Figure:
     """Example stimuli with their orientation and tilt label."""
-    images, ori = _np(images), _np(ori)
+    images, ori = to_numpy(images), to_numpy(ori)
     n = len(images)
     fig, axs = plt.subplots(1, n, figsize=(2.2 * n, 2.2))
     for ax, img, o in zip(np.atleast_1d(axs), images, ori):
@@ -31,7 +29,7 @@ def gratings_figure(images, ori) -> plt.Figure:
 
 def filters_figure(weights) -> plt.Figure:
     """Convolution kernels ``(C, 1, K, K)``."""
-    w = _np(weights)[:, 0]
+    w = to_numpy(weights)[:, 0]
     fig, axs = plt.subplots(1, len(w), figsize=(1.8 * len(w), 2.0))
     lim = np.abs(w).max()
     for k, (ax, f) in enumerate(zip(np.atleast_1d(axs), w)):
@@ -45,13 +43,13 @@ def filters_figure(weights) -> plt.Figure:
 
 def rdms_figure(rdms: Mapping[str, object], ori, metric: str) -> plt.Figure:
     """One panel per RDM, stimuli sorted by orientation (ticks in degrees)."""
-    ori = _np(ori)
+    ori = to_numpy(ori)
     n = len(rdms)
     fig, axs = plt.subplots(1, n, figsize=(4.0 * n, 3.6))
     vmax = 2.0 if metric in ("correlation", "cosine") else None
     extent = (ori.min(), ori.max(), ori.max(), ori.min())
     for ax, (label, m) in zip(np.atleast_1d(axs), rdms.items()):
-        im = ax.imshow(_np(m), vmin=0.0, vmax=vmax, extent=extent, cmap="viridis")
+        im = ax.imshow(to_numpy(m), vmin=0.0, vmax=vmax, extent=extent, cmap="viridis")
         ax.set_title(label)
         ax.set_xlabel("orientation (°)")
         ax.set_ylabel("orientation (°)")
@@ -82,12 +80,12 @@ def similarity_figure(table: pd.DataFrame, ci: float) -> plt.Figure:
 
 def rdm_rows_figure(ori, rdms: Mapping[str, object], targets) -> plt.Figure:
     """Dissimilarity of every stimulus to the one nearest each target orientation."""
-    ori = _np(ori)
+    ori = to_numpy(ori)
     fig, axs = plt.subplots(1, len(targets), figsize=(3.6 * len(targets), 3.4), sharey=True)
     for ax, target in zip(np.atleast_1d(axs), targets):
         i = int(np.argmin(np.abs(ori - target)))
         for label, m in rdms.items():
-            ax.plot(ori, _np(m)[i], label=label)
+            ax.plot(ori, to_numpy(m)[i], label=label)
         ax.axvline(ori[i], color=".7", zorder=-1)
         ax.set_title(f"dissimilarity to the {ori[i]:+.0f}° stimulus", fontsize=10)
         ax.set_xlabel("orientation (°)")
@@ -99,11 +97,11 @@ def rdm_rows_figure(ori, rdms: Mapping[str, object], targets) -> plt.Figure:
 
 def tuning_figure(ori, responses: Mapping[str, object], picks: Mapping[str, np.ndarray]) -> plt.Figure:
     """Tuning curves of a few random units of each population."""
-    ori = _np(ori)
+    ori = to_numpy(ori)
     order = np.argsort(ori)
     fig, axs = plt.subplots(1, len(responses), figsize=(3.8 * len(responses), 3.4))
     for ax, (label, resp) in zip(np.atleast_1d(axs), responses.items()):
-        r = _np(resp)
+        r = to_numpy(resp)
         for u in picks[label]:
             ax.plot(ori[order], r[order, u], label=f"unit {u}")
         ax.set_title(label)
@@ -117,7 +115,7 @@ def tuning_figure(ori, responses: Mapping[str, object], picks: Mapping[str, np.n
 
 def embedding_figure(ori, embeddings: Mapping[str, np.ndarray]) -> plt.Figure:
     """2-D embeddings coloured by orientation (cyclic colour map)."""
-    ori = _np(ori)
+    ori = to_numpy(ori)
     fig, axs = plt.subplots(1, len(embeddings), figsize=(4.2 * len(embeddings), 3.8))
     for ax, (label, xy) in zip(np.atleast_1d(axs), embeddings.items()):
         pts = ax.scatter(xy[:, 0], xy[:, 1], c=ori, cmap="twilight", vmin=-90, vmax=90, s=12)

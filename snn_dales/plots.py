@@ -9,14 +9,12 @@ matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-
-def _np(x):
-    return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+from core.outputs import to_numpy  # noqa: E402
 
 
 def stimulus_examples(spikes, ipd_deg, n_per_ear: int):
     """Spike rasters ``(n, T, I)`` of example stimuli, one panel per IPD."""
-    spikes, ipd_deg = _np(spikes), _np(ipd_deg)
+    spikes, ipd_deg = to_numpy(spikes), to_numpy(ipd_deg)
     n = spikes.shape[0]
     cols = min(4, n)
     rows = math.ceil(n / cols)
@@ -42,7 +40,7 @@ def weight_sign_maps(w1_before, w1_after, w2_before, w2_after):
     fig, axes = plt.subplots(1, 4, figsize=(13, 5), gridspec_kw={"width_ratios": [3, 3, 2, 2]})
     for ax, w, title in zip(axes, (w1_before, w1_after, w2_before, w2_after),
                             ("W1 before", "W1 after", "W2 before", "W2 after")):
-        ax.imshow(_np(w) > 0, aspect="auto", interpolation="nearest", cmap="viridis", vmin=0, vmax=1)
+        ax.imshow(to_numpy(w) > 0, aspect="auto", interpolation="nearest", cmap="viridis", vmin=0, vmax=1)
         ax.set_title(f"{title} (yellow: w > 0)", fontsize=10)
     axes[0].set_ylabel("input fibre")
     axes[1].set_ylabel("input fibre")
@@ -61,7 +59,7 @@ def signed_weights(w1, w2):
     fig, axes = plt.subplots(1, 2, figsize=(11, 5), gridspec_kw={"width_ratios": [3, 2]})
     for ax, w, title, yl, xl in zip(axes, (w1, w2), ("W1 (input -> hidden)", "W2 (hidden -> readout)"),
                                     ("input fibre", "hidden unit"), ("hidden unit", "readout class")):
-        w = _np(w)
+        w = to_numpy(w)
         lim = float(np.abs(w).max()) or 1.0
         im = ax.imshow(w, aspect="auto", interpolation="nearest", cmap="RdBu_r", vmin=-lim, vmax=lim)
         ax.set_title(title)
@@ -74,7 +72,7 @@ def signed_weights(w1, w2):
 
 def hidden_raster(spikes, ipd_deg):
     """Hidden spikes ``(n, T, H)`` for a few stimuli."""
-    spikes, ipd_deg = _np(spikes), _np(ipd_deg)
+    spikes, ipd_deg = to_numpy(spikes), to_numpy(ipd_deg)
     n = spikes.shape[0]
     fig, axes = plt.subplots(1, n, figsize=(3 * n, 3), squeeze=False, sharey=True)
     for i, ax in enumerate(axes[0]):
@@ -91,13 +89,13 @@ def confusion_and_histograms(ipd_true_deg, ipd_est_deg, confusion, n_classes: in
     """True vs estimated IPD histograms and the column-normalised confusion matrix."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     bins = np.linspace(-90, 90, n_classes + 1)
-    axes[0].hist(_np(ipd_true_deg), bins=bins, alpha=0.6, label="true")
-    axes[0].hist(_np(ipd_est_deg), bins=bins, alpha=0.6, label="estimated")
+    axes[0].hist(to_numpy(ipd_true_deg), bins=bins, alpha=0.6, label="true")
+    axes[0].hist(to_numpy(ipd_est_deg), bins=bins, alpha=0.6, label="estimated")
     axes[0].set_xlabel("IPD (deg)")
     axes[0].set_ylabel("count")
     axes[0].legend()
     axes[0].set_title(title)
-    im = axes[1].imshow(_np(confusion), origin="lower", extent=(-90, 90, -90, 90), vmin=0, vmax=1,
+    im = axes[1].imshow(to_numpy(confusion), origin="lower", extent=(-90, 90, -90, 90), vmin=0, vmax=1,
                         interpolation="nearest")
     axes[1].set_xlabel("true IPD (deg)")
     axes[1].set_ylabel("estimated IPD (deg)")
@@ -111,7 +109,7 @@ def bars(labels, means, errors, ylabel: str, title: str, chance: float | None = 
     """Bar chart with error bars (e.g. accuracy of ablations or inhibition sites)."""
     fig, ax = plt.subplots(figsize=(max(4, 1.3 * len(labels)), 4))
     x = np.arange(len(labels))
-    ax.bar(x, _np(means), yerr=np.nan_to_num(_np(errors)), capsize=4, color="tab:blue", alpha=0.8)
+    ax.bar(x, to_numpy(means), yerr=np.nan_to_num(to_numpy(errors)), capsize=4, color="tab:blue", alpha=0.8)
     if chance is not None:
         ax.axhline(chance, color="k", ls="--", lw=1, label="chance")
         ax.legend()
@@ -125,7 +123,7 @@ def bars(labels, means, errors, ylabel: str, title: str, chance: float | None = 
 
 def unit_ablation(acc_drop, sign):
     """Accuracy drop when each hidden unit is silenced, coloured by the unit's sign."""
-    acc_drop, sign = _np(acc_drop), _np(sign)
+    acc_drop, sign = to_numpy(acc_drop), to_numpy(sign)
     fig, ax = plt.subplots(figsize=(8, 3.5))
     colours = np.where(sign > 0, "tab:red", "tab:blue")
     ax.bar(np.arange(len(acc_drop)), acc_drop, color=colours)
@@ -138,7 +136,7 @@ def unit_ablation(acc_drop, sign):
 
 def tuning(centres, curves, rates_hz, sign):
     """Tuning curves ``(bins, H)`` (Hz) vs IPD and the distribution of mean rates."""
-    centres, curves, rates_hz, sign = _np(centres), _np(curves), _np(rates_hz), _np(sign)
+    centres, curves, rates_hz, sign = to_numpy(centres), to_numpy(curves), to_numpy(rates_hz), to_numpy(sign)
     fig, axes = plt.subplots(1, 3, figsize=(14, 4), gridspec_kw={"width_ratios": [2, 2, 1.3]})
     filled = np.nan_to_num(curves, nan=-1.0)
     silent = filled.max(0) <= 0
@@ -164,10 +162,10 @@ def tuning(centres, curves, rates_hz, sign):
 def sweep_curve(ratios, means, halfwidths, chance: float, per_model=None):
     """Test accuracy vs ie_ratio, mean +- 95% CI over seeds (dots: single networks)."""
     fig, ax = plt.subplots(figsize=(6, 4))
-    ratios, means, halfwidths = _np(ratios), _np(means), _np(halfwidths)
+    ratios, means, halfwidths = to_numpy(ratios), to_numpy(means), to_numpy(halfwidths)
     if per_model is not None:
         r, a = per_model
-        ax.scatter(_np(r), _np(a), s=10, color="gray", alpha=0.6, label="networks")
+        ax.scatter(to_numpy(r), to_numpy(a), s=10, color="gray", alpha=0.6, label="networks")
     ax.errorbar(ratios, means, yerr=np.nan_to_num(halfwidths), marker="o", capsize=4, label="mean ± 95% CI")
     ax.axhline(chance, color="k", ls="--", lw=1, label="chance")
     ax.set_xlabel("ie_ratio (fraction inhibitory)")
