@@ -19,7 +19,10 @@ Prints, measured in the same run:
 
    and the ratio to the published 3.7 ms per iteration (TensorFlow 1, laptop CPU).
 2. **STG simulator**: the batched forward-Euler simulation of n circuits against a
-   per-sample loop (the straightforward way), and the STG iteration time at n = 100/300.
+   per-sample loop (the straightforward way), and the STG iteration time at n = 200/1000
+   with autograd through every Euler step (the straightforward gradient), with the
+   hand-derived adjoint (:mod:`dsn.systems.stg_dynamics`, the default), and with the
+   adjoint's step functions compiled (``compiled: true``; compile time excluded).
 3. **Wall time to convergence** (``--converge``): the whole DSN run of a preset
    (``configs/dsn_quick.yaml`` for Linear2D, ``configs/dsn_stg.yaml`` for STG;
    ``--full`` uses ``configs/dsn_linear2d.yaml``, the published settings): pre-training,
@@ -183,15 +186,19 @@ def main(argv=None) -> None:
         t = iteration_ms({"": _stepper(lin, n, SigmoidTanh, device)}, args.iters, device, repeats=3)[""]
         print(f"   {f'ours at n = {n}':44s} {t:7.2f} ms/it")
 
-    print("\n2. STG simulator (200 forward-Euler steps, 5 neurons)")
+    print("\n2. STG simulator (300 forward-Euler steps, 5 neurons)")
     batched, loop = stg_batched_vs_loop(1000, 20, device)
     print(f"   simulate 1000 circuits: batched {batched * 1e3:8.1f} ms, per-sample loop {loop * 1e3:8.0f} ms "
           f"(extrapolated from 20)  speed-up x{loop / batched:.0f}")
-    stg = make_system("stg")
-    for n in (100, 300):
-        t = iteration_ms({"": _stepper(stg, n, SigmoidTanh, device)}, max(5, args.iters // 20), device,
-                         repeats=2)[""]
-        print(f"   STG AL iteration at n = {n:<4d}  {t:7.1f} ms/it  ({1e3 / t:5.1f} it/s)")
+    stg_variants = {"autograd through every step (reference)": {"adjoint": False},
+                    "hand-derived adjoint (default)": {},
+                    "adjoint + compiled: true": {"compiled": True}}
+    for n in (200, 1000):
+        ms = iteration_ms({label: _stepper(make_system("stg", **kw), n, SigmoidTanh, device)
+                           for label, kw in stg_variants.items()}, max(5, args.iters // 20), device, repeats=2)
+        base = next(iter(ms.values()))
+        for label, t in ms.items():
+            print(f"   STG AL iteration n = {n:<4d} {label:40s} {t:7.1f} ms/it ({1e3 / t:5.1f} it/s)  x{base / t:.2f}")
 
     systems = [] if args.converge == "none" else [s.strip() for s in args.converge.split(",") if s.strip()]
     if systems:

@@ -52,13 +52,19 @@ def build_system(cfg: DSNConfig) -> System:
         if len(mean) != D or not all(0 < v < 4 for v in mean):
             raise UserError(f"--mu: truncexp needs {D} means strictly inside (0, 4)")
         return make_system("truncexp", mean=mean, b=4.0)
-    opts = {"alpha": cfg.v1_alpha} if cfg.system == "v1" else {}
+    opts = {"v1": {"alpha": cfg.v1_alpha}, "stg": {"compiled": cfg.compiled}}.get(cfg.system, {})
     system = make_system(cfg.system, **opts)
     if mu is not None:
         if len(mu) != system.m:
             raise UserError(f"--mu: {cfg.system} has {system.m} statistics ({', '.join(system.stat_names)}), "
                             f"got {len(mu)} values")
         system.mu = torch.tensor(mu, dtype=torch.float32)
+    centre = cfg.init_centre
+    if centre is not None and (len(centre) != system.D or not all(
+            lo < c < hi for c, lo, hi in zip(centre, system.lower.tolist(), system.upper.tolist()))):
+        box = ", ".join(f"{name} in ({lo:g}, {hi:g})" for name, lo, hi in
+                        zip(system.param_names, system.lower.tolist(), system.upper.tolist()))
+        raise UserError(f"--init_centre: {cfg.system} needs {system.D} values strictly inside its support ({box})")
     return system
 
 
@@ -99,6 +105,7 @@ class DSNSuite(ModelSuite):
         cfg = self.cfg
         return {"version": 1, "couplings": cfg.couplings, "hidden": list(cfg.hidden),
                 "batch_norm": cfg.batch_norm, "post_affine": cfg.post_affine, "sigma_init": cfg.sigma_init,
+                "centre": self.system_centre.tolist(),
                 "lower": self.system.lower.tolist(), "upper": self.system.upper.tolist(),
                 "seed": cfg.seed, "init_steps": cfg.init_steps, "n": cfg.n, "lr": cfg.lr}
 
@@ -134,7 +141,10 @@ class DSNSuite(ModelSuite):
 
     @property
     def system_centre(self) -> torch.Tensor:
+        """Centre of the pre-training Gaussian: ``init_centre`` or the support's centre."""
         lo, hi = self.system.lower, self.system.upper
+        if self.cfg.init_centre is not None:
+            return torch.tensor(self.cfg.init_centre, dtype=torch.float32)
         return torch.where(torch.isfinite(lo) & torch.isfinite(hi), (lo + hi) / 2, torch.zeros_like(lo))
 
     def loss(self, modules, batch, step):
@@ -235,12 +245,14 @@ class DSNSuite(ModelSuite):
         return "no converged epoch: last flow"
 
     def _maxent(self):
-        """The max-entropy dual reference (computed once), for bounded closed-form systems."""
+        """The max-entropy dual reference (computed once) for bounded systems: closed forms
+        with ``maxent_samples`` draws, simulators with at most their ``reference_draws``."""
         if not hasattr(self, "_maxent_ref"):
             sys_ = self.system
-            ok = (self.cfg.maxent_samples and sys_.closed_form and not hasattr(sys_, "entropy")
+            n = self.cfg.maxent_samples if sys_.closed_form else min(self.cfg.maxent_samples, sys_.reference_draws)
+            ok = (n > 0 and not hasattr(sys_, "entropy")
                   and bool(torch.isfinite(sys_.lower).all() and torch.isfinite(sys_.upper).all()))
-            self._maxent_ref = maxent_reference(sys_, self.cfg.maxent_samples, seed=self.cfg.seed,
+            self._maxent_ref = maxent_reference(sys_, n, seed=self.cfg.seed, chunk=sys_.reference_chunk,
                                                 keep_samples=True) if ok else None
         return self._maxent_ref
 

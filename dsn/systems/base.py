@@ -36,8 +36,12 @@ class System:
 
     name: str = "system"
     #: T(z) is a cheap closed form (no simulation): the max-entropy dual reference, which
-    #: needs T at ~10^6 uniform draws, is computed for bounded closed-form systems only.
+    #: needs T at ~10^6 uniform draws, uses all ``maxent_samples`` draws for such systems.
     closed_form: bool = False
+    #: a simulated system caps the reference at this many draws (0: no reference), evaluated
+    #: ``reference_chunk`` at a time
+    reference_draws: int = 0
+    reference_chunk: int = 500_000
 
     def __init__(self, param_names: Sequence[str], lower: Sequence[float], upper: Sequence[float],
                  stat_names: Sequence[str], mu: Sequence[float]):

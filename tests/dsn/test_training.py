@@ -128,3 +128,20 @@ def test_presets_are_valid(preset):
     cfg = from_dict(DSNSuite.Config, values)
     assert cfg.steps == cfg.epochs * cfg.iters_per_epoch
     build_system(cfg)
+
+
+def test_init_centre_moves_the_pretrained_gaussian():
+    from core.errors import UserError
+    from dsn.config import DSNConfig
+    from dsn.suite import build_system
+
+    suite = make_suite(system="stg", couplings=2, hidden=[8], n=256, init_steps=300, sigma_init=0.2,
+                       init_centre=[6.5, 1.5], seed=0)
+    flow = suite.build()["flow"]
+    with torch.no_grad():
+        z, _ = flow.rsample_and_log_prob(4000, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(z.mean(0), torch.tensor([6.5, 1.5]), rtol=0, atol=0.05)
+    torch.testing.assert_close(z.std(0), torch.tensor([0.2, 0.2]), rtol=0.15, atol=0)
+    for bad in ([6.5], [9.0, 1.5]):
+        with pytest.raises(UserError, match="init_centre"):
+            build_system(DSNConfig(system="stg", init_centre=bad))
