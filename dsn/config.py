@@ -40,6 +40,9 @@ class DSNConfig(BaseConfig):
     epochs: int = param(10, "augmented-Lagrangian epochs", min=1)
     c0: float = param(1e-4, "initial penalty coefficient c_0", min=0.0)
     beta: float = param(4.0, "penalty growth factor: c <- beta c", min=1.0)
+    constraint_grad: Literal["pathwise", "score"] = param(
+        "pathwise", "gradient of the constraint terms: pathwise through T (published) or the score-function "
+                    "estimate with z held fixed (needs no dT/dz; not with batch_norm)")
     gamma: float = param(0.25, "wanted reduction of E||R|| per epoch in the Welch test", min=0.0, max=1.0)
     c_rule: Literal["probability", "test"] = param(
         "probability", "grow c with probability 1 - p (published) or when p < 0.05")
@@ -59,6 +62,9 @@ class DSNConfig(BaseConfig):
     steps: int = param(0, "derived: epochs * iters_per_epoch (leave 0)", min=0, derived=True)
 
     def check(self) -> None:
+        if self.constraint_grad == "score" and self.batch_norm:
+            raise UserError("--constraint_grad score needs the flow's exact density at fixed samples; "
+                            "set batch_norm false")
         total = self.epochs * self.iters_per_epoch
         if self.steps not in (0, total):
             raise UserError(f"--steps: DSN training length is epochs * iters_per_epoch = {total}; "

@@ -10,6 +10,11 @@ halves with means R_1, R_2: the surrogate c/2 R_1^T R_2 has gradient
 c/2 (J_1^T R_2 + J_2^T R_1), whose expectation is c J^T R (the average of the two
 one-sided estimators c J_{R1}^T R_2 and c J_{R2}^T R_1).
 
+With ``constraint_grad: score`` the constraint terms' gradient is instead the
+score-function (likelihood-ratio) estimate with z held fixed,
+grad E_q[T] = E_q[(T - b) grad_theta log q_theta(z)] (:func:`score_constraint_surrogate`):
+it needs no derivative of T, so it also sees samples on plateaus where dT/dz = 0.
+
 After each AL epoch k (on fresh samples):
 
     lambda_{k+1} = lambda_k + c_k R_hat
@@ -47,6 +52,25 @@ def al_objective(log_q: Tensor, T: Tensor, mu: Tensor, lam: Tensor, c: float
     penalty = 0.5 * c * (R1 * R2).sum()
     loss = -entropy + (lam * R).sum() + penalty
     return loss, {"entropy": entropy.detach(), "R": R.detach(), "penalty": penalty.detach()}
+
+
+def score_constraint_surrogate(log_q_fixed: Tensor, T: Tensor, mu: Tensor, lam: Tensor, c: float) -> Tensor:
+    """Surrogate whose gradient is the score-function estimate of grad[lam^T R + c/2 ||R||^2].
+
+    Args:
+        log_q_fixed: (n,) log q_theta(z_i) at the samples held fixed (through the inverse flow).
+        T: (n, m) statistics of those samples (no gradient needed).
+    Each half's score term is centred by the *other* half's mean (a baseline independent of
+    its own samples, so unbiased) and, as in :func:`al_objective`, the penalty pairs the
+    Jacobian of one half with the residual of the other: c/2 (J_1^T R_2 + J_2^T R_1).
+    """
+    dev = (T - mu).detach()
+    half = T.shape[0] // 2
+    d1, d2 = dev[:half], dev[half:2 * half]
+    R1, R2 = d1.mean(0), d2.mean(0)
+    w1 = (d1 - R2) @ (0.5 * lam + 0.5 * c * R2)
+    w2 = (d2 - R1) @ (0.5 * lam + 0.5 * c * R1)
+    return (w1 * log_q_fixed[:half]).mean() + (w2 * log_q_fixed[half:2 * half]).mean()
 
 
 def update_multipliers(lam: Tensor, c: float, R_hat: Tensor) -> Tensor:

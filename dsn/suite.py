@@ -152,8 +152,15 @@ class DSNSuite(ModelSuite):
         if step.phase_step == 0 and self.prev_norms.numel() == 0:
             self.prev_norms = self._fresh(flow, step.generator)["norms"]  # ||R|| before the first epoch
         z, log_q = flow.rsample_and_log_prob(self.cfg.n, step.generator)
-        T = self.system.suff_stats(z)
-        loss, parts = lagrangian.al_objective(log_q, T, self.mu, self.lam, self.c)
+        if self.cfg.constraint_grad == "score":
+            with torch.no_grad():
+                T = self.system.suff_stats(z)
+            _, parts = lagrangian.al_objective(log_q, T, self.mu, self.lam, self.c)
+            loss = log_q.mean() + lagrangian.score_constraint_surrogate(
+                flow.log_prob(z.detach()), T, self.mu, self.lam, self.c)
+        else:
+            T = self.system.suff_stats(z)
+            loss, parts = lagrangian.al_objective(log_q, T, self.mu, self.lam, self.c)
         metrics = {"entropy": parts["entropy"], "R_norm": parts["R"].norm(), "c": self.c}
         metrics.update({f"R/{name}": parts["R"][j] for j, name in enumerate(self.system.stat_names)})
         return loss, metrics

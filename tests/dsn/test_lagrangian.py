@@ -99,3 +99,24 @@ def test_welch_p_value_is_uniform_under_the_null_and_small_under_h1():
     new, old = torch.full((20,), 1.0) + 0.05 * torch.randn(20), torch.full((20,), 1.0) + 0.05 * torch.randn(20)
     assert lagrangian.welch_greater_p(new, 0.25 * old) < 1e-6
     assert lagrangian.welch_greater_p(0.1 * new, 0.25 * old) > 0.999
+
+
+def test_score_surrogate_gradient_is_unbiased():
+    """q = N(theta, 1), T(z) = (z, z^2): grad[lam^T R + c/2 ||R||^2] has the closed form
+    lam_1 + 2 theta lam_2 + c (R_1 + 2 theta R_2) with R = (theta - mu_1, theta^2 + 1 - mu_2)."""
+    from dsn.lagrangian import score_constraint_surrogate
+
+    theta0, lam, c = 0.7, torch.tensor([0.3, 0.2], dtype=torch.float64), 2.0
+    mu = torch.tensor([0.2, 1.1], dtype=torch.float64)
+    g = torch.Generator().manual_seed(0)
+    reps, n = 4000, 64
+    theta = torch.full((reps, 1), theta0, dtype=torch.float64, requires_grad=True)  # one copy per replicate
+    z = theta0 + torch.randn(reps, n, generator=g, dtype=torch.float64)
+    T = torch.stack([z, z ** 2], -1)
+    log_q = -0.5 * (z - theta) ** 2
+    surrogate = torch.stack([score_constraint_surrogate(log_q[r], T[r], mu, lam, c) for r in range(reps)])
+    (grads,) = torch.autograd.grad(surrogate.sum(), theta)
+    R = torch.tensor([theta0 - mu[0], theta0 ** 2 + 1 - mu[1]], dtype=torch.float64)
+    expected = lam[0] + 2 * theta0 * lam[1] + c * (R[0] + 2 * theta0 * R[1])
+    se = grads.std() / reps ** 0.5
+    assert abs(float(grads.mean() - expected)) < 4 * float(se), (float(grads.mean()), float(expected), float(se))

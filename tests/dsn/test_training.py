@@ -145,3 +145,23 @@ def test_init_centre_moves_the_pretrained_gaussian():
     for bad in ([6.5], [9.0, 1.5]):
         with pytest.raises(UserError, match="init_centre"):
             build_system(DSNConfig(system="stg", init_centre=bad))
+
+
+def test_score_constraint_gradient_trains_towards_the_constraint():
+    """With the score-function estimate (no dT/dz used) a Gaussian-moment system still moves
+    E_q[T] towards mu; batch norm is refused in that mode."""
+    from core.errors import UserError
+
+    suite = make_suite(system="gaussian", couplings=2, hidden=[8], n=256, init_steps=50, iters_per_epoch=300,
+                       epochs=1, c0=10.0, norm_batches=3, n_boot=100, test_samples=256, seed=2,
+                       constraint_grad="score", sigma_init=1.0)
+    modules = suite.build()
+    flow = modules["flow"]
+    with torch.no_grad():
+        before = (suite.system.suff_stats(flow.rsample_and_log_prob(4000)[0]).mean(0) - suite.mu).abs().sum()
+    run_steps(suite, modules, 0, 300)
+    with torch.no_grad():
+        after = (suite.system.suff_stats(flow.rsample_and_log_prob(4000)[0]).mean(0) - suite.mu).abs().sum()
+    assert after < 0.5 * before, (float(before), float(after))
+    with pytest.raises(UserError, match="constraint_grad"):
+        make_suite(system="gaussian", constraint_grad="score", batch_norm=True)
