@@ -35,7 +35,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from dsn.systems.base import System
-from dsn.systems.stg_dynamics import C_M, G_CA, G_H, G_K, NEURONS, X0, EulerSTG, coupling_matrices, euler_step
+from dsn.systems.stg_dynamics import C_M, G_CA, G_H, G_K, NEURONS, X0, EulerSTG, coupling_matrices, euler_sweep
 
 
 class STGHub(System):
@@ -68,14 +68,8 @@ class STGHub(System):
         x0 = torch.tensor(X0, device=z.device, dtype=z.dtype).expand(z.shape[0], 15)
         if self.adjoint:
             return EulerSTG.apply(g_el, g_syn_a, x0, p, self.dt, self.steps, self.noise / C_M, self.compiled)
-        V, N, H = x0[:, :5], x0[:, 5:10], x0[:, 10:]
-        vs = [V]
-        for _ in range(self.steps):
-            V, N, H = euler_step(V, N, H, g_el, g_syn_a, p, self.dt)
-            if self.noise > 0:
-                V = V + self.dt * (self.noise / C_M) * torch.randn_like(V)
-            vs.append(V)
-        return torch.stack(vs, 1)
+        V, _, _ = euler_sweep(x0, g_el, g_syn_a, p, self.dt, self.steps, self.noise / C_M, gates=False)
+        return V.transpose(0, 1)
 
     def hub_frequency(self, v_hub: Tensor) -> Tensor:
         """Soft-argmax frequency (batch,) of hub voltage traces (batch, time) in volts."""

@@ -115,6 +115,23 @@ def euler_step(V: Tensor, N: Tensor, H: Tensor, g_el: Tensor, g_syn_a: Tensor, p
     return V + dt * dV, N + dt * dN, H + dt * dH
 
 
+def euler_sweep(x0: Tensor, g_el: Tensor, g_syn_a: Tensor, p: dict[str, Tensor], dt: float, steps: int,
+                noise: float = 0.0, step=euler_step, gates: bool = True):
+    """Forward Euler from x0 (batch, 15): V (steps + 1, batch, 5), and N, H likewise (None
+    unless ``gates``). ``noise`` = sigma_I / C (V/s) adds Gaussian current noise to dV/dt."""
+    V, N, H = x0[:, :5], x0[:, 5:10], x0[:, 10:]
+    Vs, Ns, Hs = [V], [N], [H]
+    for _ in range(steps):
+        V, N, H = step(V, N, H, g_el, g_syn_a, p, dt)
+        if noise > 0:
+            V = V + dt * noise * torch.randn_like(V)
+        Vs.append(V)
+        if gates:
+            Ns.append(N)
+            Hs.append(H)
+    return torch.stack(Vs), (torch.stack(Ns) if gates else None), (torch.stack(Hs) if gates else None)
+
+
 _COMPILED: dict[str, object] = {}
 
 
@@ -136,19 +153,10 @@ class EulerSTG(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, g_el, g_syn_a, x0, p, dt: float, steps: int, noise: float, compiled: bool):
-        step, _ = _kernels(compiled)
-        V, N, H = x0[:, :5], x0[:, 5:10], x0[:, 10:]
-        Vs, Ns, Hs = [V], [N], [H]
-        for _ in range(steps):
-            V, N, H = step(V, N, H, g_el, g_syn_a, p, dt)
-            if noise > 0:
-                V = V + dt * noise * torch.randn_like(V)
-            Vs.append(V)
-            Ns.append(N)
-            Hs.append(H)
-        ctx.save_for_backward(g_el, g_syn_a, torch.stack(Vs), torch.stack(Ns), torch.stack(Hs))
+        Vs, Ns, Hs = euler_sweep(x0, g_el, g_syn_a, p, dt, steps, noise, step=_kernels(compiled)[0])
+        ctx.save_for_backward(g_el, g_syn_a, Vs, Ns, Hs)
         ctx.p, ctx.dt, ctx.compiled = p, dt, compiled
-        return torch.stack(Vs, 1)
+        return Vs.transpose(0, 1)
 
     @staticmethod
     def backward(ctx, grad_v):
