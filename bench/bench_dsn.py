@@ -22,7 +22,8 @@ Prints, measured in the same run:
    per-sample loop (the straightforward way), and the STG iteration time at n = 200/1000
    with autograd through every Euler step (the straightforward gradient), with the
    hand-derived adjoint (:mod:`dsn.systems.stg_dynamics`, the default), and with the
-   adjoint's step functions compiled (``compiled: true``; compile time excluded).
+   adjoint's step functions compiled (``compiled: true``; compile time excluded), and with
+   the score-function constraint gradient (compiled forward only, the STG preset's mode).
 3. **Wall time to convergence** (``--converge``): the whole DSN run of a preset
    (``configs/dsn_quick.yaml`` for Linear2D, ``configs/dsn_stg.yaml`` for STG;
    ``--full`` uses ``configs/dsn_linear2d.yaml``, the published settings): pre-training,
@@ -62,8 +63,10 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def _stepper(system, n: int, activation, device, hidden=(32, 32), paired: bool = True, fused: bool = True):
-    """A closure running one AL Adam step of a fresh flow."""
+def _stepper(system, n: int, activation, device, hidden=(32, 32), paired: bool = True, fused: bool = True,
+             score: bool = False):
+    """A closure running one AL Adam step of a fresh flow (``score``: the score-function
+    constraint gradient, T without a backward pass, as ``constraint_grad: score``)."""
     torch.manual_seed(0)
     flow = DensityNetwork(system.lower, system.upper, couplings=4, hidden=hidden, sigma_init=3.0,
                           activation=activation, paired=paired).to(device)
@@ -73,7 +76,12 @@ def _stepper(system, n: int, activation, device, hidden=(32, 32), paired: bool =
 
     def step():
         z, log_q = flow.rsample_and_log_prob(n, g)
-        loss, _ = lagrangian.al_objective(log_q, system.suff_stats(z), mu, lam, 1.0)
+        if score:
+            with torch.no_grad():
+                T = system.suff_stats(z)
+            loss = log_q.mean() + lagrangian.score_constraint_surrogate(flow.log_prob(z.detach()), T, mu, lam, 1.0)
+        else:
+            loss, _ = lagrangian.al_objective(log_q, system.suff_stats(z), mu, lam, 1.0)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -190,12 +198,14 @@ def main(argv=None) -> None:
     batched, loop = stg_batched_vs_loop(1000, 20, device)
     print(f"   simulate 1000 circuits: batched {batched * 1e3:8.1f} ms, per-sample loop {loop * 1e3:8.0f} ms "
           f"(extrapolated from 20)  speed-up x{loop / batched:.0f}")
-    stg_variants = {"autograd through every step (reference)": {"adjoint": False},
-                    "hand-derived adjoint (default)": {},
-                    "adjoint + compiled: true": {"compiled": True}}
+    stg_variants = {"autograd through every step (reference)": ({"adjoint": False}, False),
+                    "hand-derived adjoint (default)": ({}, False),
+                    "adjoint + compiled: true": ({"compiled": True}, False),
+                    "score-function grad + compiled (preset)": ({"compiled": True}, True)}
     for n in (200, 1000):
-        ms = iteration_ms({label: _stepper(make_system("stg", **kw), n, SigmoidTanh, device)
-                           for label, kw in stg_variants.items()}, max(5, args.iters // 20), device, repeats=2)
+        ms = iteration_ms({label: _stepper(make_system("stg", **kw), n, SigmoidTanh, device, score=score)
+                           for label, (kw, score) in stg_variants.items()},
+                          max(5, args.iters // 20), device, repeats=2)
         base = next(iter(ms.values()))
         for label, t in ms.items():
             print(f"   STG AL iteration n = {n:<4d} {label:40s} {t:7.1f} ms/it ({1e3 / t:5.1f} it/s)  x{base / t:.2f}")

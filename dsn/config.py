@@ -38,11 +38,18 @@ class DSNConfig(BaseConfig):
                                     "~/.cache/dsn_init), off (always pre-train), or a path")
     iters_per_epoch: int = param(5000, "Adam iterations per augmented-Lagrangian epoch", min=1)
     epochs: int = param(10, "augmented-Lagrangian epochs", min=1)
+    restarts: int = param(1, "independent AL runs, restart r from the pre-trained flow of seed + r with fresh "
+                             "lambda, c0 and Adam; the kept flow is the maximum-entropy converged epoch over "
+                             "all of them (EPI's selection across random seeds)", min=1, max=100)
     c0: float = param(1e-4, "initial penalty coefficient c_0", min=0.0)
     beta: float = param(4.0, "penalty growth factor: c <- beta c", min=1.0)
     constraint_grad: Literal["pathwise", "score"] = param(
         "pathwise", "gradient of the constraint terms: pathwise through T (published) or the score-function "
                     "estimate with z held fixed (needs no dT/dz; not with batch_norm)")
+    constraint_scale: Optional[list[float]] = param(
+        None, "per-statistic scale s_j > 0: the AL works with the residuals (E[T_j] - mu_j) / s_j (the same "
+              "solution, a better-balanced penalty when the statistics differ in size; lambda is reported in "
+              "these units); null: 1 for every statistic")
     gamma: float = param(0.25, "wanted reduction of E||R|| per epoch in the Welch test", min=0.0, max=1.0)
     c_rule: Literal["probability", "test"] = param(
         "probability", "grow c with probability 1 - p (published) or when p < 0.05")
@@ -59,14 +66,16 @@ class DSNConfig(BaseConfig):
     maxent_samples: int = param(1_000_000, "uniform Monte-Carlo draws for the max-entropy dual reference "
                                            "(bounded systems; a simulated one uses at most its own cap, "
                                            "stg 100 000, v1 none; 0: skip)", min=0)
-    steps: int = param(0, "derived: epochs * iters_per_epoch (leave 0)", min=0, derived=True)
+    steps: int = param(0, "derived: restarts * epochs * iters_per_epoch (leave 0)", min=0, derived=True)
 
     def check(self) -> None:
         if self.constraint_grad == "score" and self.batch_norm:
             raise UserError("--constraint_grad score needs the flow's exact density at fixed samples; "
                             "set batch_norm false")
-        total = self.epochs * self.iters_per_epoch
+        if self.constraint_scale is not None and not all(s > 0 for s in self.constraint_scale):
+            raise UserError("--constraint_scale: every scale must be positive")
+        total = self.restarts * self.epochs * self.iters_per_epoch
         if self.steps not in (0, total):
-            raise UserError(f"--steps: DSN training length is epochs * iters_per_epoch = {total}; "
+            raise UserError(f"--steps: DSN training length is restarts * epochs * iters_per_epoch = {total}; "
                             "set those instead (or leave steps at 0)")
         self.steps = total

@@ -11,7 +11,8 @@ from core.outputs import to_numpy
 
 
 def plot_traces(history: dict, stat_names: list[str], mu, best_epoch: int, reference_entropy=None):
-    """Entropy per AL epoch, and E[T_j] against mu_j per epoch; dotted line at the kept epoch."""
+    """Entropy per AL epoch, and E[T_j] against mu_j per epoch; dotted line at the kept epoch,
+    dashed lines where a restart begins (``history["restart"]``: restart index per epoch)."""
     ep = np.arange(1, len(history["entropy"]) + 1)
     m = len(stat_names)
     fig, axes = plt.subplots(1, 1 + m, figsize=(3.0 * (1 + m), 2.8), squeeze=False)
@@ -30,10 +31,15 @@ def plot_traces(history: dict, stat_names: list[str], mu, best_epoch: int, refer
         ax.plot(ep, R[:, j] + mu[j], "o-", ms=3)
         ax.axhline(mu[j], color="k", lw=1)
         ax.set(xlabel="AL epoch", title=f"E[{stat_names[j]}]")
+    restart = to_numpy(history.get("restart", np.zeros(len(ep)))).astype(int)
+    starts = ep[1:][np.diff(restart) != 0] - 0.5  # between the last epoch of one restart and the next
     for ax in axes[0]:
         if best_epoch >= 0:
             ax.axvline(best_epoch + 1, color="k", ls=":", lw=1.2)
-    fig.suptitle("augmented-Lagrangian optimisation (dotted: max-entropy converged epoch)", fontsize=10)
+        for x in starts:
+            ax.axvline(x, color="0.6", ls="--", lw=0.8)
+    extra = "; dashed: a restart begins" if len(starts) else ""
+    fig.suptitle(f"augmented-Lagrangian optimisation (dotted: max-entropy converged epoch{extra})", fontsize=10)
     fig.tight_layout()
     return fig
 

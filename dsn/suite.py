@@ -2,7 +2,10 @@
 
 :meth:`build` makes the flow and pre-trains it to N(centre, sigma_init^2 I) (or loads that
 pre-trained flow from the on-disk cache, :mod:`dsn.init_cache`). Training is then one
-phase ``al``: one step is one Adam iteration on the augmented Lagrangian; every
+phase per restart (``al``, or ``al1``, ``al2``, ... with ``restarts > 1``; each phase gets a
+fresh Adam, and its first step re-initialises the flow from the pre-trained flow of
+seed + r and resets lambda and c): one step is one Adam iteration on the augmented
+Lagrangian; every
 ``iters_per_epoch`` steps :meth:`after_step` ends an AL epoch (convergence test on fresh
 samples, history, lambda and c updates, the max-entropy converged flow kept in the
 suite state, so checkpoints carry it and resume is exact).
@@ -29,7 +32,7 @@ from dsn.pretrain import adam, pretrain_isotropic
 from dsn.systems import make_system
 from dsn.systems.base import System
 
-_HIST = ("entropy", "R", "p", "accepted", "c", "lam", "step")
+_HIST = ("entropy", "R", "p", "accepted", "c", "lam", "step", "restart")
 
 
 def build_system(cfg: DSNConfig) -> System:
@@ -78,6 +81,11 @@ class DSNSuite(ModelSuite):
         self.system = build_system(self.cfg)
         self.mu = self.system.mu.to(self.device)
         m = self.system.m
+        scale = self.cfg.constraint_scale
+        if scale is not None and len(scale) != m:
+            raise UserError(f"--constraint_scale: {self.cfg.system} has {m} statistics "
+                            f"({', '.join(self.system.stat_names)}), got {len(scale)} scales")
+        self.scale = (torch.tensor(scale, dtype=torch.float32) if scale is not None else torch.ones(m)).to(self.device)
         self.lam = torch.zeros(m, device=self.device)
         self.c = float(self.cfg.c0)
         self.prev_norms = torch.zeros(0)
@@ -85,6 +93,7 @@ class DSNSuite(ModelSuite):
         self.best_epoch, self.best_entropy = -1, -math.inf
         self.best_flow: dict[str, torch.Tensor] = {}
         self.init_kl, self.init_cached = math.nan, False
+        self.restart = 0
 
     # ---- model and training ---------------------------------------------------------
     def prepare(self) -> None:
@@ -100,21 +109,22 @@ class DSNSuite(ModelSuite):
         self._pretrain(flow)
         return {"flow": flow}
 
-    def init_settings(self) -> dict:
+    def init_settings(self, seed: int | None = None) -> dict:
         """Everything the pre-trained initial flow depends on (the cache key)."""
         cfg = self.cfg
         return {"version": 1, "couplings": cfg.couplings, "hidden": list(cfg.hidden),
                 "batch_norm": cfg.batch_norm, "post_affine": cfg.post_affine, "sigma_init": cfg.sigma_init,
                 "centre": self.system_centre.tolist(),
                 "lower": self.system.lower.tolist(), "upper": self.system.upper.tolist(),
-                "seed": cfg.seed, "init_steps": cfg.init_steps, "n": cfg.n, "lr": cfg.lr}
+                "seed": cfg.seed if seed is None else seed, "init_steps": cfg.init_steps, "n": cfg.n, "lr": cfg.lr}
 
-    def _pretrain(self, flow) -> None:
+    def _pretrain(self, flow, seed: int | None = None) -> None:
         """Fit the flow to N(centre, sigma_init^2 I), or load that fit from the cache."""
         cfg = self.cfg
+        seed = cfg.seed if seed is None else seed
         if cfg.init_steps == 0:
             return
-        settings = self.init_settings()
+        settings = self.init_settings(seed)
         folder = init_cache.cache_dir(cfg.init_cache)
         path = folder / f"{init_cache.cache_key(**settings)}.pt" if folder is not None else None
         entry = init_cache.load_cached(path) if path is not None else None
@@ -122,7 +132,7 @@ class DSNSuite(ModelSuite):
             flow.load_state_dict(entry["state"])
             self.init_kl, self.init_cached = float(entry["kl"]), True
             return
-        g = torch.Generator(device=self.device).manual_seed(derive_seed(cfg.seed, "dsn-init"))
+        g = torch.Generator(device=self.device).manual_seed(derive_seed(seed, "dsn-init"))
         self.init_kl = pretrain_isotropic(flow, self.system_centre.to(self.device), cfg.sigma_init,
                                           cfg.init_steps, cfg.n, cfg.lr, g)
         if path is not None:
@@ -132,7 +142,22 @@ class DSNSuite(ModelSuite):
                 pass
 
     def phases(self):
-        return [Phase("al", self.cfg.epochs * self.cfg.iters_per_epoch)]
+        steps, R = self.cfg.epochs * self.cfg.iters_per_epoch, self.cfg.restarts
+        return [Phase("al" if R == 1 else f"al{r + 1}", steps) for r in range(R)]
+
+    def _begin_restart(self, flow, r: int) -> None:
+        """Restart r: the flow from the pre-trained flow of seed + r (weights copied in
+        place, so the phase's fresh Adam keeps tracking them), lambda = 0, c = c0."""
+        torch.manual_seed(self.cfg.seed + r)
+        fresh = DensityNetwork(self.system.lower, self.system.upper, couplings=self.cfg.couplings,
+                               hidden=tuple(self.cfg.hidden), batch_norm=self.cfg.batch_norm,
+                               post_affine=self.cfg.post_affine, sigma_init=self.cfg.sigma_init).to(self.device)
+        self._pretrain(fresh, self.cfg.seed + r)
+        flow.load_state_dict(fresh.state_dict())
+        self.restart = r
+        self.lam = torch.zeros_like(self.lam)
+        self.c = float(self.cfg.c0)
+        self.prev_norms = torch.zeros(0)
 
     def make_optimizer(self, modules, phase):
         """Adam (lr = cfg.lr), fused into one kernel where torch offers it (measured ~4x
@@ -149,25 +174,31 @@ class DSNSuite(ModelSuite):
 
     def loss(self, modules, batch, step):
         flow = modules["flow"]
+        r = int(step.phase[2:]) - 1 if step.phase != "al" else 0
+        if step.phase_step == 0 and r != self.restart:
+            self._begin_restart(flow, r)
         if step.phase_step == 0 and self.prev_norms.numel() == 0:
             self.prev_norms = self._fresh(flow, step.generator)["norms"]  # ||R|| before the first epoch
         z, log_q = flow.rsample_and_log_prob(self.cfg.n, step.generator)
+        mu_s = self.mu / self.scale  # the AL works in scaled units (constraint_scale)
         if self.cfg.constraint_grad == "score":
             with torch.no_grad():
-                T = self.system.suff_stats(z)
-            _, parts = lagrangian.al_objective(log_q, T, self.mu, self.lam, self.c)
+                T_s = self.system.suff_stats(z) / self.scale
+            _, parts = lagrangian.al_objective(log_q, T_s, mu_s, self.lam, self.c)
             loss = log_q.mean() + lagrangian.score_constraint_surrogate(
-                flow.log_prob(z.detach()), T, self.mu, self.lam, self.c)
+                flow.log_prob(z.detach()), T_s, mu_s, self.lam, self.c)
         else:
-            T = self.system.suff_stats(z)
-            loss, parts = lagrangian.al_objective(log_q, T, self.mu, self.lam, self.c)
+            T_s = self.system.suff_stats(z) / self.scale
+            loss, parts = lagrangian.al_objective(log_q, T_s, mu_s, self.lam, self.c)
+        R = parts["R"] * self.scale
         metrics = {"entropy": parts["entropy"], "R_norm": parts["R"].norm(), "c": self.c}
-        metrics.update({f"R/{name}": parts["R"][j] for j, name in enumerate(self.system.stat_names)})
+        metrics.update({f"R/{name}": R[j] for j, name in enumerate(self.system.stat_names)})
         return loss, metrics
 
     @torch.no_grad()
     def _fresh(self, flow, generator) -> dict[str, torch.Tensor]:
-        """norm_batches fresh batches of n from the eval-mode flow: entropy, R, norms, dev."""
+        """norm_batches fresh batches of n from the eval-mode flow: entropy, R and dev (in the
+        statistics' units) and the scaled residual norms of the Welch test."""
         was = flow.training
         flow.eval()
         devs, logs = [], []
@@ -178,7 +209,7 @@ class DSNSuite(ModelSuite):
         flow.train(was)
         dev = torch.stack(devs)  # (batches, n, m)
         return {"dev": dev, "entropy": -torch.cat(logs).mean(), "R": dev.mean((0, 1)),
-                "norms": lagrangian.constraint_norms(dev).cpu()}
+                "norms": lagrangian.constraint_norms(dev / self.scale).cpu()}
 
     def after_step(self, modules, step, metrics):
         if (step.phase_step + 1) % self.cfg.iters_per_epoch:
@@ -190,12 +221,13 @@ class DSNSuite(ModelSuite):
         ok = convergence.constraints_satisfied(p, cfg.alpha)
         H = float(fresh["entropy"])
         for key, val in (("entropy", H), ("R", fresh["R"].cpu()), ("p", p.cpu()), ("accepted", ok),
-                         ("c", self.c), ("lam", self.lam.cpu().clone()), ("step", step.step + 1)):
+                         ("c", self.c), ("lam", self.lam.cpu().clone()), ("step", step.step + 1),
+                         ("restart", self.restart)):
             self.history[key].append(val)
         if ok and H > self.best_entropy:
             self.best_epoch, self.best_entropy = len(self.history["entropy"]) - 1, H
             self.best_flow = {k: v.detach().clone() for k, v in flow.state_dict().items()}
-        self.lam = lagrangian.update_multipliers(self.lam, self.c, fresh["R"])
+        self.lam = lagrangian.update_multipliers(self.lam, self.c, fresh["R"] / self.scale)
         p_welch = lagrangian.welch_greater_p(fresh["norms"], cfg.gamma * self.prev_norms)
         u = float(torch.rand((), generator=step.generator, device=step.generator.device))
         self.c = lagrangian.penalty_update(self.c, p_welch, cfg.beta, cfg.c_rule, u)
@@ -213,6 +245,7 @@ class DSNSuite(ModelSuite):
                 "accepted": torch.tensor(h["accepted"], dtype=torch.bool),
                 "c_hist": torch.tensor(h["c"], dtype=torch.float64),
                 "step": torch.tensor(h["step"], dtype=torch.long),
+                "restart": self.restart, "restart_hist": torch.tensor(h["restart"], dtype=torch.long),
                 "best_epoch": self.best_epoch, "best_entropy": self.best_entropy, "best_flow": self.best_flow,
                 "init_kl": self.init_kl, "init_cached": self.init_cached}
 
@@ -223,7 +256,13 @@ class DSNSuite(ModelSuite):
         self.c, self.prev_norms = float(state["c"]), state["prev_norms"]
         self.history = {"entropy": state["entropy"].tolist(), "R": list(state["R"]), "p": list(state["p"]),
                         "accepted": state["accepted"].tolist(), "c": state["c_hist"].tolist(),
-                        "lam": list(state["lam_hist"]), "step": state["step"].tolist()}
+                        "lam": list(state["lam_hist"]), "step": state["step"].tolist(),
+                        "restart": state.get("restart_hist", torch.zeros(len(state["step"]), dtype=torch.long)).tolist()}
+        self.restart = int(state.get("restart", 0))
+        per = self.cfg.epochs * self.cfg.iters_per_epoch
+        if self.cfg.restarts > 1 and any((st - 1) // per != r for st, r in zip(self.history["step"], self.history["restart"])):
+            raise UserError("this run's restarts were laid out with other epochs / iters_per_epoch; with "
+                            "restarts > 1 resume it with the settings it was started with")
         self.best_epoch, self.best_entropy = int(state["best_epoch"]), float(state["best_entropy"])
         self.best_flow = dict(state["best_flow"])
         self.init_kl = float(state.get("init_kl", math.nan))
@@ -248,7 +287,8 @@ class DSNSuite(ModelSuite):
 
     def _label(self):
         if self.best_epoch >= 0:
-            return f"max-entropy converged epoch {self.best_epoch + 1}"
+            where = f" (restart {self.history['restart'][self.best_epoch] + 1})" if self.cfg.restarts > 1 else ""
+            return f"max-entropy converged epoch {self.best_epoch + 1}{where}"
         return "no converged epoch: last flow"
 
     def _maxent(self):
@@ -274,7 +314,7 @@ class DSNSuite(ModelSuite):
         if not self.history["entropy"]:
             raise UserError("--viz traces: no AL epoch has finished yet; train for at least iters_per_epoch steps")
         h = {"entropy": self.history["entropy"], "accepted": self.history["accepted"],
-             "R": torch.stack(self.history["R"]) if self.system.m else None}
+             "R": torch.stack(self.history["R"]) if self.system.m else None, "restart": self.history["restart"]}
         return {"traces": plot_traces(h, self.system.stat_names, self.mu, self.best_epoch,
                                       self._reference_entropy())}
 
@@ -300,7 +340,7 @@ class DSNSuite(ModelSuite):
         for j, name in enumerate(self.system.stat_names):
             frame[f"T:{name}"] = T[:, j].cpu().numpy()
         hist = pd.DataFrame({"epoch": range(1, len(self.history["entropy"]) + 1),
-                             "step": self.history["step"], "entropy": self.history["entropy"],
+                             "restart": [r + 1 for r in self.history["restart"]], "step": self.history["step"], "entropy": self.history["entropy"],
                              "accepted": self.history["accepted"], "c": self.history["c"]})
         for j, name in enumerate(self.system.stat_names):
             hist[f"E[{name}]-mu"] = [float(r[j]) for r in self.history["R"]]

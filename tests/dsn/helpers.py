@@ -16,14 +16,18 @@ def make_suite(**overrides) -> DSNSuite:
 
 
 def run_steps(suite: DSNSuite, modules, start: int, stop: int, optimizer=None):
-    """Steps [start, stop) exactly as TrainingManager runs them (same seeding); DSN has one
-    phase, so one optimiser. Returns the optimiser (pass it back in to continue)."""
-    phase = suite.phases()[0]
-    optimizer = optimizer or suite.make_optimizer(modules, phase)
+    """Steps [start, stop) exactly as TrainingManager runs them (same seeding; a fresh
+    optimiser at each phase, i.e. each restart). Returns the optimiser (pass it back in to
+    continue within the same phase)."""
+    phases = suite.phases()
+    per = phases[0].steps
     for step in range(start, stop):
+        phase = phases[step // per]
+        if optimizer is None or step % per == 0:
+            optimizer = suite.make_optimizer(modules, phase)
         seed = derive_seed(suite.cfg.seed, "step", step, 0)
         torch.manual_seed(seed)
-        ctx = StepContext(step=step, phase=phase.name, phase_step=step, rank=0, world_size=1,
+        ctx = StepContext(step=step, phase=phase.name, phase_step=step % per, rank=0, world_size=1,
                           device=torch.device("cpu"), generator=generator(seed))
         loss, metrics = suite.loss(modules, None, ctx)
         optimizer.zero_grad(set_to_none=True)

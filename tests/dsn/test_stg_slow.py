@@ -1,16 +1,17 @@
 """STG hub frequency (slow): the preset's DSN against the max-entropy dual reference.
 
 Run with ``pytest -m slow tests/dsn/test_stg_slow.py`` (~4 CPU minutes with a C++ compiler
-for ``compiled``, ~10 without). Stated tolerances, measured on ``configs/dsn_stg.yaml``
-(seed 1; docs/dsn.md):
+for ``compiled``, ~12 without). Stated tolerances, measured on ``configs/dsn_stg.yaml``
+(score-function constraint gradient, scaled residuals; seeds 1-5 all converge, 1.06-1.33
+nats below the ceiling; docs/dsn.md):
 
 * an AL epoch passes the convergence test, and on 5 000 fresh samples of the kept flow
   |E[f_hub] - 0.53| < 0.005 Hz and E[(f_hub - 0.53)^2] lies within 40 % of 0.025^2;
 * the entropy is not significantly above the dual's ceiling H* (H < H* + 3 s.e.) and within
-  ENTROPY_MARGIN nats of it (measured gap 2.0 nats: the flow stays on the near side of the
-  bifurcation at g_synA ~ 1.9 nS, see docs/dsn.md);
+  ENTROPY_MARGIN nats of it (measured gap 1.06 for seed 1: the max-entropy solution ends in
+  a sharp edge at the bifurcation near g_synA ~ 1.9 nS, see docs/dsn.md);
 * the exact Hessian's least degenerate (most sensitive) direction points mainly along
-  g_synA, the synapse onto the hub, at most sampled points.
+  g_synA, the synapse onto the hub, at most sampled points (measured 75 % of 40).
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from dsn.hessian import hessian_directions, log_density_hessian
 from dsn.maxent import maxent_reference
 from tests.dsn.helpers import make_suite, train
 
-ENTROPY_MARGIN = 2.5
+ENTROPY_MARGIN = 1.6
 
 
 @pytest.fixture(scope="module")

@@ -51,6 +51,68 @@ def test_two_halves_equal_one_run():
     assert full.best_epoch == second.best_epoch
 
 
+def test_restarts_start_from_seed_plus_r_and_resume_exactly():
+    """restarts = 2: restart 2 begins from the pre-trained flow of seed + 1 with lambda = 0
+    and c = c0; a run stopped inside restart 2 and resumed equals one run; the kept epoch is
+    the maximum-entropy accepted one over both restarts."""
+    torch.set_num_threads(1)
+    cfg = dict(TINY, restarts=2, epochs=2)
+    full = make_suite(**cfg)
+    per = full.cfg.epochs * full.cfg.iters_per_epoch
+    assert [p.name for p in full.phases()] == ["al1", "al2"] and full.cfg.steps == 2 * per
+    mods = full.build()
+    run_steps(full, mods, 0, per)
+    assert full.restart == 0 and float(full.lam.abs().sum()) > 0
+    ctx_flow = make_suite(**dict(TINY, seed=TINY["seed"] + 1)).build()["flow"]
+    full._begin_restart(mods["flow"], 1)  # what the first step of phase al2 does
+    for (name, a), (_, b) in zip(mods["flow"].state_dict().items(), ctx_flow.state_dict().items()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+    assert full.restart == 1 and float(full.lam.abs().sum()) == 0 and full.c == full.cfg.c0
+
+    whole_suite = make_suite(**cfg)
+    whole = train(whole_suite)
+    assert whole_suite.history["restart"] == [0, 0, 1, 1]
+    first = make_suite(**cfg)
+    mods1 = first.build()
+    opt = run_steps(first, mods1, 0, per + 5)
+    ckpt = _roundtrip({"modules": {k: m.state_dict() for k, m in mods1.items()},
+                       "optimizer": opt.state_dict(), "suite": first.state_dict()})
+    second = make_suite(**cfg)
+    mods2 = second.build()
+    for k, m in mods2.items():
+        m.load_state_dict(ckpt["modules"][k])
+    second.load_state_dict(ckpt["suite"])
+    opt2 = second.make_optimizer(mods2, second.phases()[1])
+    opt2.load_state_dict(ckpt["optimizer"])
+    run_steps(second, mods2, per + 5, second.cfg.steps, opt2)
+    for (name, a), (_, b) in zip(whole["flow"].state_dict().items(), mods2["flow"].state_dict().items()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+    assert whole_suite.history["entropy"] == second.history["entropy"]
+    assert whole_suite.history["restart"] == second.history["restart"]
+    H, ok = whole_suite.history["entropy"], whole_suite.history["accepted"]
+    accepted = [h for h, a in zip(H, ok) if a]
+    assert whole_suite.best_epoch == (H.index(max(accepted)) if accepted else -1)
+
+
+def test_constraint_scale_is_a_change_of_units():
+    """Scaling every residual by s is the same AL as the raw one with c / s^2 and lambda / s:
+    the same flow after two epochs, lambda_scaled = s lambda_raw, E[T] reported in raw units."""
+    from core.errors import UserError
+
+    torch.set_num_threads(1)
+    s = 4.0
+    raw = make_suite(**dict(TINY, system="gaussian", c0=0.5))
+    scaled = make_suite(**dict(TINY, system="gaussian", c0=0.5 * s * s, constraint_scale=[s] * 4))
+    a, b = train(raw), train(scaled)
+    for (name, x), (_, y) in zip(a["flow"].state_dict().items(), b["flow"].state_dict().items()):
+        torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5, msg=name)
+    torch.testing.assert_close(scaled.lam, s * raw.lam, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(torch.stack(scaled.history["R"]), torch.stack(raw.history["R"]), rtol=1e-4, atol=1e-6)
+    for bad, match in (([1.0], "constraint_scale"), ([1.0, -1.0, 1.0, 1.0], "positive")):
+        with pytest.raises(UserError, match=match):
+            make_suite(**dict(TINY, system="gaussian", constraint_scale=bad))
+
+
 def test_pretrained_flow_is_cached_and_reused(tmp_path, monkeypatch):
     torch.set_num_threads(1)
     cache = tmp_path / "cache"
