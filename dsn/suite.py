@@ -101,13 +101,17 @@ class DSNSuite(ModelSuite):
             raise UserError("dsn trains in one process (the AL updates are global); run without torchrun")
 
     def build(self):
-        torch.manual_seed(self.cfg.seed)
+        return {"flow": self._initial_flow(self.cfg.seed)}
+
+    def _initial_flow(self, seed: int) -> DensityNetwork:
+        """A flow with weights drawn from ``seed``, pre-trained (or loaded from the cache)."""
+        torch.manual_seed(seed)
         cfg = self.cfg
         flow = DensityNetwork(self.system.lower, self.system.upper, couplings=cfg.couplings,
                               hidden=tuple(cfg.hidden), batch_norm=cfg.batch_norm,
                               post_affine=cfg.post_affine, sigma_init=cfg.sigma_init).to(self.device)
-        self._pretrain(flow)
-        return {"flow": flow}
+        self._pretrain(flow, seed)
+        return flow
 
     def init_settings(self, seed: int | None = None) -> dict:
         """Everything the pre-trained initial flow depends on (the cache key)."""
@@ -118,10 +122,9 @@ class DSNSuite(ModelSuite):
                 "lower": self.system.lower.tolist(), "upper": self.system.upper.tolist(),
                 "seed": cfg.seed if seed is None else seed, "init_steps": cfg.init_steps, "n": cfg.n, "lr": cfg.lr}
 
-    def _pretrain(self, flow, seed: int | None = None) -> None:
+    def _pretrain(self, flow, seed: int) -> None:
         """Fit the flow to N(centre, sigma_init^2 I), or load that fit from the cache."""
         cfg = self.cfg
-        seed = cfg.seed if seed is None else seed
         if cfg.init_steps == 0:
             return
         settings = self.init_settings(seed)
@@ -148,12 +151,7 @@ class DSNSuite(ModelSuite):
     def _begin_restart(self, flow, r: int) -> None:
         """Restart r: the flow from the pre-trained flow of seed + r (weights copied in
         place, so the phase's fresh Adam keeps tracking them), lambda = 0, c = c0."""
-        torch.manual_seed(self.cfg.seed + r)
-        fresh = DensityNetwork(self.system.lower, self.system.upper, couplings=self.cfg.couplings,
-                               hidden=tuple(self.cfg.hidden), batch_norm=self.cfg.batch_norm,
-                               post_affine=self.cfg.post_affine, sigma_init=self.cfg.sigma_init).to(self.device)
-        self._pretrain(fresh, self.cfg.seed + r)
-        flow.load_state_dict(fresh.state_dict())
+        flow.load_state_dict(self._initial_flow(self.cfg.seed + r).state_dict())
         self.restart = r
         self.lam = torch.zeros_like(self.lam)
         self.c = float(self.cfg.c0)
