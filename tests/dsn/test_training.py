@@ -23,26 +23,32 @@ def _roundtrip(obj):
     return torch.load(buf, weights_only=True)
 
 
+def _stopped_and_resumed(cfg: dict, stop: int):
+    """Train to ``stop``, checkpoint (weights only), rebuild, resume to the end."""
+    first = make_suite(**cfg)
+    mods = first.build()
+    opt = run_steps(first, mods, 0, stop)
+    ckpt = _roundtrip({"modules": {k: m.state_dict() for k, m in mods.items()},
+                       "optimizer": opt.state_dict(), "suite": first.state_dict()})
+    second = make_suite(**cfg)
+    mods2 = second.build()
+    for k, m in mods2.items():
+        m.load_state_dict(ckpt["modules"][k])
+    second.load_state_dict(ckpt["suite"])
+    per = second.cfg.epochs * second.cfg.iters_per_epoch
+    opt2 = second.make_optimizer(mods2, second.phases()[stop // per])
+    opt2.load_state_dict(ckpt["optimizer"])
+    run_steps(second, mods2, stop, second.cfg.steps, opt2)
+    return second, mods2
+
+
 def test_two_halves_equal_one_run():
     """Stop mid-epoch, checkpoint (weights only), rebuild, continue: identical to one run."""
     torch.set_num_threads(1)
     full = make_suite(**TINY)
     whole = train(full)
 
-    first = make_suite(**TINY)
-    mods = first.build()
-    opt = run_steps(first, mods, 0, 6)  # 1.5 epochs
-    ckpt = _roundtrip({"modules": {k: m.state_dict() for k, m in mods.items()},
-                       "optimizer": opt.state_dict(), "suite": first.state_dict()})
-
-    second = make_suite(**TINY)
-    mods2 = second.build()
-    for k, m in mods2.items():
-        m.load_state_dict(ckpt["modules"][k])
-    second.load_state_dict(ckpt["suite"])
-    opt2 = second.make_optimizer(mods2, second.phases()[0])
-    opt2.load_state_dict(ckpt["optimizer"])
-    run_steps(second, mods2, 6, second.cfg.steps, opt2)
+    second, mods2 = _stopped_and_resumed(TINY, 6)  # stopped after 1.5 epochs
 
     for (name, a), (_, b) in zip(whole["flow"].state_dict().items(), mods2["flow"].state_dict().items()):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
@@ -72,19 +78,7 @@ def test_restarts_start_from_seed_plus_r_and_resume_exactly():
     whole_suite = make_suite(**cfg)
     whole = train(whole_suite)
     assert whole_suite.history["restart"] == [0, 0, 1, 1]
-    first = make_suite(**cfg)
-    mods1 = first.build()
-    opt = run_steps(first, mods1, 0, per + 5)
-    ckpt = _roundtrip({"modules": {k: m.state_dict() for k, m in mods1.items()},
-                       "optimizer": opt.state_dict(), "suite": first.state_dict()})
-    second = make_suite(**cfg)
-    mods2 = second.build()
-    for k, m in mods2.items():
-        m.load_state_dict(ckpt["modules"][k])
-    second.load_state_dict(ckpt["suite"])
-    opt2 = second.make_optimizer(mods2, second.phases()[1])
-    opt2.load_state_dict(ckpt["optimizer"])
-    run_steps(second, mods2, per + 5, second.cfg.steps, opt2)
+    second, mods2 = _stopped_and_resumed(cfg, per + 5)  # stopped inside restart 2
     for (name, a), (_, b) in zip(whole["flow"].state_dict().items(), mods2["flow"].state_dict().items()):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
     assert whole_suite.history["entropy"] == second.history["entropy"]
