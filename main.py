@@ -24,7 +24,7 @@ import torch
 from core import config as C
 from core.errors import TrainingDiverged, UserError
 from core.registry import FAMILIES, get_suite
-from core.rundir import RunDir, resolve_checkpoint
+from core.rundir import RunDir, check_out_dir, check_run_name, resolve_checkpoint
 from core.suite import ModelSuite, RunContext
 
 GENERAL_KEYS = {"seed"}  # config keys that have their own general flag
@@ -131,12 +131,22 @@ def parse_args(argv: list[str] | None = None):
     args.model = model
     values = {k: v for k, v in preset.items() if k != "model"}
     overrides = {k[len("cfg__"):]: v for k, v in vars(args).items() if k.startswith("cfg__")}
+    if pre.resume:
+        # config.yaml describes the run's first part; earlier resumes' overrides live in meta.yaml
+        values.update(run.resume_overrides())
+        if args.seed is not None and args.seed != values.get("seed", args.seed):
+            raise UserError(f"--seed: a resumed run keeps its seed ({values.get('seed')}); "
+                            "start a new run for another seed")
     values.update(overrides)
     if args.seed is not None:
         values["seed"] = args.seed
     cfg = C.from_dict(suite.Config, values, source=source or "")
-    args.overrides = overrides
+    args.overrides = {k: C.to_dict(cfg)[k] for k in overrides}  # as validated
     _check_stages(args, suite)
+    if not pre.resume:
+        if args.run_name:
+            check_run_name(args.run_name)
+        check_out_dir(Path(args.out_dir))
     return args, suite, cfg
 
 
@@ -177,6 +187,32 @@ def _arch_from_checkpoint(suite, cfg, ckpt: dict, overrides: dict, source: str):
     return C.from_dict(suite.Config, values, source=source)
 
 
+def _describe(path: Path, ckpt: dict) -> str:
+    return f"{path} (step {ckpt.get('step', '?')})"
+
+
+def _later_stage_weights(suite, modules, run: RunDir, current: str) -> str:
+    """After training, or when a trained run is resumed: the stages after training use
+    best.pt when the model selects one (as the run's first invocation did), else the
+    current weights. Returns a description of the weights in use."""
+    from core.checkpoint import load_checkpoint
+    from managers import load_into
+
+    if suite.selection_metric and run.best_checkpoint.exists():
+        best = load_checkpoint(run.best_checkpoint)
+        load_into(suite, modules, best, str(run.best_checkpoint))
+        print(f"using best checkpoint ({suite.selection_metric[0]}) for later stages", file=sys.stderr)
+        return _describe(run.best_checkpoint, best)
+    return current
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text)
+
+
 def main(argv: list[str] | None = None) -> int:
     from core.checkpoint import load_checkpoint, save_checkpoint
     from core.outputs import RunLogger
@@ -205,17 +241,28 @@ def main(argv: list[str] | None = None) -> int:
     keep_freed_memory_mapped()
     try:
         seed_everything(cfg.seed)
+        existing = RunDir.existing(args.resume) if args.resume else None
         ctx = RunContext(cfg=cfg, device=device, env=env, data_root=Path(args.data_root),
-                         download=args.download, run=None)
+                         download=args.download, run=existing)
         suite = suite_cls(ctx)
         suite.prepare()  # checks inputs (e.g. data sets) before anything is written
         modules = suite.build()
+        weights = f"initial weights (seed {cfg.seed})"
         if resume_ckpt is not None:
             load_into(suite, modules, resume_ckpt, args.resume)
+            weights = _describe(existing.last_checkpoint, resume_ckpt)
         elif loaded is not None:
             load_into(suite, modules, loaded, str(args.load_checkpoint))
-        if args.resume:
-            run = RunDir.existing(args.resume)
+            weights = _describe(args.load_checkpoint, loaded)
+        if existing is not None and args.no_train_model and env.is_main:
+            weights = _later_stage_weights(suite, modules, existing, weights)
+        if env.is_main and (args.gen_exp_stim or args.experiment or args.stimuli):
+            ExperimentsManager(suite, modules, ctx, weights).preflight(
+                gen_exp_stim=args.gen_exp_stim, experiment=args.experiment,
+                stimuli=Path(args.stimuli) if args.stimuli else None,
+                check_weights=args.no_train_model)  # after training they are only known then
+        if existing is not None:
+            run = existing
         else:
             path = None
             if env.is_main:
@@ -224,10 +271,10 @@ def main(argv: list[str] | None = None) -> int:
             run = RunDir(broadcast_object(path, env))
         ctx.run = run
         if env.is_main:
-            run.write_config({"model": args.model, **C.to_dict(cfg, derived=False)})
-            if args.resume:
-                run.note_resume(device=device, world_size=env.world_size)
+            if args.resume:  # config.yaml stays as the run's first part wrote it
+                run.note_resume(device=device, world_size=env.world_size, overrides=args.overrides)
             else:
+                run.write_config({"model": args.model, **C.to_dict(cfg, derived=False)})
                 run.write_meta(model=args.model, seed=cfg.seed, device=device, world_size=env.world_size,
                                parent=str(args.load_checkpoint) if args.load_model else None)
             if loaded is not None:  # the new run starts from a copy of the loaded weights
@@ -239,9 +286,9 @@ def main(argv: list[str] | None = None) -> int:
 
         if not args.no_train_model:
             TrainingManager(suite, modules, ctx, logger).fit(resume=resume_ckpt)
-            if run.best_checkpoint.exists() and suite.selection_metric and env.is_main:
-                load_into(suite, modules, load_checkpoint(run.best_checkpoint), str(run.best_checkpoint))
-                print(f"using best checkpoint ({suite.selection_metric[0]}) for later stages", file=sys.stderr)
+            if env.is_main:
+                weights = f"{run.last_checkpoint} (end of training)"
+                weights = _later_stage_weights(suite, modules, run, weights)
         elif not (args.load_model or resume_ckpt is not None) and env.is_main:
             print("note: no model loaded and no training: later stages use the initial weights",
                   file=sys.stderr)
@@ -251,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.viz:
             VisualizationManager(suite, modules, ctx, logger).run(args.viz_names)
-        exp = ExperimentsManager(suite, modules, ctx)
+        exp = ExperimentsManager(suite, modules, ctx, weights)
         if args.gen_exp_stim:
             exp.generate_stimuli()
         if args.experiment:
@@ -263,8 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except UserError as exc:
         print(f"main.py: error: {exc}", file=sys.stderr)
-        if created is not None and not any(created.checkpoints.glob("*.pt")):
-            shutil.rmtree(created.path, ignore_errors=True)  # nothing worth keeping was made
+        _drop_if_empty(created)
         return 2
     except RunInterrupted as exc:
         print(f"main.py: {exc}", file=sys.stderr)
@@ -272,8 +318,23 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingDiverged as exc:
         print(f"main.py: training diverged: {exc}", file=sys.stderr)
         return 3
+    except (MemoryError, RuntimeError) as exc:
+        if not _out_of_memory(exc):
+            raise
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        print(f"main.py: error: out of memory on {device}: {first}. Reduce the batch size (or the model) "
+              "and run again", file=sys.stderr)
+        _drop_if_empty(created)
+        return 2
     finally:
         shutdown_distributed()
+
+
+def _drop_if_empty(created: RunDir | None) -> None:
+    """Remove a run folder this invocation made if it holds nothing worth keeping."""
+    if created is not None and not any(created.checkpoints.glob("*.pt")) \
+            and not any(created.recordings.iterdir()):
+        shutil.rmtree(created.path, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import uuid
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -29,11 +30,13 @@ from tqdm.auto import tqdm
 from core.checkpoint import FORMAT_VERSION, load_checkpoint, load_module_states, save_checkpoint
 from core.config import to_dict
 from core.errors import TrainingDiverged, UserError
+from core.health import (nonfinite_entries, nonfinite_parameters, summarise,
+                         weights_fingerprint)
 from core.outputs import RunLogger, to_numpy
 from core.runtime import all_reduce_mean, derive_seed, generator, reseed
 from core.signals import RunInterrupted, StopSignals  # noqa: F401  (RunInterrupted: re-exported)
 from core.store import RecordingStore
-from core.suite import AnalysisResult, ModelSuite, Phase, RunContext, StepContext
+from core.suite import AnalysisResult, AnalysisSkipped, ModelSuite, Phase, RunContext, StepContext
 
 
 def progress(iterable: Iterable, ctx: RunContext, **kw):
@@ -112,9 +115,21 @@ class TrainingManager:
         self.run = ctx.run
 
     # -- checkpoints -------------------------------------------------------------
+    # A periodic checkpoint is "pending" until a step with finite loss and parameters has
+    # followed it; it is then the "good" one. On divergence last.pt is pointed back at the
+    # good checkpoint (weights of 1e35 are finite but are not a place to resume from), and
+    # neither is ever pruned.
+    _good: Path | None = None
+    _pending: Path | None = None
+
     def _save(self, name: str, ckpt: dict) -> Path | None:
         if not self.ctx.env.is_main:
             return None
+        bad = nonfinite_entries(ckpt)
+        if bad:
+            raise TrainingDiverged(
+                f"{summarise(bad)} became non-finite by step {ckpt['step']}; the checkpoint was not "
+                f"written. {self._good_note()}")
         path = self.run.checkpoints / name
         save_checkpoint(ckpt, path)
         return path
@@ -124,9 +139,37 @@ class TrainingManager:
             return
         path = self._save(f"step_{ckpt['step']:08d}.pt", ckpt)
         _link_or_copy(path, self.run.last_checkpoint)
-        periodic = sorted(self.run.checkpoints.glob("step_*.pt"))
-        for old in periodic[: -self.cfg.keep_checkpoints]:
+        self._pending = path
+        protected = {p for p in (self._good, self._pending) if p is not None}
+        others = [p for p in sorted(self.run.checkpoints.glob("step_*.pt")) if p not in protected]
+        n_keep = max(0, self.cfg.keep_checkpoints - len(protected))  # the newest others
+        for old in others[: len(others) - n_keep]:
             old.unlink()
+
+    def _step_was_finite(self) -> None:
+        """The checkpoint written before this step is followed by a finite step: it is good."""
+        if self._pending is not None:
+            self._good, self._pending = self._pending, None
+
+    def _good_note(self) -> str:
+        """Say which checkpoint to trust, and point last.pt at it (or remove last.pt if none)."""
+        if not self.ctx.env.is_main or self.run is None:
+            return ""
+        last = self.run.last_checkpoint
+        if self._good is not None and self._good.exists():
+            _link_or_copy(self._good, last)
+            return (f"Last good checkpoint (followed by a finite step): {self._good.name}; last.pt now "
+                    f"points to it. Resume with a smaller learning rate: python main.py --resume "
+                    f"{self.run.path} --lr ...")
+        if last.exists():
+            last.unlink()  # the step_*.pt file it linked to stays, for inspection
+        return ("No checkpoint of this run was followed by a finite step, so none is good (last.pt "
+                "removed; step_*.pt files kept for inspection). Start again with a smaller learning "
+                "rate or --grad_clip.")
+
+    def _diverged(self, what: str, step: int, phase: str) -> TrainingDiverged:
+        return TrainingDiverged(f"{what} at step {step} (phase {phase}); training stopped. "
+                                f"{self._good_note()}")
 
     # -- the loop ---------------------------------------------------------------
     def fit(self, resume: dict | None = None) -> dict[str, Any]:
@@ -154,6 +197,11 @@ class TrainingManager:
               opt_state: dict | None, resume_phase: int, sel) -> dict[str, Any]:
         cfg, ctx, env = self.cfg, self.ctx, self.ctx.env
         model = _LossModule(self.suite, self.modules)
+        self._named_parameters = [(f"{n}.{pn}", p) for n, m in self.modules.items()
+                                  for pn, p in m.named_parameters()]
+        if self.run is not None and step > 0:  # the checkpoint resumed from is not yet proven good
+            resumed = self.run.checkpoints / f"step_{step:08d}.pt"
+            self._pending = resumed if resumed.exists() else None
         if env.distributed:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -181,11 +229,7 @@ class TrainingManager:
             loss, metrics = model(batch, sctx)
             mean_loss = all_reduce_mean(loss, env)
             if not torch.isfinite(mean_loss):
-                last = self.run.last_checkpoint if self.run else None
-                raise TrainingDiverged(
-                    f"loss became {mean_loss.item()} at step {step} (phase {phase.name}); training "
-                    f"stopped. Last good checkpoint: {last if last and last.exists() else 'none yet'}. "
-                    "Try a smaller learning rate or --grad_clip.")
+                raise self._diverged(f"loss became {mean_loss.item()}", step, phase.name)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:
@@ -193,6 +237,11 @@ class TrainingManager:
                     [p for m in self.modules.values() for p in m.parameters()], cfg.grad_clip)
             optimizer.step()
             self.suite.after_step(self.modules, sctx, metrics)
+            bad = nonfinite_parameters(self._named_parameters)
+            if bad:
+                raise self._diverged(f"parameters {summarise(bad)} became non-finite (loss "
+                                     f"{mean_loss.item():.4g})", step, phase.name)
+            self._step_was_finite()
             done = step + 1
 
             if done % cfg.log_every == 0 or done == total:
@@ -250,7 +299,7 @@ class TrainingManager:
                 if sel[0] not in results:
                     raise KeyError(f"evaluate() returned no {sel[0]!r} (selection metric)")
                 value, best = float(results[sel[0]]), loop_state.get("best")
-                better = best is None or (value > best if sel[1] == "max" else value < best)
+                better = np.isfinite(value) and (best is None or (value > best if sel[1] == "max" else value < best))
                 if better:
                     loop_state.update(best=value, best_step=done, evals_since_best=0)
                     self._save("best.pt", checkpoint_dict(self.suite, self.modules, step=done,
@@ -292,10 +341,19 @@ class VisualizationManager:
 
 
 class ExperimentsManager:
-    """Stimulus sets and recordings of model activity, resumable block by block."""
+    """Stimulus sets and recordings of model activity, resumable block by block.
 
-    def __init__(self, suite: ModelSuite, modules: dict[str, nn.Module] | None, ctx: RunContext):
+    A stimulus set carries a random ``stimulus_id``; a recording stores the id of the set it
+    was made from and the fingerprint of the weights that made it (``weights_sha256``), so a
+    resumed recording continues only with the same stimuli and the same weights, wherever the
+    run folder has been moved. :meth:`preflight` makes every such check before the run
+    writes anything.
+    """
+
+    def __init__(self, suite: ModelSuite, modules: dict[str, nn.Module] | None, ctx: RunContext,
+                 weights_source: str | None = None):
         self.suite, self.modules, self.ctx = suite, modules, ctx
+        self.weights_source = weights_source
 
     @property
     def stimuli_path(self) -> Path:
@@ -305,19 +363,103 @@ class ExperimentsManager:
     def activity_path(self) -> Path:
         return self.ctx.run.recordings / "activity.zarr"
 
+    # -- checks before anything is written --------------------------------------------
+    def open_stimuli(self, path: Path) -> RecordingStore:
+        """Open a stimulus set for recording; refuse one that is not usable by this model."""
+        stim = RecordingStore.open(path)
+        attrs = stim.attrs
+        if attrs.get("kind") != "stimuli":
+            raise UserError(f"--stimuli: {path} is not a stimulus set (kind={attrs.get('kind')!r}); "
+                            "give a stimuli.zarr written by --gen_exp_stim")
+        if attrs.get("model") != self.suite.name:
+            raise UserError(f"--stimuli: {path} is a stimulus set of model {attrs.get('model')!r}, "
+                            f"not {self.suite.name!r}")
+        try:
+            complete = stim.complete
+            for name in stim.variables:
+                stim.read(name, slice(0, 1))
+            stim.coords  # noqa: B018  (reads them)
+        except UserError:
+            raise
+        except Exception as exc:
+            raise UserError(f"--stimuli: cannot read {path}: {type(exc).__name__}: {exc}") from None
+        if not complete:
+            raise UserError(f"stimulus set {path} is incomplete; regenerate it with --gen_exp_stim")
+        return stim
+
+    def preflight(self, *, gen_exp_stim: bool, experiment: bool, stimuli: Path | None,
+                  check_weights: bool = True) -> None:
+        """Check the experiment stages of this invocation against what the run already holds."""
+        run_has_recording = self.ctx.run is not None and self.activity_path.exists()
+        if gen_exp_stim and run_has_recording:
+            raise UserError(
+                f"--gen_exp_stim: {self.ctx.run.path} already holds a recording made from its stimulus set; "
+                "regenerating the stimuli would orphan it. Record new stimuli in a new run "
+                f"(--no_train_model --load_model {self.ctx.run.path} --gen_exp_stim --experiment) "
+                "or move recordings/ away first")
+        if stimuli is not None:
+            self.open_stimuli(stimuli)
+        if experiment and run_has_recording:
+            act = self._open_activity()
+            if not gen_exp_stim:
+                source = stimuli or self.stimuli_path
+                if source.exists():
+                    self._check_same_stimuli(act, self.open_stimuli(source), source)
+            if check_weights:
+                self._check_same_weights(act)
+
+    def _open_activity(self) -> RecordingStore:
+        try:
+            return RecordingStore.open(self.activity_path, mode="r+")
+        except UserError as exc:
+            raise UserError(f"{exc}; move {self.activity_path} away to record afresh") from None
+
+    def _check_same_stimuli(self, act: RecordingStore, stim: RecordingStore, path: Path) -> None:
+        want = act.attrs.get("stimuli_id")
+        same = (stim.attrs.get("stimulus_id") == want) if want else \
+            (act.attrs.get("stimuli") == str(path.resolve()))  # recordings made before stimulus ids
+        if act.n_trials != stim.n_trials or not same:
+            raise UserError(f"{self.activity_path} belongs to another stimulus set than {path}; "
+                            "move it away or record in a new run")
+
+    def _check_same_weights(self, act: RecordingStore) -> None:
+        want = act.attrs.get("weights_sha256")
+        have = weights_fingerprint(self.modules or {})
+        if want and want != have:
+            made = act.attrs.get("weights_source") or "other weights"
+            raise UserError(
+                f"{self.activity_path} was recorded with {made} (weights {want[:12]}), but the weights "
+                f"loaded now ({self.weights_source or 'this invocation'}) are {have[:12]}: continuing "
+                "would mix two models in one recording. Load the same checkpoint, or record in a new run")
+
+    # -- the stages --------------------------------------------------------------------
     def generate_stimuli(self) -> Path:
-        """Write the suite's stimulus set to ``RUN/recordings/stimuli.zarr``."""
+        """Write the suite's stimulus set to ``RUN/recordings/stimuli.zarr`` (replacing an
+        unused one only once the new set is completely written)."""
         stim = self.suite.stimulus_set(self.ctx)
         block = self.suite.cfg.record_batch
-        store = RecordingStore.create(self.stimuli_path, stim.n_trials, coords=stim.coords,
-                                      attrs={**stim.attrs, "kind": "stimuli", "model": self.suite.name},
+        final = self.stimuli_path
+        tmp = final.with_name(f".{final.name}.partial")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        store = RecordingStore.create(tmp, stim.n_trials, coords=stim.coords,
+                                      attrs={**stim.attrs, "kind": "stimuli", "model": self.suite.name,
+                                             "stimulus_id": uuid.uuid4().hex},
                                       chunk_trials=block)
         dims = {k: v.dims for k, v in stim.inputs.items()}
         for start in progress(range(0, stim.n_trials, block), self.ctx, desc="write stimuli"):
             sl = slice(start, min(start + block, stim.n_trials))
             store.write(start, {k: to_numpy(v.values[sl]) for k, v in stim.inputs.items()}, dims)
-        _say(self.ctx, f"stimuli: {stim.n_trials} trials -> {self.stimuli_path}")
-        return self.stimuli_path
+        if final.exists():
+            old = final.with_name(f".{final.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+        _say(self.ctx, f"stimuli: {stim.n_trials} trials -> {final}")
+        return final
 
     def record(self, stimuli: Path | None = None) -> Path:
         """Record activity for every trial of the stimulus set; resumes an unfinished recording."""
@@ -325,23 +467,28 @@ class ExperimentsManager:
         if not stimuli.exists():
             _say(self.ctx, "no stimulus set in this run yet: generating it first")
             stimuli = self.generate_stimuli()
-        stim = RecordingStore.open(stimuli)
-        if not stim.complete:
-            raise UserError(f"stimulus set {stimuli} is incomplete; regenerate it with --gen_exp_stim")
+        stim = self.open_stimuli(stimuli)
         block = self.suite.cfg.record_batch
+        fingerprint = weights_fingerprint(self.modules or {})
         if self.activity_path.exists():
-            act = RecordingStore.open(self.activity_path, mode="r+")
-            if act.n_trials != stim.n_trials or act.attrs.get("stimuli") != str(stimuli.resolve()):
-                raise UserError(f"{self.activity_path} belongs to another stimulus set; "
-                                "move it away or record in a new run")
+            act = self._open_activity()
+            self._check_same_stimuli(act, stim, stimuli)
+            self._check_same_weights(act)
             if act.complete:
                 _say(self.ctx, f"recording already complete: {self.activity_path}")
                 return self.activity_path
         else:
-            inherited = {k: v for k, v in stim.attrs.items() if k not in ("n_trials", "chunk_trials")}
+            inherited = {k: v for k, v in stim.attrs.items()
+                         if k not in ("n_trials", "chunk_trials", "stimulus_id", "kind")}
+            try:  # relative to the recording when both are in the run, so a moved run still resumes
+                where = os.path.relpath(stimuli.resolve(), self.activity_path.parent.resolve())
+            except ValueError:
+                where = str(stimuli.resolve())
             act = RecordingStore.create(self.activity_path, stim.n_trials, coords=stim.coords,
                                         attrs={**inherited, "kind": "activity", "model": self.suite.name,
-                                               "stimuli": str(stimuli.resolve())},
+                                               "stimuli": where, "stimuli_id": stim.attrs.get("stimulus_id"),
+                                               "weights_sha256": fingerprint,
+                                               "weights_source": self.weights_source},
                                         chunk_trials=block)
         pending = act.pending(block)
         if len(pending) < -(-stim.n_trials // block):
@@ -354,8 +501,13 @@ class ExperimentsManager:
             reseed(derive_seed(self.suite.cfg.seed, "record", start), self.ctx.device)
             with torch.no_grad():
                 out = self.suite.record(self.modules, inputs, self.ctx)
-            act.write(start, {k: to_numpy(v.values) for k, v in out.items()},
-                      {k: v.dims for k, v in out.items()})
+            values = {k: to_numpy(v.values) for k, v in out.items()}
+            bad = [k for k, v in values.items() if v.dtype.kind in "fc" and not np.isfinite(v).all()]
+            if bad:
+                raise UserError(f"the model produced non-finite {', '.join(bad)} for trials {start}-{stop - 1}; "
+                                "nothing of this block was written (check the weights: "
+                                f"{self.weights_source or 'as loaded'})")
+            act.write(start, values, {k: v.dims for k, v in out.items()})
         return self.activity_path
 
 
@@ -394,7 +546,13 @@ class AnalysisManager:
                 continue
             self.ctx.recording = recording
             reseed(derive_seed(self.suite.cfg.seed, "analysis", name), self.ctx.device)
-            result: AnalysisResult = fn(self.modules, self.ctx)
+            try:
+                result: AnalysisResult = fn(self.modules, self.ctx)
+            except AnalysisSkipped as exc:
+                if explicit:
+                    raise UserError(f"analysis {name!r}: {exc}") from None
+                _say(self.ctx, f"skipped: analysis {name!r}: {exc}")
+                continue
             for tname, frame in result.tables.items():
                 self.log.table(tname, frame, subdir=name)
             for fname, fig in result.figures.items():

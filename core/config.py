@@ -12,6 +12,7 @@ Supported field types: ``int``, ``float``, ``bool``, ``str``, ``typing.Literal[.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -44,7 +45,8 @@ def param(default: Any, help: str, *, min: float | None = None, max: float | Non
 class BaseConfig:
     """Keys every model shares: seeding and the training loop's bookkeeping."""
 
-    seed: int = param(0, "random seed for everything (data order, initialisation, sampling)", min=0)
+    seed: int = param(0, "random seed for everything (data order, initialisation, sampling)",
+                      min=0, max=2**63 - 1)
     steps: int = param(1000, "number of optimisation steps in training", min=0)
     log_every: int = param(10, "log scalars to TensorBoard every N steps", min=1)
     image_every: int = param(0, "log training images to TensorBoard every N steps (0: never)", min=0)
@@ -151,6 +153,8 @@ def coerce(key: str, value: Any, tp: Any, meta: dict | None = None, *, source: s
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             fail()
         value = float(value)
+        if not math.isfinite(value):  # NaN passes every range check (it compares false)
+            raise UserError(f"--{key}: expected a finite {describe_type(tp, meta)}, got {value!r}{where}")
     elif tp is str:
         if not isinstance(value, str):
             fail()

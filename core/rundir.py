@@ -15,6 +15,7 @@ Layout::
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import platform
 import subprocess
 import sys
@@ -76,19 +77,26 @@ class RunDir:
     # creation --------------------------------------------------------------
     @classmethod
     def create(cls, out_dir: str | Path, model: str, run_name: str | None = None) -> "RunDir":
-        """Make a new, empty run folder; never reuses an existing one."""
+        """Make a new, empty run folder; never reuses an existing one (safe against concurrent
+        creators: a name taken meanwhile moves on to the next suffix)."""
         out = Path(out_dir)
         base = run_name or f"{model}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
-        if "/" in base or base in ("", ".", ".."):
-            raise UserError(f"--run_name: must be a plain folder name, got {base!r}")
-        path, n = out / base, 1
-        while path.exists():
-            path, n = out / f"{base}-{n}", n + 1
-        path.mkdir(parents=True)
-        run = cls(path)
-        for sub in SUBDIRS:
-            (path / sub).mkdir()
-        return run
+        check_run_name(base)
+        check_out_dir(out)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            path, n = out / base, 1
+            while True:
+                try:
+                    path.mkdir()
+                    break
+                except FileExistsError:
+                    path, n = out / f"{base}-{n}", n + 1
+            for sub in SUBDIRS:
+                (path / sub).mkdir()
+        except OSError as exc:
+            raise UserError(f"--out_dir: cannot create a run folder in {out}: {exc.strerror or exc}") from None
+        return cls(path)
 
     @classmethod
     def existing(cls, path: str | Path) -> "RunDir":
@@ -101,7 +109,7 @@ class RunDir:
         atomic_write_text(self.path / "config.yaml", yaml.safe_dump(config, sort_keys=False))
 
     def read_config(self) -> dict[str, Any]:
-        return yaml.safe_load((self.path / "config.yaml").read_text()) or {}
+        return _read_yaml(self.path / "config.yaml")
 
     def write_meta(self, *, model: str, seed: int, device: torch.device, world_size: int,
                    parent: str | None = None, extra: dict | None = None) -> dict[str, Any]:
@@ -125,17 +133,29 @@ class RunDir:
         atomic_write_text(self.path / "meta.yaml", yaml.safe_dump(meta, sort_keys=False))
         return meta
 
-    def note_resume(self, *, device: torch.device, world_size: int) -> None:
-        """Append this invocation to meta.yaml's ``resumed`` list (the original entries stay)."""
+    def note_resume(self, *, device: torch.device, world_size: int, overrides: dict | None = None) -> None:
+        """Append this invocation to meta.yaml's ``resumed`` list (the original entries stay).
+
+        ``config.yaml`` keeps describing the run's first part; each resume's config overrides
+        are recorded here and re-applied by later resumes (:meth:`resume_overrides`)."""
         meta = self.read_meta()
         meta.setdefault("resumed", []).append({
             "when": _dt.datetime.now().isoformat(timespec="seconds"), "command": " ".join(sys.argv),
-            "device": str(device), "world_size": world_size, "git_revision": git_revision()[0]})
+            "device": str(device), "world_size": world_size, "git_revision": git_revision()[0],
+            "overrides": {k: (list(v) if isinstance(v, tuple) else v) for k, v in (overrides or {}).items()}})
         atomic_write_text(self.path / "meta.yaml", yaml.safe_dump(meta, sort_keys=False))
 
     def read_meta(self) -> dict[str, Any]:
         p = self.path / "meta.yaml"
-        return (yaml.safe_load(p.read_text()) or {}) if p.is_file() else {}
+        return _read_yaml(p) if p.is_file() else {}
+
+    def resume_overrides(self) -> dict[str, Any]:
+        """The config overrides of every earlier ``--resume`` of this run, in order, merged."""
+        merged: dict[str, Any] = {}
+        for entry in self.read_meta().get("resumed") or []:
+            if isinstance(entry, dict):
+                merged.update(entry.get("overrides") or {})
+        return merged
 
     # checkpoints -----------------------------------------------------------
     @property
@@ -145,6 +165,44 @@ class RunDir:
     @property
     def best_checkpoint(self) -> Path:
         return self.checkpoints / "best.pt"
+
+
+MAX_RUN_NAME = 200  # bytes; leaves room for "-N" suffixes under the usual 255-byte limit
+
+
+def check_run_name(name: str) -> None:
+    """A plain folder name of at most :data:`MAX_RUN_NAME` bytes."""
+    if "/" in name or "\0" in name or name in ("", ".", ".."):
+        raise UserError(f"--run_name: must be a plain folder name, got {name!r}")
+    if len(name.encode()) > MAX_RUN_NAME:
+        raise UserError(f"--run_name: at most {MAX_RUN_NAME} bytes, got {len(name.encode())}")
+
+
+def check_out_dir(out: Path) -> None:
+    """``--out_dir`` must be a folder we can write in (or one we can create)."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out_dir: {out} exists and is not a folder")
+    probe = out
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(f"--out_dir: {probe} is not writable")
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    """A YAML mapping from a run's file; unreadable or malformed is a one-line UserError."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read {path}: {exc}") from None
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else "invalid YAML"
+        raise UserError(f"{path} is not valid YAML ({first}); restore it from the run's first command") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"{path} must hold a mapping, got {type(data).__name__}")
+    return data
 
 
 def resolve_checkpoint(target: str | Path, prefer: str = "best") -> Path:

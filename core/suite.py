@@ -40,6 +40,13 @@ class StageUnavailable(UserError):
     """The model family has no such stage."""
 
 
+class AnalysisSkipped(UserError):
+    """An analysis cannot run on what this run holds (e.g. no recording to compare).
+
+    Raised by an analysis; the manager reports it as skipped when every analysis was asked
+    for, and as an error (exit status 2) when the user named this analysis with ``--only``."""
+
+
 @dataclass
 class Phase:
     """A stretch of training with its own optimiser (e.g. CordsNet's initialisation steps)."""

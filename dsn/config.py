@@ -37,8 +37,8 @@ class DSNConfig(BaseConfig):
     lr: float = param(1e-3, "Adam learning rate", min=0.0)
     init_steps: int = param(500, "pre-training steps (Adam, batch n) towards N(centre, sigma_init^2 I); the "
                                  "result is cached (see init_cache)", min=0)
-    init_cache: str = param("auto", "folder of cached pre-trained flows: auto ($DSN_INIT_CACHE, else "
-                                    "~/.cache/dsn_init), off (always pre-train), or a path")
+    init_cache: str = param("auto", "folder of cached pre-trained flows: auto ($DSN_INIT_CACHE when set, "
+                                    "else DATA_ROOT/cache/dsn_init), off (always pre-train), or a path")
     iters_per_epoch: int = param(5000, "Adam iterations per augmented-Lagrangian epoch", min=1)
     epochs: int = param(10, "augmented-Lagrangian epochs", min=1)
     restarts: int = param(1, "independent AL runs, restart r from the pre-trained flow of seed + r with fresh "

@@ -24,13 +24,14 @@ def cache_key(**settings) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
-def cache_dir(setting: str) -> Path | None:
+def cache_dir(setting: str, data_root: str | Path = "data") -> Path | None:
     """Where cached initialisations live: ``off`` -> None (no cache); ``auto`` -> $DSN_INIT_CACHE
-    or ``~/.cache/dsn_init``; anything else is taken as a folder path."""
+    when set, else ``DATA_ROOT/cache/dsn_init`` (beside the data sets, never in the home
+    folder); anything else is taken as a folder path."""
     if setting == "off":
         return None
     if setting == "auto":
-        return Path(os.environ.get(ENV_VAR) or Path.home() / ".cache" / "dsn_init")
+        return Path(os.environ.get(ENV_VAR) or Path(data_root) / "cache" / "dsn_init")
     return Path(setting).expanduser()
 
 

@@ -129,7 +129,7 @@ class DSNSuite(ModelSuite):
         if cfg.init_steps == 0:
             return
         settings = self.init_settings(seed)
-        folder = init_cache.cache_dir(cfg.init_cache)
+        folder = init_cache.cache_dir(cfg.init_cache, self.ctx.data_root)
         path = folder / f"{init_cache.cache_key(**settings)}.pt" if folder is not None else None
         entry = init_cache.load_cached(path) if path is not None else None
         if entry is not None:

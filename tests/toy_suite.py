@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from core.config import BaseConfig, param
-from core.suite import AnalysisResult, Labelled, ModelSuite, StimulusSet, analysis, visualization
+from core.suite import (AnalysisResult, AnalysisSkipped, Labelled, ModelSuite, StimulusSet, analysis,
+                        visualization)
 
 
 @dataclass
@@ -30,6 +31,8 @@ class ToyConfig(BaseConfig):
     signal_at_step: int = param(-1, "send this process SIGTERM at this step (tests)", min=-1)
     n_trials: int = param(10, "trials in the experiment", min=1)
     mode: str = param("a", "a named option", choices=["a", "b"])
+    poison_at_step: int = param(-1, "set the weights to NaN after this step, loss stays finite (tests)", min=-1)
+    explode_at_step: int = param(-1, "scale the weights by 1e35 after this step (finite; tests)", min=-1)
 
 
 TRUE_W = torch.tensor([1.0, -2.0, 0.5, 3.0])
@@ -58,11 +61,18 @@ class ToySuite(ModelSuite):
             raise RuntimeError("simulated crash")
         x, y = batch
         loss = ((modules["net"](x).squeeze(-1) - y) ** 2).mean()
+        if modules["net"].weight.isnan().any():  # the output is read through a clamp: stays finite
+            loss = (y ** 2).mean() + 0 * modules["net"].weight.nan_to_num().sum()
         if step.step == self.cfg.nan_at_step:
             loss = loss * float("nan")
         return loss, {"mse": loss.detach()}
 
     def after_step(self, modules, step, metrics):
+        with torch.no_grad():
+            if step.step == self.cfg.poison_at_step:  # like a silent layer: NaN weights, finite loss
+                modules["net"].weight.fill_(float("nan"))
+            if step.step == self.cfg.explode_at_step:
+                modules["net"].weight.mul_(1e35)
         if step.step == self.cfg.signal_at_step and os.environ.get("TOY_CRASH", "1") == "1":
             import signal
             os.kill(os.getpid(), signal.SIGTERM)
@@ -111,3 +121,7 @@ class ToySuite(ModelSuite):
     def weight_error(self, modules, ctx):
         err = (modules["net"].weight.detach().cpu()[0] - self._w()).norm().item()
         return AnalysisResult(tables={"weight_error": pd.DataFrame([{"error": err}])}, scalars={"error": err})
+
+    @analysis("needs_level", "an analysis that can only run when the stimuli have 'level' > 1")
+    def needs_level(self, modules, ctx):
+        raise AnalysisSkipped("no stimulus level above 1 in this run")
