@@ -161,11 +161,12 @@ class TrainingManager:
             return (f"Last good checkpoint (followed by a finite step): {self._good.name}; last.pt now "
                     f"points to it. Resume with a smaller learning rate: python main.py --resume "
                     f"{self.run.path} --lr ...")
+        removed = ""
         if last.exists():
             last.unlink()  # the step_*.pt file it linked to stays, for inspection
-        return ("No checkpoint of this run was followed by a finite step, so none is good (last.pt "
-                "removed; step_*.pt files kept for inspection). Start again with a smaller learning "
-                "rate or --grad_clip.")
+            removed = " (last.pt removed; step_*.pt files kept for inspection)"
+        return (f"No checkpoint of this run was followed by a finite step, so none is good{removed}. "
+                "Start again with a smaller learning rate or --grad_clip.")
 
     def _diverged(self, what: str, step: int, phase: str) -> TrainingDiverged:
         return TrainingDiverged(f"{what} at step {step} (phase {phase}); training stopped. "
@@ -202,12 +203,7 @@ class TrainingManager:
         if self.run is not None and step > 0:  # the checkpoint resumed from is not yet proven good
             resumed = self.run.checkpoints / f"step_{step:08d}.pt"
             self._pending = resumed if resumed.exists() else None
-        if env.distributed:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
-            ids = [ctx.device.index] if ctx.device.type == "cuda" else None
-            model = DDP(model, device_ids=ids, find_unused_parameters=cfg.ddp_find_unused)
-        model.train()
+        loss_module = model
 
         optimizer, phase_index, metrics = None, None, {}
         bar = progress(range(step, total), ctx, initial=step, total=total, desc=f"train {self.suite.name}")
@@ -215,11 +211,23 @@ class TrainingManager:
             k = int(np.searchsorted(bounds, step, side="right") - 1)
             if k != phase_index:
                 phase_index = k
+                if step == int(bounds[k]):  # a phase starting afresh (not resumed inside it)
+                    self.suite.begin_phase(self.modules, phases[k])
                 optimizer = self.suite.make_optimizer(self.modules, phases[k])
                 if opt_state is not None and k == resume_phase:
                     optimizer.load_state_dict(opt_state)
                 opt_state = None
+                if env.distributed:  # wrapped per phase: which parameters train may change
+                    from torch.nn.parallel import DistributedDataParallel as DDP
+
+                    ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+                    model = DDP(loss_module, device_ids=ids, find_unused_parameters=cfg.ddp_find_unused)
+                model.train()
             phase = phases[phase_index]
+            lr = self.suite.learning_rate(phase, step - int(bounds[phase_index]))
+            if lr is not None:
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
             seed = derive_seed(cfg.seed, "step", step, env.rank)
             reseed(seed, ctx.device)
             sctx = StepContext(step=step, phase=phase.name, phase_step=step - int(bounds[phase_index]),
@@ -232,9 +240,10 @@ class TrainingManager:
                 raise self._diverged(f"loss became {mean_loss.item()}", step, phase.name)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            if cfg.grad_clip > 0:
+            clip = cfg.grad_clip if phase.grad_clip is None else phase.grad_clip
+            if clip > 0:
                 metrics["grad_norm"] = torch.nn.utils.clip_grad_norm_(
-                    [p for m in self.modules.values() for p in m.parameters()], cfg.grad_clip)
+                    [p for m in self.modules.values() for p in m.parameters() if p.grad is not None], clip)
             optimizer.step()
             self.suite.after_step(self.modules, sctx, metrics)
             bad = nonfinite_parameters(self._named_parameters)

@@ -8,6 +8,7 @@ checkpoints, distributed set-up -- and call the suite for the science:
 stage (flag)              what the suite provides
 ========================  =====================================================
 training (default)        :meth:`build`, :meth:`loss` (+ optional :meth:`phases`,
+                          :meth:`begin_phase`, :meth:`learning_rate`,
                           :meth:`make_optimizer`, :meth:`training_batch`,
                           :meth:`after_step`, :meth:`evaluate`, :meth:`train_images`)
 ``--viz``                 methods decorated with :func:`visualization`
@@ -53,6 +54,7 @@ class Phase:
 
     name: str
     steps: int
+    grad_clip: float | None = None  # overrides cfg.grad_clip during this phase (0: off)
 
 
 @dataclass
@@ -203,6 +205,16 @@ class ModelSuite:
 
     def phases(self) -> list[Phase]:
         return [Phase("train", self.cfg.steps)]
+
+    def begin_phase(self, modules: dict[str, nn.Module], phase: Phase) -> None:
+        """Called on every rank when ``phase`` starts afresh, before its optimiser is made (not
+        when a run resumes inside the phase): e.g. carry weights from one stage to the next.
+        Must be a deterministic function of the modules' state."""
+
+    def learning_rate(self, phase: Phase, phase_step: int) -> float | None:
+        """The learning rate for step ``phase_step`` of ``phase`` (a schedule as a pure function
+        of the step, so resume is exact), or None to leave the optimiser's own."""
+        return None
 
     def make_optimizer(self, modules: dict[str, nn.Module], phase: Phase) -> torch.optim.Optimizer:
         """Default: Adam over every trainable parameter with ``cfg.lr`` (1e-3 if absent)."""
