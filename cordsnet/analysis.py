@@ -1,0 +1,280 @@
+"""Measurements on CordsNet time courses: accuracy over time, response dynamics, robustness to
+pixel noise, PCA of state trajectories and eigenvalue stability tables.
+
+Pure functions: tensors/arrays in, NumPy arrays or pandas DataFrames out, no file I/O.
+
+**Time convention.** A time course has ``T = blank + stimulus + post`` steps and entry ``t``
+(0-based) of a trace is the state *after* step ``t + 1`` (as :class:`cordsnet.model.Trajectory`
+records it). So entry ``blank - 1`` is the spontaneous state the stimulus starts from, entry
+``blank + k`` is the state after ``k + 1`` stimulus steps, and entry ``blank + stimulus - 1``
+the state at stimulus offset. Latencies are counted in steps (``alpha * tau`` each).
+
+**Stability** of the linear(ised) dynamics ``tau dr/dt = -r + R r + u``: stable iff every
+eigenvalue of ``R`` has ``Re lambda < 1``; its Euler map ``r <- (1 - alpha) r + alpha (R r + u)``
+is stable iff every ``|1 - alpha + alpha lambda| < 1``.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from core.outputs import to_numpy
+
+#: ``run_model(images (B, ...)) -> (logits (B, K), activations (B, N))``
+RunModel = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+# ---- time course ---------------------------------------------------------------------
+def phases(blank_steps: int, stimulus_steps: int, post_steps: int = 0) -> tuple[slice, slice, slice]:
+    """Slices of the blank, stimulus and post-stimulus blank along a trace's time axis."""
+    if min(blank_steps, stimulus_steps, post_steps) < 0:
+        raise ValueError(f"step counts must be >= 0, got blank={blank_steps}, stimulus={stimulus_steps}, "
+                         f"post={post_steps}")
+    on, off = blank_steps, blank_steps + stimulus_steps
+    return slice(0, on), slice(on, off), slice(off, off + post_steps)
+
+
+def _tail(n: int, fraction: float = 0.1) -> int:
+    """Length of the last ``fraction`` of ``n`` steps (at least 1)."""
+    return max(1, int(round(fraction * n)))
+
+
+def _hard_labels(labels: torch.Tensor) -> torch.Tensor:
+    """Class indices ``(B,)`` from integer labels ``(B,)`` or soft labels ``(B, K)`` (argmax)."""
+    labels = torch.as_tensor(labels)
+    if labels.ndim == 2:
+        return labels.argmax(-1)
+    if labels.ndim == 1:
+        return labels.long()
+    raise ValueError(f"labels must be (B,) class indices or (B, K) soft labels, got shape {tuple(labels.shape)}")
+
+
+def accuracy_over_time(logits: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
+    """Fraction of the batch classified correctly (argmax of the logits) after each step.
+
+    ``logits``: ``(B, T, K)``; ``labels``: ``(B,)`` class indices or ``(B, K)`` soft labels
+    (compared by their argmax). Returns ``(T,)``.
+    """
+    logits = torch.as_tensor(logits)
+    if logits.ndim != 3:
+        raise ValueError(f"logits must be (B, T, K) (forward with readout='all'), got {tuple(logits.shape)}")
+    y = _hard_labels(labels).to(logits.device)
+    if y.shape[0] != logits.shape[0]:
+        raise ValueError(f"labels have {y.shape[0]} items but logits {logits.shape[0]}")
+    return to_numpy((logits.argmax(-1) == y[:, None]).double().mean(0))
+
+
+def mean_rate_traces(rates: Mapping[int, torch.Tensor], rectify: bool = False) -> np.ndarray:
+    """Mean rate per area and step, over the batch and every unit of the area.
+
+    ``rates``: area -> ``(B, T, C, H, W)`` (``Trajectory.rates``); rows follow the areas in
+    ascending order. ``rectify``: average ``relu(r)`` (what the next area receives) instead of
+    ``r``. Returns ``(A, T)`` float64.
+    """
+    if not rates:
+        raise ValueError("rates is empty: run the model with record=[areas]")
+    rows = []
+    for a in sorted(rates):
+        r = rates[a]
+        if r.ndim < 2:
+            raise ValueError(f"rates[{a}] must be (B, T, ...), got {tuple(r.shape)}")
+        r = r.detach()
+        if rectify:
+            r = r.clamp_min(0)
+        rows.append(r.double().transpose(0, 1).reshape(r.shape[1], -1).mean(1))
+    return to_numpy(torch.stack(rows))
+
+
+def population_states(rates: Mapping[int, torch.Tensor], areas: Sequence[int] | None = None) -> torch.Tensor:
+    """Every unit of the chosen areas side by side: ``(B, T, N)``, ``N = sum_a C_a H_a W_a``.
+
+    ``rates``: area -> ``(B, T, C, H, W)``; ``areas``: which (default all, ascending).
+    The input to :func:`pca_trajectories`.
+    """
+    areas = sorted(rates) if areas is None else list(areas)
+    missing = [a for a in areas if a not in rates]
+    if missing:
+        raise ValueError(f"areas {missing} were not recorded; recorded: {sorted(rates)}")
+    return torch.cat([rates[a].detach().flatten(2) for a in areas], dim=2)
+
+
+def _decay_steps(dev: np.ndarray, d0: float) -> float:
+    """Steps (linearly interpolated) for ``|dev|`` to fall to ``|d0| / e``; ``dev[k]`` after ``k+1`` steps."""
+    target = abs(d0) / math.e
+    a = np.concatenate([[abs(d0)], np.abs(dev)])      # a[k]: deviation after k steps
+    below = np.nonzero(a <= target)[0]
+    if below.size == 0:
+        return float("nan")
+    k = int(below[0])                                 # k >= 1 since a[0] = |d0| > target
+    hi, lo = a[k - 1], a[k]
+    return float(k - 1 + (hi - target) / (hi - lo)) if hi > lo else float(k)
+
+
+def response_dynamics(traces, blank_steps: int, stimulus_steps: int, post_steps: int = 0,
+                      area_names: Sequence[str] | None = None, rtol: float = 1e-6) -> pd.DataFrame:
+    """Onset transient, steady state and offset decay of each area's mean-rate trace.
+
+    ``traces``: ``(T,)`` or ``(A, T)`` with ``T = blank_steps + stimulus_steps + post_steps``
+    (see the module's time convention). One row per area with columns:
+
+    * ``area``: ``area_names[i]`` (default ``i``);
+    * ``spontaneous``: mean over the last 10 % of the blank (at least 1 step);
+    * ``peak``, ``time_to_peak``: the largest ``|r - spontaneous|`` during the stimulus and
+      the number of stimulus steps after which it is reached (1 = the first step);
+    * ``steady``: mean over the last 10 % of the stimulus;
+    * ``overshoot``: ``peak / |steady - spontaneous|`` (1 = no overshoot);
+    * ``return_fraction``: ``|r(end) - spontaneous| / |steady - spontaneous|`` (0 = back to
+      spontaneous; NaN without a post-stimulus blank);
+    * ``decay_steps``: steps after stimulus offset for ``|r - spontaneous|`` to fall to 1/e
+      of its value at offset, linearly interpolated between steps (NaN if never).
+
+    A ratio whose denominator is below ``rtol`` times the trace's largest ``|r|`` is NaN.
+    """
+    x = np.asarray(to_numpy(traces), dtype=np.float64)
+    if x.ndim == 1:
+        x = x[None]
+    if x.ndim != 2:
+        raise ValueError(f"traces must be (T,) or (A, T), got shape {x.shape}")
+    blank, stim, post = phases(blank_steps, stimulus_steps, post_steps)
+    if blank_steps < 1 or stimulus_steps < 1:
+        raise ValueError("response_dynamics needs at least one blank and one stimulus step "
+                         f"(got blank_steps={blank_steps}, stimulus_steps={stimulus_steps})")
+    if x.shape[1] != post.stop:
+        raise ValueError(f"traces have {x.shape[1]} steps but blank + stimulus + post = {post.stop}")
+    names = list(range(x.shape[0])) if area_names is None else list(area_names)
+    if len(names) != x.shape[0]:
+        raise ValueError(f"{len(names)} area names for {x.shape[0]} traces")
+    nan = float("nan")
+    rows = []
+    for name, tr in zip(names, x):
+        tiny = rtol * max(float(np.abs(tr).max()), np.finfo(np.float64).tiny)
+        spont = float(tr[blank][-_tail(blank_steps):].mean())
+        dev = np.abs(tr[stim] - spont)
+        k = int(dev.argmax())
+        peak = float(dev[k])
+        steady = float(tr[stim][-_tail(stimulus_steps):].mean())
+        step = abs(steady - spont)
+        ok = step > tiny
+        d0 = float(tr[stim.stop - 1] - spont)
+        rows.append({
+            "area": name, "spontaneous": spont, "peak": peak, "time_to_peak": k + 1, "steady": steady,
+            "overshoot": peak / step if ok else nan,
+            "return_fraction": abs(float(tr[-1]) - spont) / step if ok and post_steps > 0 else nan,
+            "decay_steps": _decay_steps(tr[post] - spont, d0) if post_steps > 0 and abs(d0) > tiny else nan,
+        })
+    return pd.DataFrame(rows)
+
+
+# ---- robustness ----------------------------------------------------------------------
+def _run_batched(run_model: RunModel, images: torch.Tensor, batch_size: int | None):
+    if batch_size is None or batch_size >= images.shape[0]:
+        logits, acts = run_model(images)
+        return logits, acts.reshape(acts.shape[0], -1)
+    outs = [run_model(chunk) for chunk in images.split(batch_size)]
+    return (torch.cat([o[0] for o in outs]),
+            torch.cat([o[1].reshape(o[1].shape[0], -1) for o in outs]))
+
+
+def noise_robustness(run_model: RunModel, images: torch.Tensor, labels: torch.Tensor, levels: Sequence[float],
+                     generator: torch.Generator | None = None, batch_size: int | None = None) -> pd.DataFrame:
+    """Accuracy and activation change under additive Gaussian pixel noise.
+
+    ``run_model(images (B, ...)) -> (logits (B, K), activations (B, N))`` (activations of any
+    trailing shape are flattened); ``images`` ``(B, ...)``; ``labels`` ``(B,)`` or ``(B, K)``.
+    At level ``s`` the model sees ``images + s * sigma * z`` with ``sigma`` the pixel standard
+    deviation over the whole batch and ``z ~ N(0, 1)`` drawn once from ``generator`` and shared
+    by every level (common random numbers: the curves differ by the level only).
+
+    Returns one row per level: ``level``, ``accuracy`` (argmax) and ``activation_mse``
+    = ``mean((a_s - a_0)^2) / var(a_0)``, the mean squared change of the activations from
+    the clean-image ones ``a_0``, over the variance of ``a_0`` (all entries, population
+    variance). The suite calls it for the RNN and the equivalent CNN and adds a ``model`` column.
+    ``batch_size``: run the model on chunks of this many images.
+    """
+    images = torch.as_tensor(images)
+    y = _hard_labels(labels)
+    sigma = images.double().std(unbiased=False).to(images.dtype)
+    z = torch.randn(images.shape, generator=generator, device=images.device, dtype=images.dtype)
+    rows = []
+    with torch.no_grad():
+        _, clean = _run_batched(run_model, images, batch_size)
+        clean = clean.double()
+        var = clean.var(unbiased=False)
+        for s in levels:
+            s = float(s)
+            logits, acts = _run_batched(run_model, images + s * sigma * z, batch_size)
+            mse = ((acts.double() - clean) ** 2).mean()
+            rows.append({"level": s,
+                         "accuracy": float((logits.argmax(-1) == y.to(logits.device)).double().mean()),
+                         "activation_mse": float(mse / var) if var > 0 else float("nan")})
+    return pd.DataFrame(rows, columns=["level", "accuracy", "activation_mse"])
+
+
+# ---- trajectories --------------------------------------------------------------------
+#: above this many samples *and* units PCA uses the randomised ``torch.pca_lowrank``
+EXACT_PCA_LIMIT = 2048
+
+
+def pca_trajectories(states: torch.Tensor, n_components: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Project state trajectories on their leading principal components.
+
+    ``states``: ``(B, T, N)`` (e.g. :func:`population_states`). The PCA is fitted on all
+    ``B * T`` states, centred on their mean; exact SVD (float64) unless both ``B * T`` and
+    ``N`` exceed :data:`EXACT_PCA_LIMIT` (then ``torch.pca_lowrank`` with a fixed seed). Each
+    component's sign is fixed so that its largest-magnitude loading is positive.
+
+    Returns the projections ``(B, T, n_components)`` and the explained-variance ratio of each
+    component ``(n_components,)`` (of the total variance of all ``N`` units).
+    """
+    states = torch.as_tensor(states).detach()
+    if states.ndim != 3:
+        raise ValueError(f"states must be (B, T, N), got shape {tuple(states.shape)}")
+    b, t, n = states.shape
+    m = b * t
+    if not 1 <= n_components <= min(m, n):
+        raise ValueError(f"n_components must be in 1..{min(m, n)} for {m} states of {n} units, got {n_components}")
+    exact = min(m, n) <= EXACT_PCA_LIMIT
+    x = states.reshape(m, n).to(torch.float64 if exact else torch.float32)
+    x = x - x.mean(0, keepdim=True)
+    total = (x.double() ** 2).sum()
+    if exact:
+        _, s, vh = torch.linalg.svd(x, full_matrices=False)
+        v = vh[:n_components].T                                   # (N, k)
+        s = s[:n_components]
+    else:
+        with torch.random.fork_rng(devices=[x.device] if x.is_cuda else []):
+            torch.manual_seed(0)
+            _, s, v = torch.pca_lowrank(x, q=min(n_components + 10, m, n), center=False, niter=6)
+        v, s = v[:, :n_components], s[:n_components]
+    idx = v.abs().argmax(0)
+    v = v * torch.sign(v[idx, torch.arange(n_components, device=v.device)])
+    proj = (x @ v).reshape(b, t, n_components)
+    ratio = (s.double() ** 2) / total if total > 0 else torch.zeros_like(s, dtype=torch.float64)
+    return to_numpy(proj.double()), to_numpy(ratio)
+
+
+# ---- spectra -------------------------------------------------------------------------
+def euler_modulus(eigenvalues, alpha: float) -> np.ndarray:
+    """``|1 - alpha + alpha lambda|``: the modulus of the Euler map's eigenvalue for ``lambda``."""
+    lam = np.asarray(to_numpy(eigenvalues), dtype=np.complex128)
+    return np.abs(1 - alpha + alpha * lam)
+
+
+def spectrum_table(eigenvalues, alpha: float) -> pd.DataFrame:
+    """One row per eigenvalue ``lambda`` of a recurrent operator ``R`` (input order kept).
+
+    ``eigenvalues``: complex ``(k,)`` (array or tensor); ``alpha = dt / tau``. Columns ``re``,
+    ``im``, ``modulus`` ``|lambda|``, ``euler_modulus`` ``|1 - alpha + alpha lambda|``,
+    ``stable_linear`` (``Re lambda < 1``: the mode of ``tau dr/dt = -r + R r`` decays) and
+    ``stable_euler`` (``euler_modulus < 1``: it decays under the Euler step).
+    """
+    if not 0 < alpha <= 1:
+        raise ValueError(f"alpha = dt / tau must be in (0, 1], got {alpha}")
+    lam = np.asarray(to_numpy(eigenvalues), dtype=np.complex128).reshape(-1)
+    em = euler_modulus(lam, alpha)
+    return pd.DataFrame({"re": lam.real, "im": lam.imag, "modulus": np.abs(lam), "euler_modulus": em,
+                         "stable_linear": lam.real < 1, "stable_euler": em < 1})

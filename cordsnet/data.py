@@ -1,0 +1,174 @@
+"""Images for CordsNet: the published per-data-set transforms, CutMix/MixUp, and batches
+that are pure functions of the training step.
+
+Transforms (as published, with the resize following ``input_size``): ImageNet
+``RandomResizedCrop + flip + RandAugment`` (test: resize 256/224 of the side, centre crop);
+CIFAR ``resize + flip + RandAugment``; MNIST ``resize + affine(5 deg, 5 %, 0.95-1.05, shear 5)
++ colour jitter 0.1 + elastic (alpha 20, sigma 5)``; Fashion-MNIST ``resize + flip + affine
++ jitter``; then normalisation by the data set's mean and std. CutMix or MixUp (one of
+the two per batch, at random, Beta(1, 1) mixing) on Fashion-MNIST and CIFAR.
+
+Every random draw of a sample is seeded by ``(seed, step, rank, position)`` and every
+batch-level draw by the step's generator, so a resumed run sees the very batches an
+uninterrupted one would, also with loader worker processes.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from core.data import digits, epoch_batch_indices, get_dataset
+from core.runtime import derive_seed
+
+#: per-data-set channel mean and std used by the published normalisation
+STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    "mnist": ((0.1307,), (0.3081,)),
+    "fashion_mnist": ((0.2860,), (0.3530,)),
+}
+MIXED = ("fashion_mnist", "cifar10", "cifar100")  # where the source mixes batches
+
+
+def image_transform(name: str, size: int, train: bool, augment: bool = True) -> Callable:
+    """The published torchvision (v2) pipeline for data set ``name`` at side ``size``."""
+    from torchvision.transforms import v2
+
+    mean, std = STATS[name]
+    to_float = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
+    norm = [v2.Normalize(mean=list(mean), std=list(std))]
+    if name == "imagenet":
+        if train and augment:
+            return v2.Compose([v2.RandomResizedCrop(size), v2.RandomHorizontalFlip(), *to_float,
+                               v2.RandAugment(), *norm])
+        return v2.Compose([v2.Resize(round(size * 256 / 224)), v2.CenterCrop(size), *to_float, *norm])
+    aug: list = []
+    if train and augment:
+        if name in ("cifar10", "cifar100"):
+            aug = [v2.RandomHorizontalFlip(), *to_float, v2.RandAugment()]
+        elif name == "mnist":
+            aug = [*to_float, v2.RandomAffine(degrees=5, translate=(0.05, 0.05), scale=(0.95, 1.05), shear=5),
+                   v2.ColorJitter(brightness=0.1, contrast=0.1), v2.ElasticTransform(alpha=20.0, sigma=5.0)]
+        elif name == "fashion_mnist":
+            aug = [v2.RandomHorizontalFlip(), *to_float,
+                   v2.RandomAffine(degrees=5, translate=(0.05, 0.05), scale=(0.95, 1.05), shear=5),
+                   v2.ColorJitter(brightness=0.1, contrast=0.1)]
+    if not any(isinstance(t, v2.ToDtype) for t in aug):
+        aug = [*aug, *to_float]
+    return v2.Compose([v2.Resize(size), v2.CenterCrop(size), *aug, *norm])
+
+
+class SeededSamples(torch.utils.data.Dataset):
+    """``dataset[(seed, index)]``: the transformed sample ``index`` with torch's RNG seeded by
+    ``seed`` first, so random augmentation is a pure function of ``seed`` in any process."""
+
+    def __init__(self, dataset, transform: Callable):
+        self.dataset, self.transform = dataset, transform
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]):
+        seed, index = key
+        image, label = self.dataset[index]
+        torch.manual_seed(seed)
+        return self.transform(image), label
+
+
+class StepBatches(torch.utils.data.Sampler):
+    """Batch sampler: for each step from ``start``, the ``(sample seed, index)`` keys of that
+    step's batch on this rank (indices from :func:`core.data.epoch_batch_indices`)."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, start: int, stop: int, rank: int = 0,
+                 world_size: int = 1):
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.start, self.stop, self.rank, self.world_size = start, stop, rank, world_size
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        for step in range(self.start, self.stop):
+            idx = epoch_batch_indices(self.n, self.batch_size, step, self.seed, self.rank, self.world_size)
+            yield [(derive_seed(self.seed, "sample", step, self.rank, k) % 2**63, int(i))
+                   for k, i in enumerate(idx.tolist())]
+
+
+def _as_loaded(image):
+    return image
+
+
+def real_dataset(name: str, root, size: int, train: bool, augment: bool, download: bool):
+    """A torchvision data set with the published transform, indexable by ``(seed, index)``."""
+    base = get_dataset(name, root, train=train, download=download, transform=_as_loaded)
+    return SeededSamples(base, image_transform(name, size, train, augment))
+
+
+def channel_stats(name: str, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std ``(C, 1, 1)`` that normalise the model's inputs of data set ``name``."""
+    if name == "digits":
+        x, _ = digits(size=size)
+        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+        train_x = x[order[: int(0.8 * len(x))]]
+        return train_x.mean().view(1, 1, 1), train_x.std().view(1, 1, 1)
+    mean, std = STATS[name]
+    return torch.tensor(mean).view(-1, 1, 1), torch.tensor(std).view(-1, 1, 1)
+
+
+def embedded_digits(size: int, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The embedded digits at ``size`` px, normalised by the training split's mean and std:
+    ``(n, 1, size, size)`` and labels ``(n,)`` (a fixed 80/20 train/test split)."""
+    x, y = digits(size=size)
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
+    cut = int(0.8 * len(y))
+    keep = order[:cut] if train else order[cut:]
+    mean, std = channel_stats("digits", size)
+    return (x[keep] - mean) / std, y[keep]
+
+
+def one_hot(labels: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """Integer labels ``(B,)`` -> probabilities ``(B, K)``; soft labels pass through."""
+    if labels.dim() == 2:
+        return labels.float()
+    return F.one_hot(labels.long(), n_classes).float()
+
+
+def mix_batch(images: torch.Tensor, labels: torch.Tensor, n_classes: int, generator: torch.Generator
+              ) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """CutMix or MixUp (one at random, each with probability 1/2) of a batch with a
+    permutation of itself, mixing weight ``lam ~ Beta(1, 1)`` (torchvision's default).
+
+    MixUp: ``x = lam x + (1 - lam) x[perm]``. CutMix: a box of area ``(1 - lam) H W`` from
+    ``x[perm]`` pasted in, ``lam`` then corrected to the box actually pasted (clipped at the
+    border). Labels become ``lam y + (1 - lam) y[perm]`` ``(B, K)``. Returns the mixed
+    batch, the soft labels and ``{"kind", "lam", "perm"}``.
+    """
+    b, _, h, w = images.shape
+    dev = images.device
+    y = one_hot(labels, n_classes).to(dev)
+    u = torch.rand(3, generator=generator, device=generator.device).cpu()
+    perm = torch.randperm(b, generator=generator, device=generator.device).to(dev)
+    lam = float(u[0])  # Beta(1, 1) is uniform
+    if u[1] < 0.5:
+        x = lam * images + (1 - lam) * images[perm]
+        kind = "mixup"
+    else:
+        cut = (1 - lam) ** 0.5
+        ch, cw = int(h * cut), int(w * cut)
+        cy = int(torch.randint(h, (1,), generator=generator, device=generator.device))
+        cx = int(torch.randint(w, (1,), generator=generator, device=generator.device))
+        y0, y1 = max(cy - ch // 2, 0), min(cy + ch // 2, h)
+        x0, x1 = max(cx - cw // 2, 0), min(cx + cw // 2, w)
+        x = images.clone()
+        x[:, :, y0:y1, x0:x1] = images[perm][:, :, y0:y1, x0:x1]
+        lam = 1 - (y1 - y0) * (x1 - x0) / (h * w)
+        kind = "cutmix"
+    return x, lam * y + (1 - lam) * y[perm], {"kind": kind, "lam": lam, "perm": perm}
+
+
+def uses_mixing(dataset: str, setting: str) -> bool:
+    return setting == "on" or (setting == "auto" and dataset in MIXED)
+

@@ -1,0 +1,257 @@
+"""Probing a trained CordsNet: run its time course without gradients and turn what it does
+into tables and figures (the suite's analyses and recordings).
+
+The time course is ``blank_steps`` without an image (ending in the spontaneous state),
+``stimulus_steps`` with it and ``post_blank_steps`` without it again; :func:`course` steps
+through it once and hands every state to the caller, so nothing of size
+``(batch, time, units)`` is kept unless asked for.
+"""
+from __future__ import annotations
+
+from typing import Iterator, NamedTuple, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from core.runtime import derive_seed
+from core.suite import AnalysisResult
+from cordsnet import analysis as A
+from cordsnet import eigen
+from cordsnet import plots
+from cordsnet.model import CordsNet
+
+
+@torch.no_grad()
+def course(rnn: CordsNet, images: torch.Tensor, blank_steps: int, stimulus_steps: int,
+           post_blank_steps: int) -> Iterator[tuple[int, list[torch.Tensor], object]]:
+    """Yield ``(t, rates, weights)`` after every step ``t`` of the course (rates: per area
+    ``(B, C_j, H_j, W_j)``), starting from rest."""
+    w = rnn.weights()
+    state = rnn.rest_state(images.shape[0])
+    blank = rnn.input_drive(torch.zeros_like(images), w)
+    shown = rnn.input_drive(images, w)
+    t = 0
+    for drive, n in ((blank, blank_steps), (shown, stimulus_steps), (blank, post_blank_steps)):
+        for _ in range(n):
+            state = rnn.step(state, drive, w)
+            yield t, state, w
+            t += 1
+
+
+def _course_of(cfg) -> tuple[int, int, int]:
+    return cfg.blank_steps, cfg.stimulus_steps, cfg.post_blank_steps
+
+
+class Recorded(NamedTuple):
+    rates: dict[int, torch.Tensor]  # area -> (B, T', C, h, w) float32
+    logits: torch.Tensor            # (B, T', K)
+    times: np.ndarray               # (T',) step index of each recorded frame
+
+
+def record_course(rnn: CordsNet, images: torch.Tensor, areas: Sequence[int], *, blank_steps: int,
+                  stimulus_steps: int, post_blank_steps: int, stride: int = 1, pool: int = 1) -> Recorded:
+    """Rates of ``areas`` (average-pooled by ``pool`` pixels) and logits every ``stride``-th step."""
+    keep: dict[int, list[torch.Tensor]] = {a: [] for a in areas}
+    logits, times = [], []
+    for t, state, w in course(rnn, images, blank_steps, stimulus_steps, post_blank_steps):
+        if t % stride:
+            continue
+        times.append(t)
+        logits.append(rnn.readout(state, w).float().cpu())
+        for a in areas:
+            r = state[a]
+            if pool > 1:
+                r = F.avg_pool2d(r, pool, ceil_mode=True)
+            keep[a].append(r.float().cpu())
+    return Recorded({a: torch.stack(v, 1) for a, v in keep.items()}, torch.stack(logits, 1), np.asarray(times))
+
+
+def accuracy_over_time(rnn: CordsNet, images: torch.Tensor, labels: torch.Tensor, batch: int,
+                       course_steps: tuple[int, int, int] | None = None) -> np.ndarray:
+    """Fraction of ``images`` classified correctly after each step of the course ``(T,)``."""
+    nb, ns, npost = course_steps or (rnn.blank_steps, rnn.stimulus_steps, rnn.post_blank_steps)
+    hits = None
+    for x, y in zip(images.split(batch), labels.split(batch)):
+        per_step = torch.stack([(rnn.readout(s, w).argmax(-1) == y).sum()
+                                for _, s, w in course(rnn, x, nb, ns, npost)])
+        hits = per_step if hits is None else hits + per_step
+    return (hits.float() / len(labels)).cpu().numpy()
+
+
+# --- analyses -----------------------------------------------------------------------
+def _eval_images(suite, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    images, labels = suite._test_set
+    return (images, labels) if n is None else (images[:n], labels[:n])
+
+
+def accuracy_time_result(suite, modules) -> AnalysisResult:
+    cfg = suite.cfg
+    images, labels = _eval_images(suite)
+    acc = accuracy_over_time(modules["rnn"], images, labels, cfg.batch_size, _course_of(cfg))
+    nb, ns, npost = _course_of(cfg)
+    frame = pd.DataFrame({"step": np.arange(len(acc)), "time_ms": np.arange(1, len(acc) + 1) * 10 * cfg.alpha,
+                          "phase": ["blank"] * nb + ["stimulus"] * ns + ["post"] * npost, "accuracy": acc})
+    fig = plots.accuracy_over_time_figure(acc, nb, ns, npost, chance=1.0 / cfg.n_classes)
+    end = nb + ns - 1
+    return AnalysisResult(tables={"accuracy_time": frame}, figures={"accuracy_time": fig},
+                          scalars={"accuracy_end_of_stimulus": float(acc[end]),
+                                   "accuracy_max": float(acc.max()), "n_images": float(len(labels))})
+
+
+def mean_rates(rnn: CordsNet, images: torch.Tensor, course_steps) -> np.ndarray:
+    """Mean rate of every area after every step ``(A, T)`` (over images and units)."""
+    rows = [torch.stack([r.mean() for r in state]) for _, state, _ in course(rnn, images, *course_steps)]
+    return torch.stack(rows, 1).cpu().numpy()
+
+
+def dynamics_result(suite, modules) -> AnalysisResult:
+    cfg = suite.cfg
+    images, _ = _eval_images(suite, min(cfg.n_eval, 4 * cfg.batch_size))
+    traces = np.mean([mean_rates(modules["rnn"], x, _course_of(cfg)) for x in images.split(cfg.batch_size)],
+                     axis=0)
+    names = [f"area{a}" for a in range(traces.shape[0])]
+    table = A.response_dynamics(traces, *_course_of(cfg), area_names=names)
+    traces_frame = pd.DataFrame(traces.T, columns=names).rename_axis("step").reset_index()
+    fig = plots.dynamics_figure(traces, *_course_of(cfg), names)
+    return AnalysisResult(tables={"dynamics": table, "mean_rates": traces_frame}, figures={"dynamics": fig},
+                          scalars={f"overshoot/area{a}": float(v) for a, v in enumerate(table["overshoot"])})
+
+
+def spectra_result(suite, modules) -> AnalysisResult:
+    cfg = suite.cfg
+    rnn = modules["rnn"]
+    g = torch.Generator().manual_seed(derive_seed(cfg.seed, "spectra") % 2**63)
+    eigs, vectors, rows = {}, {}, []
+    for a in range(rnn.depth):
+        weight = rnn.recurrent_weight(a).detach().double().cpu()
+        side = rnn.sizes[a]
+        n = weight.shape[0] * side * side
+        if n <= cfg.dense_limit:
+            values = eigen.conv_eigs(weight, side, side, k=cfg.n_eigs, dense_max=cfg.dense_limit)
+            residuals = np.zeros(len(values))
+        else:  # Ritz values with their residuals |A x - theta x| (small next to |theta|: converged)
+            values, res = eigen.arnoldi_eigs(eigen.conv_matvec(weight, side, side), n, k=cfg.n_eigs,
+                                             iterations=cfg.arnoldi_iters, restarts=cfg.arnoldi_restarts,
+                                             generator=g, return_residuals=True)
+            residuals = res.numpy()
+        eigs[f"area{a}"] = values.numpy()
+        power = eigen.power_iteration(eigen.conv_matvec(weight, side, side), n, trials=cfg.power_trials,
+                                      iterations=cfg.power_iters, generator=g)
+        vec = power.eigenvector.reshape(weight.shape[0], side, side)
+        vectors[f"area{a}"] = (vec.abs() if vec.is_complex() else vec).numpy()
+        table = A.spectrum_table(values.numpy(), cfg.alpha)
+        table.insert(0, "area", f"area{a}")
+        table.insert(1, "method", "dense" if n <= cfg.dense_limit else f"arnoldi_{cfg.arnoldi_iters}")
+        table["ritz_residual"] = residuals
+        rows.append(table)
+        rows[-1]["power_eigenvalue_re"] = complex(power.eigenvalue).real
+        rows[-1]["power_eigenvalue_im"] = complex(power.eigenvalue).imag
+        rows[-1]["power_residual"] = float(power.residual)
+    table = pd.concat(rows, ignore_index=True)
+    radius = table.groupby("area")["modulus"].max()
+    margin = table.groupby("area")["re"].max()
+    return AnalysisResult(tables={"spectra": table},
+                          figures={"spectra": plots.spectra_figure(eigs, cfg.alpha),
+                                   "top_eigenvectors": plots.eigenvector_figure(vectors)},
+                          scalars={**{f"spectral_radius/{k}": float(v) for k, v in radius.items()},
+                                   **{f"max_real_part/{k}": float(v) for k, v in margin.items()}})
+
+
+@torch.no_grad()
+def steady_state(rnn: CordsNet, image: torch.Tensor, blank_steps: int, stimulus_steps: int,
+                 rtol: float = 1e-6, max_extra: int = 5000) -> tuple[list[torch.Tensor], float, int]:
+    """Run the blank and the stimulus course, then keep the image on until one step changes no
+    rate by more than ``rtol`` times the largest rate (at most ``max_extra`` more steps).
+    Returns the state, the last step's largest change and how many extra steps it took."""
+    state = None
+    for _, state, _w in course(rnn, image, blank_steps, stimulus_steps, 0):
+        pass
+    w = rnn.weights()
+    drive = rnn.input_drive(image, w)
+    drift, extra = float("inf"), 0
+    while extra < max_extra:
+        new = rnn.step(state, drive, w)
+        scale = max(float(r.abs().max()) for r in new) or 1.0
+        drift = max(float((a - b).abs().max()) for a, b in zip(new, state))
+        state, extra = new, extra + 1
+        if drift <= rtol * scale:
+            break
+    return state, drift, extra
+
+
+def jacobian_result(suite, modules) -> AnalysisResult:
+    cfg = suite.cfg
+    rnn = modules["rnn"]
+    image, _ = _eval_images(suite, 1)
+    steady, drift, extra = steady_state(rnn, image, cfg.blank_steps, cfg.stimulus_steps)
+    g = torch.Generator().manual_seed(derive_seed(cfg.seed, "jacobian") % 2**63)
+    rnn.double()  # the Krylov basis is float64; so is the map it probes
+    try:
+        w = rnn.weights()
+        drive = rnn.input_drive(image.double(), w)
+
+        def one_step(rates):
+            return rnn.step(list(rates), drive, w)
+        matvec, n = eigen.jacobian_matvec(one_step, [s.double() for s in steady])
+        values, residuals = eigen.arnoldi_eigs(matvec, n, k=cfg.n_eigs, iterations=cfg.arnoldi_iters,
+                                               restarts=cfg.arnoldi_restarts, generator=g,
+                                               device=image.device, return_residuals=True)
+    finally:
+        rnn.float()
+    mu = values.numpy()
+    table = pd.DataFrame({"re": mu.real, "im": mu.imag, "modulus": np.abs(mu), "stable": np.abs(mu) < 1,
+                          "ritz_residual": residuals.numpy()})
+    table["state_change_last_step"] = drift
+    table["steps_after_stimulus_course"] = extra
+    # eigenvalues mu of the one-step map are 1 - alpha + alpha*lambda for the continuous-time
+    # Jacobian's lambda: drawn as lambda, against the same boundaries as the areas' spectra
+    lam = (mu - (1 - cfg.alpha)) / cfg.alpha
+    fig = plots.spectra_figure({"full model at steady state": lam}, cfg.alpha)
+    return AnalysisResult(tables={"jacobian": table}, figures={"jacobian": fig},
+                          scalars={"one_step_spectral_radius": float(values.abs().max()),
+                                   "steady_state_drift": drift, "extra_steps_to_steady_state": float(extra)})
+
+
+def robustness_result(suite, modules) -> AnalysisResult:
+    cfg = suite.cfg
+    images, labels = _eval_images(suite, min(cfg.n_eval, 256))
+    g = torch.Generator(device=images.device).manual_seed(derive_seed(cfg.seed, "noise") % 2**63)
+    rnn = modules["rnn"]
+    end = cfg.blank_steps + cfg.stimulus_steps
+
+    def run_rnn(x):
+        out_logits, out_act = [], []
+        for xb in x.split(cfg.batch_size):
+            for t, state, w in course(rnn, xb, cfg.blank_steps, cfg.stimulus_steps, 0):
+                if t == end - 1:
+                    out_logits.append(rnn.readout(state, w))
+                    out_act.append(F.relu(state[-1]).flatten(1))
+        return torch.cat(out_logits), torch.cat(out_act)
+
+    frames = [A.noise_robustness(run_rnn, images, labels, cfg.noise_levels, g).assign(model="cordsnet")]
+    if "cnn" in modules:
+        cnn = modules["cnn"].eval()
+
+        @torch.no_grad()
+        def run_cnn(x):
+            logits, acts = zip(*(cnn(xb, return_areas=True) for xb in x.split(cfg.batch_size)))
+            return torch.cat(logits), torch.cat([a[-1].flatten(1) for a in acts])
+        frames.append(A.noise_robustness(run_cnn, images, labels, cfg.noise_levels, g).assign(model="cnn"))
+    table = pd.concat(frames, ignore_index=True)
+    return AnalysisResult(tables={"robustness": table}, figures={"robustness": plots.robustness_figure(table)})
+
+
+def trajectories_result(suite, modules) -> AnalysisResult:
+    cfg = suite.cfg
+    images, labels = _eval_images(suite, cfg.n_trajectories)
+    states = torch.stack([state[-1].flatten(1).float() for _, state, _ in
+                          course(modules["rnn"], images, *_course_of(cfg))], 1)    # (B, T, N)
+    proj, ratio = A.pca_trajectories(states.cpu(), n_components=3)
+    frame = pd.DataFrame([{"image": b, "label": int(labels[b]), "step": t, **{f"pc{k + 1}": proj[b, t, k]
+                                                                             for k in range(proj.shape[2])}}
+                          for b in range(proj.shape[0]) for t in range(proj.shape[1])])
+    fig = plots.trajectories_figure(proj, cfg.blank_steps, cfg.stimulus_steps, labels.cpu().numpy())
+    return AnalysisResult(tables={"trajectories": frame}, figures={"trajectories": fig},
+                          scalars={f"explained_variance/pc{k + 1}": float(v) for k, v in enumerate(ratio)})

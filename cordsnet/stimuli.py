@@ -1,0 +1,71 @@
+"""Experiment stimuli for CordsNet: oriented gratings at the model's input size (the same
+gratings as the ``rsa`` family, so recordings compare with V1), or the user's own images.
+
+Images are returned in [0, 1]; the suite normalises them like the training images.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from core.errors import UserError
+from rsa.gratings import grating_images
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def grating_conditions(n_orientations: int, n_phases: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every (orientation, phase) pair: orientations evenly in [-90, 90) degrees, phases evenly
+    in [0, 360). Returns ``(orientation (n,), phase (n,))`` with ``n = n_orientations * n_phases``."""
+    ori = -90.0 + 180.0 * torch.arange(n_orientations, dtype=torch.float64) / n_orientations
+    phase = 360.0 * torch.arange(n_phases, dtype=torch.float64) / n_phases
+    o, p = torch.meshgrid(ori, phase, indexing="ij")
+    return o.reshape(-1).float(), p.reshape(-1).float()
+
+
+def gratings(orientation: torch.Tensor, phase: torch.Tensor, size: int, channels: int,
+             cycles: float = 4.0, contrast: float = 1.0) -> torch.Tensor:
+    """Sine gratings ``(n, channels, size, size)`` in [0, 1] with ``cycles`` periods across the
+    image, one per (orientation, phase) pair (degrees; 0 = vertical bars)."""
+    out = torch.empty(len(orientation), channels, size, size)
+    for ph in torch.unique(phase):
+        sel = phase == ph
+        img = grating_images(orientation[sel].float(), size, size, spatial_freq=cycles / size,
+                             phase=float(ph), contrast=contrast, waveform="sine")
+        out[sel] = img[:, None].expand(-1, channels, -1, -1)
+    return out
+
+
+def folder_images(folder: str | Path, size: int, channels: int, check_only: bool = False
+                  ) -> tuple[torch.Tensor, list[str]]:
+    """Every image file in ``folder`` (sorted by name), resized (shorter side) and centre-cropped to
+    ``size`` x ``size``, as ``(n, channels, size, size)`` in [0, 1] (RGB to grey by luminance for
+    one-channel models). ``check_only``: validate that the folder holds readable images."""
+    from PIL import Image, UnidentifiedImageError
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise UserError(f"--stimulus_folder: not a folder: {root}")
+    files = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise UserError(f"--stimulus_folder: no image files ({', '.join(IMAGE_SUFFIXES)}) in {root}")
+    images = []
+    for path in files[:1] if check_only else files:
+        try:
+            with Image.open(path) as im:
+                im = im.convert("L" if channels == 1 else "RGB")
+                arr = np.asarray(im, dtype=np.float32) / 255.0
+        except (UnidentifiedImageError, OSError) as exc:
+            raise UserError(f"--stimulus_folder: cannot read {path}: {exc}") from None
+        x = torch.from_numpy(arr)
+        x = x[None] if x.dim() == 2 else x.permute(2, 0, 1)
+        h, w = x.shape[1:]
+        scale = size / min(h, w)
+        x = F.interpolate(x[None], size=(max(size, round(h * scale)), max(size, round(w * scale))),
+                          mode="bilinear", align_corners=False, antialias=True)[0]
+        top, left = (x.shape[1] - size) // 2, (x.shape[2] - size) // 2
+        images.append(x[:, top:top + size, left:left + size].clamp(0, 1))
+    return torch.stack(images), [p.name for p in files]

@@ -1,0 +1,323 @@
+"""CordsNet suite: the published model, its initialisation pipeline (or direct training),
+eigen-analysis, response dynamics, robustness, and recordings comparable with V1.
+
+Stages: train (phases ``cnn``, ``inversion``, ``linear``, ``anneal``, ``finetune`` of
+:mod:`cordsnet.pipeline`, or ``finetune`` alone with ``pipeline: direct``), --viz (stimuli,
+input filters), --gen_exp_stim / --experiment (gratings with an ``orientation`` coordinate,
+or the user's own images, recorded per area over the time course), --analyze (accuracy over
+time, dynamics, spectra, Jacobian, robustness, trajectories; see :mod:`cordsnet.probes`).
+"""
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from core.errors import UserError
+from core.runtime import derive_seed
+from core.suite import Labelled, ModelSuite, Phase, StimulusSet, analysis, visualization
+from cordsnet import data as D
+from cordsnet import pipeline as P
+from cordsnet import probes, stimuli
+from cordsnet.cnn import CordsCNN, fold_batchnorm, resnet18_to_cnn
+from cordsnet.config import CordsNetConfig
+from cordsnet.model import CordsNet
+
+
+class CordsNetSuite(ModelSuite):
+    name = "cordsnet"
+    Config = CordsNetConfig
+    description = "CordsNet: continuous-time convolutional RNN of the ventral stream (R2-R8)"
+    selection_metric = None  # phases differ in what 'accuracy' measures; later stages use the final weights
+
+    # --- set-up ---------------------------------------------------------------
+    def prepare(self) -> None:
+        cfg = self.cfg
+        if cfg.dataset != "digits":  # a missing real set is a one-line message before anything is written
+            self._test_set  # noqa: B018
+            if cfg.phase_steps_total:
+                self._train_source  # noqa: B018
+        for key in ("pretrained", "resnet18_weights"):
+            path = getattr(cfg, key)
+            if path and not Path(path).is_file():
+                raise UserError(f"--{key}: not found: {path}")
+        if cfg.pretrained:
+            self._published_state()
+        if cfg.stimulus_folder:
+            stimuli.folder_images(cfg.stimulus_folder, cfg.input_size, cfg.in_channels, check_only=True)
+
+    def _published_state(self) -> dict:
+        """The user's published-format state dict (``cordsnetr8.pth``), loaded safely."""
+        path = self.cfg.pretrained
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001
+            raise UserError(f"--pretrained: cannot read {path} safely (weights_only=True): "
+                            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        if isinstance(state, dict) and "modules" in state and "rnn" in state["modules"]:
+            state = state["modules"]["rnn"]  # also accept this toolkit's own checkpoints
+        state = {k.removeprefix("module."): v for k, v in state.items()}  # DDP-saved files
+        probe = CordsNet.from_config(self.cfg)
+        from core.checkpoint import state_dict_mismatches
+
+        problems = state_dict_mismatches(probe.state_dict(), state)
+        if problems:
+            raise UserError(f"--pretrained: {path} does not fit CordsNet R{self.cfg.depth} "
+                            f"({self.cfg.dataset}, {self.cfg.input_size} px): {'; '.join(problems[:4])}"
+                            f"{f' and {len(problems) - 4} more' if len(problems) > 4 else ''}")
+        return state
+
+    def build(self):
+        cfg = self.cfg
+        torch.manual_seed(cfg.seed)
+        rnn = CordsNet.from_config(cfg)
+        if cfg.pretrained:
+            rnn.load_state_dict(self._published_state())
+        modules = {"rnn": rnn.to(self.device)}
+        if cfg.pipeline == "init":  # the equivalent CNN (phases 1-2; kept for the robustness comparison)
+            cnn = CordsCNN(cfg.depth, cfg.in_channels, cfg.n_classes, cfg.input_size)
+            if cfg.resnet18_weights:
+                res = torch.load(cfg.resnet18_weights, map_location="cpu", weights_only=True)
+                mapped = resnet18_to_cnn(res, in_channels=cfg.in_channels, n_classes=cfg.n_classes)
+                cnn.load_state_dict({**cnn.state_dict(), **mapped})
+            modules["cnn"] = cnn.to(self.device)
+        return modules
+
+    # --- data -------------------------------------------------------------------
+    @cached_property
+    def _train_source(self):
+        cfg = self.cfg
+        if cfg.dataset == "digits":
+            x, y = D.embedded_digits(cfg.input_size, train=True)
+            return x.to(self.device), y.to(self.device)
+        return D.real_dataset(cfg.dataset, self.ctx.data_root, cfg.input_size, True, cfg.augment,
+                              self.ctx.download)
+
+    @cached_property
+    def _test_set(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first ``n_eval`` test images ``(n, C, S, S)`` (test transform) and labels ``(n,)``."""
+        cfg = self.cfg
+        if cfg.dataset == "digits":
+            x, y = D.embedded_digits(cfg.input_size, train=False)
+            return x[: cfg.n_eval].to(self.device), y[: cfg.n_eval].to(self.device)
+        ds = D.real_dataset(cfg.dataset, self.ctx.data_root, cfg.input_size, False, False, self.ctx.download)
+        n = min(cfg.n_eval, len(ds))
+        order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(0))[:n]
+        xs, ys = zip(*(ds[(0, int(i))] for i in order))
+        return torch.stack(xs).to(self.device), torch.as_tensor(ys).to(self.device)
+
+    def _loader(self, step):
+        """Worker-backed batches of ``step``'s phase from ``step.phase_step`` on (pure functions of
+        the phase and its step: each phase runs its own seeded epochs)."""
+        cfg = self.cfg
+        src = self._train_source
+        sampler = D.StepBatches(len(src), cfg.phase_batch(step.phase), derive_seed(cfg.seed, step.phase),
+                                step.phase_step, cfg.phase_steps[step.phase], step.rank, step.world_size)
+        loader = torch.utils.data.DataLoader(src, batch_sampler=sampler, num_workers=cfg.workers,
+                                             pin_memory=self.device.type == "cuda")
+        return iter(loader)
+
+    def training_batch(self, step):
+        cfg = self.cfg
+        src = self._train_source
+        if isinstance(src, tuple):  # embedded tensors
+            idx = D.epoch_batch_indices(len(src[1]), cfg.phase_batch(step.phase), step.phase_step,
+                                        derive_seed(cfg.seed, step.phase), step.rank, step.world_size)
+            images, labels = src[0][idx.to(src[0].device)], src[1][idx.to(src[0].device)]
+        else:
+            key = (step.phase, step.phase_step)
+            if getattr(self, "_next", None) != key:
+                self._iter = self._loader(step)
+            images, labels = next(self._iter)
+            self._next = (step.phase, step.phase_step + 1)
+            images, labels = images.to(self.device, non_blocking=True), labels.to(self.device)
+        if D.uses_mixing(cfg.dataset, cfg.mix) and step.phase != "inversion":
+            images, labels, _ = D.mix_batch(images, labels, cfg.n_classes, step.generator)
+        return images, labels
+
+    # --- training -----------------------------------------------------------------
+    def phases(self):
+        cfg = self.cfg
+        clip = {"cnn": None, "inversion": cfg.inversion_clip}
+        return [Phase(name, steps, grad_clip=clip.get(name, cfg.rnn_clip))
+                for name, steps in cfg.phase_steps.items()]
+
+    @cached_property
+    def _folded(self):
+        cnn = self._modules["cnn"]
+        cnn.eval()
+        return fold_batchnorm(cnn)
+
+    def begin_phase(self, modules, phase):
+        self._modules = modules
+        if phase.name == "inversion":  # 1b: fold the CNN's batch norms, carry its layers over
+            self.__dict__.pop("_folded", None)
+            P.carry_folded_weights(modules["rnn"], self._folded)
+
+    def _trainable(self, modules, phase):
+        rnn = modules["rnn"]
+        if phase.name == "cnn":
+            return list(modules["cnn"].parameters())
+        if phase.name == "inversion":
+            return [p for n, p in rnn.named_parameters() if n.startswith(("area_conv.", "conv_bias."))]
+        return list(rnn.parameters())
+
+    def make_optimizer(self, modules, phase):
+        self._modules = modules
+        cfg = self.cfg
+        train = self._trainable(modules, phase)
+        ids = {id(p) for p in train}
+        for m in modules.values():
+            for p in m.parameters():
+                p.requires_grad_(id(p) in ids)
+        if phase.name == "cnn":
+            return torch.optim.SGD(train, lr=cfg.cnn_lr, momentum=cfg.cnn_momentum,
+                                   weight_decay=cfg.cnn_weight_decay)
+        lr = cfg.inversion_lr if phase.name == "inversion" else cfg.rnn_lr
+        return torch.optim.AdamW(train, lr=lr)
+
+    def learning_rate(self, phase, phase_step):
+        if phase.name == "cnn":
+            return P.cnn_learning_rate(phase_step, phase.steps, self.cfg.cnn_lr, self.cfg.cnn_warmup)
+        return None
+
+    def slope(self, phase: str, phase_step: int) -> float:
+        """Within-area slope of ``phase`` at ``phase_step`` (1 linear ... 0 relu)."""
+        if phase in ("linear", "inversion"):  # the inversion fits the linear RNN
+            return 1.0
+        if phase == "anneal":
+            return P.anneal_slope(phase_step, self.cfg.anneal_steps, self.cfg.anneal_start, self.cfg.anneal_levels)
+        return 0.0
+
+    def loss(self, modules, batch, step):
+        cfg = self.cfg
+        images, labels = batch
+        self._modules = modules
+        if step.phase == "cnn":
+            loss, acc = P.cnn_loss(modules["cnn"], images, labels)
+            return loss, {"accuracy": acc.detach()}
+        rnn = modules["rnn"]
+        if step.phase == "inversion":
+            out = P.inversion_loss(rnn, self._folded, images, penalty=cfg.inversion_penalty)
+            return out.loss, {"fixed_point_error": out.error.mean(), "neumann_tail": out.penalty.mean()}
+        rnn.slope = self.slope(step.phase, step.phase_step)
+        linear = step.phase == "linear"
+        out = P.course_loss(rnn, images, labels,
+                            blank_steps=cfg.blank_steps if (not linear or cfg.linear_blank) else 0,
+                            stimulus_steps=cfg.stimulus_steps,
+                            post_blank_steps=0 if linear else cfg.post_blank_steps,
+                            loss_steps=cfg.loss_steps, spont_steps=cfg.spont_steps,
+                            spont_weight=0.0 if linear else cfg.spont_weight)
+        return out.loss, {"accuracy": out.accuracy.detach(), "task_loss": out.task,
+                          "spontaneous_mse": out.spontaneous, "slope": torch.tensor(rnn.slope)}
+
+    def evaluate(self, modules, step):
+        images, labels = self._test_set
+        if step.phase in ("cnn", "inversion") and "cnn" in modules:
+            logits = torch.cat([modules["cnn"](x) for x in images.split(self.cfg.batch_size)])
+            out = {"cnn_accuracy": float(P.correct(logits, labels))}
+            if step.phase == "cnn":
+                return out
+        else:
+            out = {}
+        rnn = modules["rnn"]
+        rnn.slope = self.slope(step.phase, step.phase_step)
+        acc = probes.accuracy_over_time(rnn, images, labels, self.cfg.batch_size,
+                                        (self.cfg.blank_steps, self.cfg.stimulus_steps, self.cfg.post_blank_steps))
+        stim_end = self.cfg.blank_steps + self.cfg.stimulus_steps - 1
+        out["accuracy"] = float(acc[stim_end])
+        every = max(1, len(acc) // 20)
+        out.update({f"accuracy_step/{t:04d}": float(acc[t]) for t in range(0, len(acc), every)})
+        rnn.slope = 0.0
+        return out
+
+    def train_images(self, modules):
+        return {}
+
+    # --- visualisations --------------------------------------------------------------
+    @visualization("stimuli", "training images and the experiment's gratings at the model's input size")
+    def viz_stimuli(self, modules, ctx):
+        from cordsnet import plots
+
+        images, labels = self._test_set
+        ori = torch.tensor([-67.5, -22.5, 22.5, 67.5])
+        grat = stimuli.gratings(ori, torch.zeros(4), self.cfg.input_size, self.cfg.in_channels,
+                                self.cfg.grating_cycles, self.cfg.grating_contrast)
+        pics = torch.cat([images[:8].cpu(), grat])
+        titles = [f"label {int(v)}" for v in labels[:8].cpu()] + [f"{float(o):+.1f} deg" for o in ori]
+        return {"stimuli": plots.grid_figure(pics.numpy(), titles)}
+
+    @visualization("filters", "the 64 input-convolution kernels (7 x 7)")
+    def viz_filters(self, modules, ctx):
+        from cordsnet import plots
+
+        w = modules["rnn"].inp_conv.weight.detach().cpu()
+        return {"filters": plots.grid_figure(w.numpy(), [""] * len(w))}
+
+    # --- experiments ---------------------------------------------------------------
+    def stimulus_set(self, ctx) -> StimulusSet:
+        cfg = self.cfg
+        if cfg.stimulus_folder:
+            images, names = stimuli.folder_images(cfg.stimulus_folder, cfg.input_size, cfg.in_channels)
+            return StimulusSet({"image": Labelled(images, ("trial", "channel", "y", "x"))},
+                               coords={"file": np.asarray(names, dtype=object),
+                                       "index": np.arange(len(names))},
+                               attrs={"source": "folder", "folder": str(Path(cfg.stimulus_folder).resolve())})
+        ori, phase = stimuli.grating_conditions(cfg.n_orientations, cfg.n_phases)
+        images = stimuli.gratings(ori, phase, cfg.input_size, cfg.in_channels, cfg.grating_cycles,
+                                  cfg.grating_contrast)
+        return StimulusSet({"image": Labelled(images, ("trial", "channel", "y", "x"))},
+                           coords={"orientation": ori.numpy(), "phase": phase.numpy()},
+                           attrs={"source": "gratings", "orientation_units": "degrees",
+                                  "cycles_per_image": cfg.grating_cycles, "contrast": cfg.grating_contrast,
+                                  "blank_steps": cfg.blank_steps, "stimulus_steps": cfg.stimulus_steps,
+                                  "post_blank_steps": cfg.post_blank_steps, "record_stride": cfg.record_stride})
+
+    def record(self, modules, inputs, ctx):
+        cfg = self.cfg
+        rnn = modules["rnn"]
+        rnn.slope = 0.0
+        areas = cfg.record_areas or list(range(cfg.depth))
+        mean, std = (t.to(self.device) for t in D.channel_stats(cfg.dataset, cfg.input_size))
+        out = probes.record_course(rnn, (inputs["image"].float() - mean) / std, areas,
+                                   blank_steps=cfg.blank_steps, stimulus_steps=cfg.stimulus_steps,
+                                   post_blank_steps=cfg.post_blank_steps, stride=cfg.record_stride,
+                                   pool=cfg.record_pool)
+        return {**{f"area{a}": Labelled(r, ("trial", "time", "channel", "y", "x")) for a, r in out.rates.items()},
+                "logits": Labelled(out.logits, ("trial", "time", "class"))}
+
+    # --- analyses ---------------------------------------------------------------------
+    @analysis("accuracy_time", "test accuracy after every step of the time course")
+    def accuracy_time(self, modules, ctx):
+        return probes.accuracy_time_result(self, modules)
+
+    @analysis("dynamics", "mean rate per area over the course: spontaneous, onset transient, steady state, "
+                          "return after the image")
+    def dynamics(self, modules, ctx):
+        return probes.dynamics_result(self, modules)
+
+    @analysis("spectra", "eigenvalues of every area's recurrent convolution (dense or Arnoldi) against the "
+                         "stability boundaries, and its top eigenvector (power iteration)")
+    def spectra(self, modules, ctx):
+        return probes.spectra_result(self, modules)
+
+    @analysis("jacobian", "leading eigenvalues of the full nonlinear model's one-step Jacobian at the "
+                          "steady state of a test image (matrix-free Arnoldi)")
+    def jacobian(self, modules, ctx):
+        return probes.jacobian_result(self, modules)
+
+    @analysis("robustness", "accuracy and activation change against input-noise level, beside the "
+                            "equivalent CNN when the run has one")
+    def robustness(self, modules, ctx):
+        return probes.robustness_result(self, modules)
+
+    @analysis("trajectories", "PCA of the last area's states over the course for a few test images")
+    def trajectories(self, modules, ctx):
+        return probes.trajectories_result(self, modules)
+
+    # checkpoints: nothing outside the modules ------------------------------------------
+    def load_state_dict(self, state):
+        self.__dict__.pop("_folded", None)
+
