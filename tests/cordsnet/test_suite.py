@@ -159,3 +159,15 @@ def test_real_data_path_with_workers_resumes_exactly(run_main, tmp_path):
     # a missing real set is one line before anything is written
     rc, err = run_main(*TINY, "--dataset", "cifar10", "--data_root", str(tmp_path / "none"), "--run_name", "m")
     assert rc == 2 and "data set 'cifar10' not found" in err and not (tmp_path / "runs/m").exists()
+
+
+@pytest.mark.parametrize("name", ["imagenet", "cifar10", "cifar100", "mnist", "fashion_mnist"])
+def test_full_scale_presets_parse_and_ask_for_their_data(run_main, tmp_path, name):
+    import main
+
+    args, suite, cfg = main.parse_args(["--config", f"configs/cordsnet_{name}.yaml", "--no_train_model"])
+    assert cfg.dataset == name and cfg.depth == 8 and cfg.input_size == 224
+    assert list(cfg.phase_steps) == ["cnn", "inversion", "linear", "anneal", "finetune"]
+    assert cfg.phase_batch_sizes == [256, 64, 8, 2, 2] and cfg.blank_steps == cfg.stimulus_steps == 100
+    rc, err = run_main("--config", f"configs/cordsnet_{name}.yaml", "--data_root", str(tmp_path / "none"))
+    assert rc == 2 and f"data set '{name}' not found" in err
