@@ -171,3 +171,23 @@ def test_full_scale_presets_parse_and_ask_for_their_data(run_main, tmp_path, nam
     assert cfg.phase_batch_sizes == [256, 64, 8, 2, 2] and cfg.blank_steps == cfg.stimulus_steps == 100
     rc, err = run_main("--config", f"configs/cordsnet_{name}.yaml", "--data_root", str(tmp_path / "none"))
     assert rc == 2 and f"data set '{name}' not found" in err
+
+
+def test_every_phase_under_torchrun(tmp_path):
+    """Two CPU processes (gloo): each phase trains another part of the model, so DDP is set up
+    per phase; the run finishes and rank 0 alone writes it."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "main.py",
+           *TINY, "--device", "cpu", "--ddp_find_unused", "true", "--out_dir", str(tmp_path / "runs"),
+           "--run_name", "ddp"]
+    out = subprocess.run(cmd, cwd=root, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    ckpt = load_checkpoint(tmp_path / "runs/ddp/checkpoints/last.pt")
+    assert ckpt["step"] == 20 and ckpt["phase_index"] == 4
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["ddp"]
