@@ -77,6 +77,8 @@ class RSAConfig(BaseConfig):
                                       min=0.0)
     ridge_folds: int = param(5, "cross-validation folds over stimuli for ridge predictivity", min=2)
     ridge_neurons: int = param(1000, "V1 neurons (random subset) predicted in ridge predictivity", min=1)
+    cka_permutations: int = param(100, "stimulus shuffles for the chance level of linear CKA (0: none)",
+                                  min=0)
     chunk_units: int = param(8192, "units per block when accumulating RDM/CKA Gram matrices", min=1)
     # --- experiment (own recording) and comparison of any recording with V1 ---
     n_exp_orientations: int = param(36, "orientations in the --gen_exp_stim stimulus set", min=3)

@@ -41,7 +41,18 @@ def filters_figure(weights) -> plt.Figure:
     return fig
 
 
-def rdms_figure(rdms: Mapping[str, object], ori, metric: str) -> plt.Figure:
+def _show_nan(ax, x, values, **text) -> int:
+    """Write "NaN" where a bar's value is NaN (a missing bar must not look like a zero):
+    returns how many."""
+    values = np.asarray(values, dtype=float)
+    bad = np.flatnonzero(~np.isfinite(values))
+    for k in bad:
+        ax.text(np.atleast_1d(x)[k], 0.0, "NaN", ha="center", va="bottom", color="tab:red", fontsize=8,
+                fontweight="bold", rotation=90, **text)
+    return bad.size
+
+
+def rdms_figure(rdms: Mapping[str, object], ori, metric: str, title: str | None = None) -> plt.Figure:
     """One panel per RDM, stimuli sorted by orientation (ticks in degrees)."""
     ori = to_numpy(ori)
     n = len(rdms)
@@ -54,12 +65,18 @@ def rdms_figure(rdms: Mapping[str, object], ori, metric: str) -> plt.Figure:
         ax.set_xlabel("orientation (°)")
         ax.set_ylabel("orientation (°)")
         fig.colorbar(im, ax=ax, label=f"dissimilarity ({metric})", shrink=0.85)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return fig
 
 
-def similarity_figure(table: pd.DataFrame, ci: float) -> plt.Figure:
-    """Bars of RDM similarity to V1 per layer and measure, with bootstrap CIs."""
+def similarity_figure(table: pd.DataFrame, ci: float, title: str | None = None) -> plt.Figure:
+    """Bars of RDM similarity to V1 per layer and measure, with bootstrap CIs.
+
+    A NaN similarity is written as "NaN" at its bar's place; a bar without a CI (too few
+    stimuli or valid resamples) has no error bar.
+    """
     methods = list(dict.fromkeys(table["method"]))
     layers = list(dict.fromkeys(table["layer"]))
     fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(layers) * len(methods) / 2, 3.8))
@@ -67,12 +84,16 @@ def similarity_figure(table: pd.DataFrame, ci: float) -> plt.Figure:
     x = np.arange(len(layers))
     for k, m in enumerate(methods):
         sub = table[table["method"] == m].set_index("layer").loc[layers]
-        err = np.stack([sub["value"] - sub["ci_low"], sub["ci_high"] - sub["value"]]).clip(min=0)
-        ax.bar(x + (k - (len(methods) - 1) / 2) * width, sub["value"], width, yerr=err, capsize=3, label=m)
+        value = sub["value"].to_numpy(float)
+        err = np.stack([value - sub["ci_low"].to_numpy(float), sub["ci_high"].to_numpy(float) - value])
+        err = np.nan_to_num(err, nan=0.0).clip(min=0)
+        pos = x + (k - (len(methods) - 1) / 2) * width
+        ax.bar(pos, np.nan_to_num(value, nan=0.0), width, yerr=err, capsize=3, label=m)
+        _show_nan(ax, pos, value)
     ax.set_xticks(x, layers)
     ax.axhline(0, color="k", lw=0.5)
     ax.set_ylabel("similarity of layer RDM to V1 RDM")
-    ax.set_title(f"RDM similarity to V1 ({ci:.0%} bootstrap CI over stimuli)")
+    ax.set_title(title or f"RDM similarity to V1 ({ci:.0%} bootstrap CI over stimuli)", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
@@ -128,20 +149,48 @@ def embedding_figure(ori, embeddings: Mapping[str, np.ndarray]) -> plt.Figure:
 
 
 def bars_figure(values: Mapping[str, float], ylabel: str, title: str, errors=None) -> plt.Figure:
+    """One bar per entry; a NaN value is written as "NaN" in place of its bar."""
     fig, ax = plt.subplots(figsize=(1.5 + 1.1 * len(values), 3.4))
-    ax.bar(list(values), list(values.values()), yerr=errors, capsize=3, color="tab:blue")
+    vals = np.asarray(list(values.values()), dtype=float)
+    ax.bar(list(values), np.nan_to_num(vals, nan=0.0), yerr=errors, capsize=3, color="tab:blue")
+    _show_nan(ax, np.arange(len(vals)), vals)
     ax.axhline(0, color="k", lw=0.5)
     ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
 
 
-def v1_likeness_figure(table: pd.DataFrame, measures) -> plt.Figure:
+def cka_figure(table: pd.DataFrame, title: str) -> plt.Figure:
+    """Linear CKA and debiased CKA per layer; a black tick on each CKA bar marks its chance
+    level (mean CKA with the stimuli shuffled). NaN values are written as "NaN"."""
+    layers = table["layer"].astype(str).tolist()
+    x = np.arange(len(layers))
+    width = 0.38
+    fig, ax = plt.subplots(figsize=(2.0 + 1.3 * len(layers), 3.6))
+    cka = table["cka"].to_numpy(float)
+    deb = table["cka_debiased"].to_numpy(float)
+    chance = table["cka_chance"].to_numpy(float)
+    ax.bar(x - width / 2, np.nan_to_num(cka, nan=0.0), width, color="tab:blue", label="linear CKA")
+    ax.bar(x + width / 2, np.nan_to_num(deb, nan=0.0), width, color="tab:orange", label="debiased CKA")
+    ax.hlines(chance, x - width, x, colors="k", lw=2, label="chance (stimuli shuffled)")
+    _show_nan(ax, x - width / 2, cka)
+    _show_nan(ax, x + width / 2, deb)
+    ax.set_xticks(x, layers)
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set_ylabel("CKA with V1")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1, 1))
+    fig.tight_layout()
+    return fig
+
+
+def v1_likeness_figure(table: pd.DataFrame, measures, title: str | None = None) -> plt.Figure:
     """Similarity to V1 against time step, one line per recorded variable.
 
     A recording with a single time step (a feed-forward network) is drawn as grouped bars,
-    one group per measure, one bar per variable.
+    one group per measure, one bar per variable. NaN values are written as "NaN" on bars;
+    on lines, the number of NaN steps per measure is given in its panel title.
     """
     if table["time"].nunique() == 1:
         variables = list(dict.fromkeys(table["variable"]))
@@ -149,10 +198,14 @@ def v1_likeness_figure(table: pd.DataFrame, measures) -> plt.Figure:
         width = 0.8 / len(variables)
         for k, var in enumerate(variables):
             row = table[table["variable"] == var].iloc[0]
-            ax.bar(np.arange(len(measures)) + (k - (len(variables) - 1) / 2) * width,
-                   [row[m] for m in measures], width, label=var)
+            pos = np.arange(len(measures)) + (k - (len(variables) - 1) / 2) * width
+            vals = np.array([row[m] for m in measures], dtype=float)
+            ax.bar(pos, np.nan_to_num(vals, nan=0.0), width, label=var)
+            _show_nan(ax, pos, vals)
         ax.set_xticks(np.arange(len(measures)), list(measures))
         ax.set_ylabel("similarity to V1")
+        if title:
+            ax.set_title(title, fontsize=10)
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1, 1))
         fig.tight_layout()
         return fig
@@ -160,9 +213,13 @@ def v1_likeness_figure(table: pd.DataFrame, measures) -> plt.Figure:
     for ax, m in zip(axs[0], measures):
         for var, sub in table.groupby("variable", sort=False):
             ax.plot(sub["time"], sub[m], label=var, marker="o" if len(sub) < 20 else None)
+        n_nan = int(table[m].isna().sum())
         ax.set_xlabel("time step")
-        ax.set_title(m)
+        ax.set_title(m + (f" ({n_nan} NaN steps not drawn)" if n_nan else ""),
+                     color="tab:red" if n_nan else "k")
     axs[0][0].set_ylabel("similarity to V1")
     axs[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1, 1))
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return fig

@@ -7,7 +7,9 @@ averaged per orientation (streamed block by block, never loading a variable whol
 dims other than ``trial`` and ``time`` are flattened into units, and for every variable
 and time step the condition-mean representation ``(C orientations, units)`` is compared
 with V1's responses to the same orientations by RDM correlation (Pearson, Spearman,
-Kendall tau-a) and linear CKA.
+Kendall tau-a) and linear CKA (with its debiased version and its shuffled-stimulus chance
+level). A time step whose representation does not vary with orientation (relative to its
+scale) gets NaN for every measure rather than a number computed from rounding noise.
 """
 from __future__ import annotations
 
@@ -18,9 +20,10 @@ import pandas as pd
 import torch
 
 from core.errors import UserError
-from rsa.compare import linear_cka, vector_similarity
+from rsa.compare import (cka_chance_from_grams, cka_from_grams, centred_gram, debiased_cka_from_grams,
+                         vector_similarity)
 from rsa.gratings import wrap_orientation
-from rsa.rdm import rdm, upper_tri
+from rsa.rdm import CONSTANT_RTOL, rdm, upper_tri
 
 
 def orientation_conditions(store, coord: str, units: str = "degrees") -> tuple[np.ndarray, np.ndarray]:
@@ -93,7 +96,8 @@ def recorded_variables(store, wanted: Sequence[str] = ()) -> list[str]:
 def v1_likeness(store, v1_at: Callable[[np.ndarray], torch.Tensor], *, coord: str = "orientation",
                 units: str = "degrees", variables: Sequence[str] = (), metric: str = "correlation",
                 methods: Sequence[str] = ("pearson", "spearman", "kendall_tau_a"), cka: bool = True,
-                time_stride: int = 1, device: torch.device | str = "cpu") -> tuple[pd.DataFrame, np.ndarray]:
+                time_stride: int = 1, device: torch.device | str = "cpu", cka_permutations: int = 100,
+                generator: torch.Generator | None = None) -> tuple[pd.DataFrame, np.ndarray]:
     """Compare every variable and time step of a recording with V1.
 
     Args:
@@ -104,35 +108,49 @@ def v1_likeness(store, v1_at: Callable[[np.ndarray], torch.Tensor], *, coord: st
         variables: which variables (default: every numeric one).
         metric: RDM dissimilarity (see :mod:`rsa.rdm`).
         methods: RDM similarity measures (see :mod:`rsa.compare`).
-        cka: also compute linear CKA with the V1 responses.
+        cka: also compute linear CKA with the V1 responses, its debiased version and its
+            chance level over ``cka_permutations`` shuffles of the orientations
+            (``generator``: their seed).
         time_stride: compare every ``time_stride``-th time step.
     Returns:
-        (table with one row per variable and time step: ``variable, time, n_units`` and one
-        column per measure; the orientations compared ``(C,)``).
+        (table with one row per variable and time step: ``variable, time, n_units``, one
+        column per measure, ``n_pairs_dropped`` (NaN dissimilarities left out) and, with
+        ``cka``, ``cka, cka_debiased, cka_chance``; the orientations compared ``(C,)``).
     """
     condition, orientations = orientation_conditions(store, coord, units)
-    v1 = torch.as_tensor(v1_at(orientations)).to(device)
-    v1_vec = upper_tri(rdm(v1.double(), metric))
+    v1 = torch.as_tensor(v1_at(orientations)).to(device).double()
+    v1_vec = upper_tri(rdm(v1, metric))
+    v1_gram = centred_gram(v1) if cka else None
     rows = []
     for var in recorded_variables(store, variables):
         means = condition_means(store, var, condition, orientations.size, device=device)
         steps = list(range(0, means.shape[1], time_stride))
         reps = means[:, steps].movedim(1, 0)                                  # (T, C, U)
+        varies = [_varies(r) for r in reps]
         model_vecs = torch.stack([upper_tri(rdm(r, metric)) for r in reps])   # (T, m)
         scores = {m: vector_similarity(v1_vec[None].cpu(), model_vecs.cpu(), m).numpy() for m in methods}
+        dropped = (~(torch.isfinite(v1_vec[None]) & torch.isfinite(model_vecs))).sum(-1).cpu().numpy()
         if cka:
-            scores["cka"] = np.array([_safe_cka(v1, r) for r in reps])
+            grams = [centred_gram(r) for r in reps]
+            scores["cka"] = np.array([cka_from_grams(v1_gram, g) for g in grams])
+            scores["cka_debiased"] = np.array([debiased_cka_from_grams(v1_gram, g) for g in grams])
+            scores["cka_chance"] = np.array([cka_chance_from_grams(v1_gram, g, cka_permutations, generator)[0]
+                                             for g in grams])
         for k, t in enumerate(steps):
+            ok = varies[k]
             rows.append({"variable": var, "time": t, "n_units": int(reps.shape[-1]),
-                         **{m: float(v[k]) for m, v in scores.items()}})
+                         **{m: float(v[k]) if ok else float("nan") for m, v in scores.items()},
+                         "n_pairs_dropped": int(dropped[k])})
     return pd.DataFrame(rows), orientations
 
 
-def _safe_cka(v1: torch.Tensor, rep: torch.Tensor) -> float:
-    rep = rep.double()
-    if float((rep - rep.mean(0)).abs().max()) == 0.0:
-        return float("nan")  # the representation does not vary with orientation
-    return linear_cka(v1.double(), rep)
+def _varies(rep: torch.Tensor) -> bool:
+    """Whether a ``(C, units)`` representation changes with the condition: some unit's range
+    over conditions exceeds ``CONSTANT_RTOL`` times the representation's largest magnitude."""
+    if not bool(torch.isfinite(rep).all()):
+        return True  # NaNs are handled (dropped and counted) by the measures
+    span = (rep.amax(0) - rep.amin(0)).max()
+    return bool(span > CONSTANT_RTOL * rep.abs().max())
 
 
 def most_v1_like(table: pd.DataFrame, measure: str) -> pd.Series:

@@ -17,14 +17,14 @@ import torch
 import torch.nn.functional as F
 
 from core.data import epoch_batch_indices
-from core.errors import UserError
+from core.errors import DatasetUnavailable, UserError
 from core.runtime import derive_seed
 from core.store import RecordingStore
-from core.suite import AnalysisResult, Labelled, ModelSuite, StimulusSet, analysis, visualization
+from core.suite import AnalysisResult, AnalysisSkipped, Labelled, ModelSuite, StimulusSet, analysis, visualization
 from rsa import plots
 from rsa.activations import layer_activations
 from rsa.cnn import TiltNet
-from rsa.compare import bootstrap_rdm_similarity, linear_cka
+from rsa.compare import bootstrap_rdm_similarity, cka_report
 from rsa.config import RSAConfig
 from rsa.embedding import pca_tsne
 from rsa.gratings import grating_images, random_orientations, tilt_labels
@@ -44,10 +44,29 @@ class RSASuite(ModelSuite):
 
     # --- set-up ---------------------------------------------------------------
     def prepare(self) -> None:
-        if self.cfg.v1_source == "stringer":
-            stringer_path(self.ctx.data_root, self.cfg.v1_file)
+        """Check the inputs before anything is written: the compare recording exists, and the
+        Stringer V1 file, when it is going to be used (``v1_source: stringer``, or ``auto``
+        and present), is read and validated now (kept for the analyses), so a corrupt or
+        mis-shaped file stops the run here, not after training."""
         if self.cfg.compare_recording and not Path(self.cfg.compare_recording).exists():
             raise UserError(f"--compare_recording: not found: {self.cfg.compare_recording}")
+        self.__dict__["v1"] = self._load_v1()
+
+    def _load_v1(self) -> V1Data:
+        c = self.cfg
+        use_file = c.v1_source == "stringer"
+        if c.v1_source == "auto":
+            try:
+                stringer_path(self.ctx.data_root, c.v1_file)
+                use_file = True
+            except DatasetUnavailable:
+                print("note: Stringer V1 file not found; using the SYNTHETIC V1 population "
+                      "(v1_source: synthetic); every output says so", file=sys.stderr)
+        if use_file:
+            data = load_stringer_v1(self.ctx.data_root, c.v1_file, c.v1_bin_width)
+            return V1Data(data.resp.to(self.device), data.ori.to(self.device), data.source)
+        ori = torch.linspace(-90.0, 90.0, c.synthetic_stimuli, device=self.device)
+        return self._synthetic(ori)
 
     def build(self):
         cfg = self.cfg
@@ -121,20 +140,31 @@ class RSASuite(ModelSuite):
     # --- V1 data and model responses to the same stimuli -----------------------
     @cached_property
     def v1(self) -> V1Data:
-        c = self.cfg
-        use_file = c.v1_source == "stringer"
-        if c.v1_source == "auto":
-            try:
-                stringer_path(self.ctx.data_root, c.v1_file)
-                use_file = True
-            except UserError:
-                print("note: Stringer V1 file not found; using the synthetic V1 population "
-                      "(v1_source: synthetic)", file=sys.stderr)
-        if use_file:
-            data = load_stringer_v1(self.ctx.data_root, c.v1_file, c.v1_bin_width)
-            return V1Data(data.resp.to(self.device), data.ori.to(self.device), data.source)
-        ori = torch.linspace(-90.0, 90.0, c.synthetic_stimuli, device=self.device)
-        return self._synthetic(ori)
+        """The V1 data (loaded and checked by :meth:`prepare`, or here if it was not called)."""
+        return self._load_v1()
+
+    @property
+    def synthetic(self) -> bool:
+        return self.v1.source == "synthetic"
+
+    def _mark(self, title: str) -> str:
+        """Figure titles say when V1 is the synthetic stand-in."""
+        return f"SYNTHETIC V1 — {title}" if self.synthetic else title
+
+    def _need_stimuli(self, need: int, what: str) -> None:
+        """Skip (:class:`AnalysisSkipped`: a note when every analysis runs, an error when it
+        was asked for by name) an analysis that needs more stimuli than the V1 data have
+        (e.g. with a coarse ``v1_bin_width``)."""
+        have = int(self.v1.ori.shape[0])
+        if have < need:
+            raise AnalysisSkipped(f"{what} needs at least {need} stimuli; the V1 data have {have} "
+                                  f"(v1_bin_width {self.cfg.v1_bin_width:g})")
+
+    def _scalars(self, values: dict[str, float]) -> dict[str, float]:
+        """Scalars for summary.csv / TensorBoard: with synthetic V1 every name starts with
+        ``synthetic_v1/`` and ``v1_is_synthetic`` = 1 is added (0 with the real file)."""
+        prefix = "synthetic_v1/" if self.synthetic else ""
+        return {"v1_is_synthetic": float(self.synthetic), **{prefix + k: v for k, v in values.items()}}
 
     def _synthetic(self, ori: torch.Tensor) -> V1Data:
         c = self.cfg
@@ -176,7 +206,8 @@ class RSASuite(ModelSuite):
                 frame.insert(0, "orientation", ori[order])
                 tables[f"rdm_{label.replace(' ', '_')}"] = frame
         sorted_rdms = {k: v[order][:, order] for k, v in rdms.items()}
-        fig = plots.rdms_figure(sorted_rdms, ori[order], self.cfg.rdm_metric)
+        fig = plots.rdms_figure(sorted_rdms, ori[order], self.cfg.rdm_metric,
+                                title=self._mark(f"RDMs ({self.cfg.rdm_metric})") if self.synthetic else None)
         return AnalysisResult(tables=tables, figures={"rdms": fig})
 
     @analysis("rdm_similarity", "similarity of each layer's RDM to V1's (Pearson, Spearman, "
@@ -196,12 +227,15 @@ class RSASuite(ModelSuite):
                 rows.append({"layer": layer, "method": method, "value": float(res["value"][k]),
                              "ci_low": float(res["low"][k]), "ci_high": float(res["high"][k]),
                              "boot_std": float(res["std"][k]), "n_boot": c.n_bootstrap,
-                             "n_stimuli": int(ref.shape[0]), "v1_source": self.v1.source})
+                             "n_boot_valid": int(res["n_boot_valid"][k]), "n_stimuli": int(ref.shape[0]),
+                             "n_pairs": int(res["n_pairs"][k]), "n_pairs_dropped": int(res["n_pairs_dropped"][k]),
+                             "v1_source": self.v1.source})
                 scalars[f"{method}/{layer}"] = float(res["value"][k])
         table = pd.DataFrame(rows)
+        title = self._mark(f"RDM similarity to V1 ({c.ci:.0%} bootstrap CI over stimuli)")
         return AnalysisResult(tables={"rdm_similarity": table},
-                              figures={"rdm_similarity": plots.similarity_figure(table, c.ci)},
-                              scalars=scalars)
+                              figures={"rdm_similarity": plots.similarity_figure(table, c.ci, title)},
+                              scalars=self._scalars(scalars))
 
     @analysis("rdm_rows", "RDM rows: dissimilarity to chosen orientations, per population")
     def rdm_rows(self, modules, ctx):
@@ -239,6 +273,7 @@ class RSASuite(ModelSuite):
     @analysis("embedding", "PCA then t-SNE 2-D embedding of each population, coloured by orientation")
     def embedding(self, modules, ctx):
         c = self.cfg
+        self._need_stimuli(5, "t-SNE")
         resp = self.responses(modules)
         ori = self.v1.ori.cpu().numpy()
         emb = {label: pca_tsne(r, c.pca_components, perplexity=c.tsne_perplexity, seed=c.seed)
@@ -248,21 +283,27 @@ class RSASuite(ModelSuite):
         return AnalysisResult(tables={"embedding": pd.DataFrame(rows)},
                               figures={"embedding": plots.embedding_figure(ori, emb)})
 
-    @analysis("cka", "linear CKA between V1 and each layer")
+    @analysis("cka", "linear CKA between V1 and each layer, with its debiased version and chance level")
     def cka(self, modules, ctx):
+        c = self.cfg
         resp = self.responses(modules)
         labels = list(resp)
         v1 = resp[labels[0]]
-        values = {k.removeprefix("layer "): linear_cka(v1, resp[k], chunk=self.cfg.chunk_units)
-                  for k in labels[1:]}
-        table = pd.DataFrame([{"layer": k, "cka": v, "v1_source": self.v1.source} for k, v in values.items()])
-        fig = plots.bars_figure(values, "linear CKA with V1", "linear CKA: layer vs V1")
-        return AnalysisResult(tables={"cka": table}, figures={"cka": fig},
-                              scalars={f"cka/{k}": v for k, v in values.items()})
+        g = torch.Generator().manual_seed(derive_seed(c.seed, "cka_chance") % 2**63)
+        rows = []
+        for k in labels[1:]:
+            rep = cka_report(v1, resp[k], n_perm=c.cka_permutations, generator=g, chunk=c.chunk_units)
+            rows.append({"layer": k.removeprefix("layer "), **rep, "n_permutations": c.cka_permutations,
+                         "n_stimuli": int(v1.shape[0]), "v1_source": self.v1.source})
+        table = pd.DataFrame(rows)
+        fig = plots.cka_figure(table, self._mark(f"linear CKA: layer vs V1 ({v1.shape[0]} stimuli)"))
+        scalars = {f"{m}/{r['layer']}": r[m] for r in rows for m in ("cka", "cka_debiased", "cka_chance")}
+        return AnalysisResult(tables={"cka": table}, figures={"cka": fig}, scalars=self._scalars(scalars))
 
     @analysis("ridge_predictivity", "cross-validated ridge prediction of V1 neurons from each layer")
     def ridge_predictivity(self, modules, ctx):
         c = self.cfg
+        self._need_stimuli(max(5, c.ridge_folds), f"{c.ridge_folds}-fold cross-validation")
         resp = self.responses(modules)
         labels = list(resp)
         v1 = resp[labels[0]]
@@ -278,15 +319,15 @@ class RSASuite(ModelSuite):
                          "median_r": float(np.nanmedian(r)), "frac_r2_positive": float(np.mean(r2 > 0)),
                          "n_neurons": int(y.shape[1]), "n_units": int(resp[label].shape[1]),
                          "folds": c.ridge_folds, "v1_source": self.v1.source})
-            per_neuron += [{"layer": layer, "neuron": int(n), "r2": a, "r": b}
+            per_neuron += [{"layer": layer, "neuron": int(n), "r2": a, "r": b, "v1_source": self.v1.source}
                            for n, a, b in zip(neurons.tolist(), r2, r)]
             summary[layer] = float(np.nanmedian(r2))
         fig = plots.bars_figure(summary, "median cross-validated R²",
-                                f"ridge predictivity of {y.shape[1]} V1 neurons")
+                                self._mark(f"ridge predictivity of {y.shape[1]} V1 neurons"))
         return AnalysisResult(tables={"ridge_predictivity": pd.DataFrame(rows),
                                       "ridge_per_neuron": pd.DataFrame(per_neuron)},
                               figures={"ridge_predictivity": fig},
-                              scalars={f"median_r2/{k}": v for k, v in summary.items()})
+                              scalars=self._scalars({f"median_r2/{k}": v for k, v in summary.items()}))
 
     @analysis("v1_likeness", "which variable/time step of a recording (any model; compare_recording or "
               "--recording) is most V1-like")
@@ -296,25 +337,27 @@ class RSASuite(ModelSuite):
             store = RecordingStore.open(c.compare_recording)
         elif ctx.recording is not None:
             store = ctx.recording
-        else:  # like the managers' recording-based analyses: skipped with a note, not an error
-            print("skipped: analysis 'v1_likeness' needs a recording: set compare_recording: "
-                  "PATH/activity.zarr, pass --recording to analysis_main.py, or run --experiment",
-                  file=sys.stderr)
-            return AnalysisResult()
+        else:  # skipped with a note when all analyses run; an error when asked for by name
+            raise AnalysisSkipped("needs a recording: set compare_recording: PATH/activity.zarr, "
+                                  "pass --recording to analysis_main.py, or run --experiment")
         table, ori = v1_likeness(store, self.v1_at, coord=c.compare_coord, units=c.compare_coord_units,
                                  variables=c.compare_variables, metric=c.rdm_metric,
                                  methods=c.similarity_methods, time_stride=c.compare_time_stride,
-                                 device=self.device)
+                                 device=self.device, cka_permutations=c.cka_permutations,
+                                 generator=torch.Generator().manual_seed(derive_seed(c.seed, "cka_chance") % 2**63))
         table.insert(0, "recording", str(store.path))
-        measures = [m for m in (*c.similarity_methods, "cka") if m in table]
+        table["v1_source"] = self.v1.source
+        measures = [m for m in (*c.similarity_methods, "cka", "cka_debiased") if m in table]
         best = []
         for m in measures:
             row = most_v1_like(table, m)
-            best.append({"measure": m, "variable": row["variable"], "time": int(row["time"]), "value": row[m]})
-        fig = plots.v1_likeness_figure(table, measures)
+            best.append({"measure": m, "variable": row["variable"], "time": int(row["time"]), "value": row[m],
+                         **({"cka_chance": row["cka_chance"]} if m.startswith("cka") else {}),
+                         "v1_source": self.v1.source})
+        fig = plots.v1_likeness_figure(table, measures, self._mark("similarity to V1"))
         scalars = {f"best_{b['measure']}": float(b["value"]) for b in best}
         return AnalysisResult(tables={"v1_likeness": table, "most_v1_like": pd.DataFrame(best)},
-                              figures={"v1_likeness": fig}, scalars=scalars)
+                              figures={"v1_likeness": fig}, scalars=self._scalars(scalars))
 
     # --- experiments ----------------------------------------------------------
     def stimulus_set(self, ctx):
