@@ -1,0 +1,1 @@
+"""Tests of the nrflv family, laid out like the package."""
