@@ -81,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
         if recording is not None and not recording.exists():
             raise UserError(f"--recording: not found: {recording}")
         device = resolve_device(args.device)
+        if cfg.threads:
+            import torch
+
+            torch.set_num_threads(cfg.threads)
         seed_everything(cfg.seed)
         ctx = RunContext(cfg=cfg, device=device, data_root=Path(args.data_root), run=run)
         suite = suite_cls(ctx)

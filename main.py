@@ -239,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
 
     created = None
     keep_freed_memory_mapped()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     try:
         seed_everything(cfg.seed)
         existing = RunDir.existing(args.resume) if args.resume else None
@@ -276,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 run.write_config({"model": args.model, **C.to_dict(cfg, derived=False)})
                 run.write_meta(model=args.model, seed=cfg.seed, device=device, world_size=env.world_size,
-                               parent=str(args.load_checkpoint) if args.load_model else None)
+                               parent=str(args.load_checkpoint) if args.load_model else None,
+                               extra={"threads": torch.get_num_threads()})
             if loaded is not None:  # the new run starts from a copy of the loaded weights
                 save_checkpoint(checkpoint_dict(suite, modules, step=0), run.last_checkpoint)
         logger = RunLogger(run, enabled=env.is_main)

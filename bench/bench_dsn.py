@@ -1,26 +1,31 @@
 """Benchmark of DSN training: iteration speed and wall time to convergence.
 
-    pipenv run python bench/bench_dsn.py [--threads 1] [--device cpu|cuda] [--iters 200]
-                                         [--converge linear2d,stg] [--full]
+    pipenv run python bench/bench_dsn.py [--threads 1|1,2] [--device cpu|cuda] [--iters 200]
+                                         [--rounds 5] [--no_stg] [--converge linear2d,stg|none] [--full]
 
-Prints, measured in the same run:
+Prints, measured in the same run, interleaved (every round runs a block of each variant in
+turn, the order reversed every other round; all in float32 with the same thread count):
+times as the median and range over rounds, ratios as the median and range of the per-round
+ratios.
 
 1. **Iteration speed** (one Adam step on the augmented Lagrangian: sample n, log q, T,
    loss, backward, step) for Linear2D (n = 1000, 4 couplings of 2x32 tanh MLPs, as
    published) with
 
-   * ``zuko MLPs + nn.Tanh`` -- the straightforward build: each coupling's scale and
-     shift networks as two zuko MLPs with torch's tanh;
+   * ``zuko MLPs + nn.Tanh`` -- the straightforward build (the baseline): each coupling's
+     scale and shift networks as two zuko MLPs with torch's tanh, torch's default Adam;
    * ``zuko MLPs + SigmoidTanh`` -- tanh computed as 2 sigmoid(2x) - 1 (the same function;
      torch's CPU tanh kernel is slow here);
    * ``PairedMLP + SigmoidTanh`` -- both networks evaluated by one batched matmul per
      layer (:mod:`dsn.paired_mlp`), what :class:`dsn.flow.DensityNetwork` uses;
    * ``... + fused Adam`` -- plus torch's fused Adam kernel (what the suite trains with);
 
-   and the ratio to the published 3.7 ms per iteration (TensorFlow 1, laptop CPU).
-2. **STG simulator**: the batched forward-Euler simulation of n circuits against a
-   per-sample loop (the straightforward way), and the STG iteration time at n = 200/1000
-   with autograd through every Euler step (the straightforward gradient), with the
+   and the ratio to the published 3.7 ms per iteration (TensorFlow 1, laptop CPU; another
+   machine, so only indicative). ``--threads 1,2`` runs every variant at both counts in the
+   same rounds and prints the thread ratio.
+2. **STG simulator**: the batched forward-Euler simulation of n circuits (and, for scale
+   only, a per-sample loop), and the STG iteration time at n = 200/1000 with autograd
+   through every Euler step of the batched simulator (the baseline), with the
    hand-derived adjoint (:mod:`dsn.systems.stg_dynamics`, the default), and with the
    adjoint's step functions compiled (``compiled: true``; compile time excluded), and with
    the score-function constraint gradient (compiled forward only, the STG preset's mode).
@@ -34,7 +39,7 @@ Figures are printed, never asserted.
 from __future__ import annotations
 
 import argparse
-import math
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -89,40 +94,61 @@ def _stepper(system, n: int, activation, device, hidden=(32, 32), paired: bool =
     return step
 
 
-def iteration_ms(steppers: dict, iters: int, device, repeats: int = 5) -> dict[str, float]:
-    """ms per step of each stepper: blocks of ``iters`` steps taken in turn (round robin, so
-    a busy machine slows every variant alike), best block of ``repeats`` per variant."""
-    for step in steppers.values():
+def interleaved_ms(variants: dict, iters: int, device, rounds: int = 5) -> dict:
+    """ms per step of each ``name -> (step, threads)``, one value per round.
+
+    Every round runs a block of ``iters`` steps of each variant in turn (A, B, C, then C, B,
+    A in the next round), setting the thread count first, so a busy machine slows every
+    variant alike; warm-up steps (and any compiling) come first and are not timed."""
+    for step, threads in variants.values():
+        torch.set_num_threads(threads)
         for _ in range(max(5, iters // 10)):
             step()
-    best = {k: math.inf for k in steppers}
-    for _ in range(repeats):
-        for name, step in steppers.items():
+    times = {k: [] for k in variants}
+    names = list(variants)
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
+            step, threads = variants[name]
+            torch.set_num_threads(threads)
             _sync(device)
             t = time.perf_counter()
             for _ in range(iters):
                 step()
             _sync(device)
-            best[name] = min(best[name], (time.perf_counter() - t) / iters * 1e3)
-    return best
+            times[name].append((time.perf_counter() - t) / iters * 1e3)
+    return times
 
 
-def stg_batched_vs_loop(n: int, loop_samples: int, device) -> tuple[float, float]:
-    """(batched s, per-sample loop s extrapolated to n) for simulating n STG circuits."""
+def spread(xs: list, fmt: str = "7.2f") -> str:
+    """``median (min-max)``."""
+    return f"{statistics.median(xs):{fmt}} ({min(xs):.4g}-{max(xs):.4g})"
+
+
+def ratio(slow: list, fast: list) -> str:
+    """Per-round ratios slow/fast as ``xmedian (min-max)``."""
+    r = [a / b for a, b in zip(slow, fast)]
+    return f"x{statistics.median(r):.2f} ({min(r):.2f}-{max(r):.2f})"
+
+
+def stg_batched_vs_loop(n: int, loop_samples: int, device, rounds: int = 3) -> tuple[list, list]:
+    """ms of simulating n STG circuits, per round (interleaved): batched, and a per-sample
+    loop over ``loop_samples`` circuits extrapolated to n."""
     system = make_system("stg")
     z = (system.lower + (system.upper - system.lower) * torch.rand(n, 2)).to(device)
+    batched, loop = [], []
     with torch.no_grad():
         system.simulate(z[:8])
-        _sync(device)
-        t = time.perf_counter()
-        system.simulate(z)
-        _sync(device)
-        batched = time.perf_counter() - t
-        t = time.perf_counter()
-        for i in range(loop_samples):
-            system.simulate(z[i:i + 1])
-        _sync(device)
-        loop = (time.perf_counter() - t) / loop_samples * n
+        for _ in range(rounds):
+            _sync(device)
+            t = time.perf_counter()
+            system.simulate(z)
+            _sync(device)
+            batched.append((time.perf_counter() - t) * 1e3)
+            t = time.perf_counter()
+            for i in range(loop_samples):
+                system.simulate(z[i:i + 1])
+            _sync(device)
+            loop.append((time.perf_counter() - t) / loop_samples * n * 1e3)
     return batched, loop
 
 
@@ -164,51 +190,70 @@ def converge(preset: Path, device, overrides: dict | None = None) -> dict:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    p.add_argument("--iters", type=int, default=200, help="timed iterations per measurement")
+    p.add_argument("--threads", default="1",
+                   help="torch CPU threads (default 1), or a comma list (e.g. 1,2): part 1 then runs every "
+                        "variant at each count in the same interleaved rounds; parts 2-3 use the first")
+    p.add_argument("--iters", type=int, default=200, help="timed iterations per block (Linear2D)")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (each: one block per variant)")
     p.add_argument("--converge", default="linear2d",
                    help="comma list of systems to run to convergence (linear2d, stg) or 'none'")
+    p.add_argument("--no_stg", action="store_true", help="skip part 2 (STG)")
     p.add_argument("--full", action="store_true", help="Linear2D convergence with the published settings")
     args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    thread_counts = [int(t) for t in str(args.threads).split(",")]
+    torch.set_num_threads(thread_counts[0])
     keep_freed_memory_mapped()
     device = torch.device(args.device)
-    print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}")
+    print(f"device {device}, torch {torch.__version__}, threads {args.threads}; ms/it as median (min-max) "
+          f"over {args.rounds} interleaved rounds, ratios as the median (min-max) of per-round ratios")
 
     lin = make_system("linear2d")
-    print("\n1. Linear2D AL iteration (n = 1000, 4 couplings, 2x32 tanh MLPs; forward+backward+Adam)")
-    variants = {
-        "zuko MLPs + nn.Tanh + Adam (baseline)": _stepper(lin, 1000, nn.Tanh, device, paired=False, fused=False),
-        "zuko MLPs + SigmoidTanh": _stepper(lin, 1000, SigmoidTanh, device, paired=False, fused=False),
-        "PairedMLP + SigmoidTanh": _stepper(lin, 1000, SigmoidTanh, device, fused=False),
-        "PairedMLP + SigmoidTanh + fused Adam (ours)": _stepper(lin, 1000, SigmoidTanh, device),
+    print("\n1. Linear2D AL iteration (n = 1000, 4 couplings, 2x32 tanh MLPs; forward+backward+Adam, float32)")
+    builds = {
+        "zuko MLPs + nn.Tanh + Adam (baseline)": dict(activation=nn.Tanh, paired=False, fused=False),
+        "zuko MLPs + SigmoidTanh": dict(activation=SigmoidTanh, paired=False, fused=False),
+        "PairedMLP + SigmoidTanh": dict(activation=SigmoidTanh, fused=False),
+        "PairedMLP + SigmoidTanh + fused Adam (ours)": dict(activation=SigmoidTanh),
     }
-    ms = iteration_ms(variants, args.iters, device)
-    base = next(iter(ms.values()))
-    for label, t in ms.items():
-        print(f"   {label:44s} {t:7.2f} ms/it  ({1e3 / t:5.0f} it/s)   speed-up x{base / t:.2f}")
-    fast = t
-    print(f"   {'published (TensorFlow 1, laptop CPU)':44s} {PUBLISHED_MS:7.2f} ms/it   "
-          f"published / ours = x{PUBLISHED_MS / fast:.2f}")
+    variants = {(label, nt): (_stepper(lin, 1000, device=device, **kw), nt)
+                for nt in thread_counts for label, kw in builds.items()}
+    ms = interleaved_ms(variants, args.iters, device, args.rounds)
+    base_label, ours_label = next(iter(builds)), list(builds)[-1]
+    for nt in thread_counts:
+        for label in builds:
+            t = ms[label, nt]
+            print(f"   {label:44s} {nt} thr {spread(t)} ms/it ({1e3 / statistics.median(t):5.0f} it/s)  "
+                  f"speed-up {ratio(ms[base_label, nt], t)}")
+        print(f"   {'published (TensorFlow 1, laptop CPU)':44s}       {PUBLISHED_MS:7.2f} ms/it   published / ours "
+              f"({nt} thr) = x{PUBLISHED_MS / statistics.median(ms[ours_label, nt]):.2f} (another machine)")
+    for nt in thread_counts[1:]:
+        for label in (base_label, ours_label):
+            print(f"   {label:44s} time({nt} thr) / time({thread_counts[0]} thr) = "
+                  f"{ratio(ms[label, nt], ms[label, thread_counts[0]])}")
+    torch.set_num_threads(thread_counts[0])
     for n in (300, 3000):
-        t = iteration_ms({"": _stepper(lin, n, SigmoidTanh, device)}, args.iters, device, repeats=3)[""]
-        print(f"   {f'ours at n = {n}':44s} {t:7.2f} ms/it")
+        t = interleaved_ms({"": (_stepper(lin, n, SigmoidTanh, device), thread_counts[0])}, args.iters, device,
+                           rounds=3)[""]
+        print(f"   {f'ours at n = {n}':44s} {thread_counts[0]} thr {spread(t)} ms/it")
 
-    print("\n2. STG simulator (300 forward-Euler steps, 5 neurons)")
-    batched, loop = stg_batched_vs_loop(1000, 20, device)
-    print(f"   simulate 1000 circuits: batched {batched * 1e3:8.1f} ms, per-sample loop {loop * 1e3:8.0f} ms "
-          f"(extrapolated from 20)  speed-up x{loop / batched:.0f}")
-    stg_variants = {"autograd through every step (reference)": ({"adjoint": False}, False),
-                    "hand-derived adjoint (default)": ({}, False),
-                    "adjoint + compiled: true": ({"compiled": True}, False),
-                    "score-function grad + compiled (preset)": ({"compiled": True}, True)}
-    for n in (200, 1000):
-        ms = iteration_ms({label: _stepper(make_system("stg", **kw), n, SigmoidTanh, device, score=score)
-                           for label, (kw, score) in stg_variants.items()},
-                          max(5, args.iters // 20), device, repeats=2)
-        base = next(iter(ms.values()))
-        for label, t in ms.items():
-            print(f"   STG AL iteration n = {n:<4d} {label:40s} {t:7.1f} ms/it ({1e3 / t:5.1f} it/s)  x{base / t:.2f}")
+    if not args.no_stg:
+        print(f"\n2. STG simulator (300 forward-Euler steps, 5 neurons; {thread_counts[0]} thread(s))")
+        batched, loop = stg_batched_vs_loop(1000, 20, device)
+        print(f"   simulate 1000 circuits: batched {spread(batched, '8.1f')} ms, per-sample loop (extrapolated "
+              f"from 20; for scale, not a baseline) {spread(loop, '8.0f')} ms: {ratio(loop, batched)}")
+        stg_variants = {"autograd through every step (baseline)": ({"adjoint": False}, False),
+                        "hand-derived adjoint (default)": ({}, False),
+                        "adjoint + compiled: true": ({"compiled": True}, False),
+                        "score-function grad + compiled (preset)": ({"compiled": True}, True)}
+        for n in (200, 1000):
+            ms = interleaved_ms({label: (_stepper(make_system("stg", **kw), n, SigmoidTanh, device, score=score),
+                                         thread_counts[0])
+                                 for label, (kw, score) in stg_variants.items()},
+                                max(5, args.iters // 20), device, rounds=max(2, args.rounds // 2))
+            base = next(iter(ms.values()))
+            for label, t in ms.items():
+                print(f"   STG AL iteration n = {n:<4d} {label:40s} {spread(t, '7.1f')} ms/it "
+                      f"({1e3 / statistics.median(t):5.1f} it/s)  {ratio(base, t)}")
 
     systems = [] if args.converge == "none" else [s.strip() for s in args.converge.split(",") if s.strip()]
     if systems:

@@ -1,14 +1,20 @@
 """Overhead of the generic TrainingManager per step, against a bare PyTorch loop.
 
-Both train the same small MLP regression for the same number of steps on the same device;
-the manager adds per-step reseeding, the NaN guard, metric logging to TensorBoard,
-progress bars and periodic checkpoints. Prints steps/s of both and their ratio.
+Both train the same small MLP regression (float32, same thread count, same process) for the
+same number of steps on the same device; the bare loop is what a user writes by hand (Adam,
+zero_grad(set_to_none=True), one generator), the manager adds per-step reseeding, the NaN
+guard, metric logging to TensorBoard, progress bars and periodic checkpoints. The two are
+run interleaved (bare, managed, then managed, bare, ... for ``--rounds`` rounds, after a
+short warm-up of both); prints steps/s of both as median (min-max) over rounds and the
+time ratio as the median (min-max) of the per-round ratios.
 
-    pipenv run python bench/bench_managers.py [--steps 2000] [--device cpu|cuda] [--width 256]
+    pipenv run python bench/bench_managers.py [--steps 2000] [--rounds 5] [--device cpu|cuda]
+                                              [--width 256] [--threads N]
 """
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 import time
@@ -78,28 +84,45 @@ def managed(cfg, device):
         TrainingManager(suite, suite.build(), ctx, RunLogger(run)).fit()
 
 
+def _timed(fn, cfg, device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    fn(cfg, device)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (each: one run of both)")
     p.add_argument("--device", default="auto")
     p.add_argument("--width", type=int, default=256)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     a = p.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
     device = resolve_device(a.device)
     cfg = Cfg(steps=a.steps, width=a.width, log_every=10, ckpt_every=max(a.steps // 4, 1))
-    bare(Cfg(steps=20, width=a.width), device)  # warm-up
-    times = {}
-    for name, fn in (("bare loop", bare), ("TrainingManager", managed)):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn(cfg, device)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times[name] = time.perf_counter() - t0
-    print(f"device {device}, {a.steps} steps, MLP width {a.width}, batch {cfg.batch}")
+    warm = Cfg(steps=20, width=a.width, log_every=10, ckpt_every=10)
+    runs = {"bare loop": bare, "TrainingManager": managed}
+    for fn in runs.values():  # warm-up (imports, TensorBoard writer, allocator)
+        fn(warm, device)
+    times = {name: [] for name in runs}
+    names = list(runs)
+    for r in range(a.rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
+            times[name].append(_timed(runs[name], cfg, device))
+    print(f"device {device}, {torch.get_num_threads()} thread(s), {a.steps} steps, MLP width {a.width}, "
+          f"batch {cfg.batch}; {a.rounds} interleaved rounds, median (min-max)")
     for name, t in times.items():
-        print(f"  {name:16s} {a.steps / t:9.1f} steps/s  ({t:.2f} s)")
-    print(f"  manager / bare time ratio: {times['TrainingManager'] / times['bare loop']:.2f}x "
+        sps = [a.steps / x for x in t]
+        print(f"  {name:16s} {statistics.median(sps):9.1f} steps/s ({min(sps):.1f}-{max(sps):.1f})  "
+              f"{statistics.median(t):.2f} s ({min(t):.2f}-{max(t):.2f})")
+    r = [m / b for m, b in zip(times["TrainingManager"], times["bare loop"])]
+    print(f"  manager / bare time ratio: {statistics.median(r):.2f}x ({min(r):.2f}-{max(r):.2f}) "
           f"(logging every {cfg.log_every} steps, 4 checkpoints)")
 
 

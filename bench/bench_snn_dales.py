@@ -1,29 +1,38 @@
 """Benchmark of the snn_dales training step: fast path vs a straightforward reference loop.
 
-    pipenv run python bench/bench_snn_dales.py [--device cpu|cuda] [--threads 1] [--repeats 20]
+    pipenv run python bench/bench_snn_dales.py [--device cpu|cuda] [--threads 1|1,2] [--rounds 9]
+                                               [--block 5] [--no_compile] [--models 22]
 
 Prints, for one training batch (64 samples x 100 steps x 200 inputs, 30 hidden, 12 classes;
 forward + backward + Adam step), the time of
 
-* ``reference``: the source's formulation written out here -- batch-major storage, an einsum
-  for the input layer, a per-time-step loop under autograd for the hidden layer (surrogate
-  spike as its own autograd function) and a second per-step loop for the leaky readout;
+* ``reference``: what a competent user writes from the source: batch-major storage, one
+  matmul (einsum) for the input layer, a per-time-step loop under autograd for the hidden
+  layer (the spike as a surrogate-gradient autograd function) and a second per-step loop
+  for the leaky readout; float32 and the same thread count as the other variants;
 * ``fast``: :class:`snn_dales.model.DaleSNN` -- the input layer as one matmul, time-major
   storage, the fused hidden-layer forward/backward (custom autograd, eager) and the
-  closed-form readout;
+  closed-form readout (the default, ``fused: true``);
 * ``compiled``: the same with the hidden layer's two time sweeps fused into kernels by
-  ``torch.compile`` (``compiled: true`` in the config; compile time printed separately,
-  ``--no_compile`` skips it).
+  ``torch.compile`` (``compiled: true``; the first call, which compiles, is timed apart;
+  ``--no_compile`` skips it). Run with ``TORCHINDUCTOR_CACHE_DIR=$(mktemp -d)`` for a
+  cold compile (otherwise inductor's on-disk cache may serve it).
 
-It first checks that both give the same loss and gradients (relative error < 1e-5), then
-prints the speed-up measured in the same run. A second part times a sweep of M networks:
-M separate fast-path networks one after another vs one batched model with M networks.
-Figures are printed, never asserted.
+It first checks that they give the same loss and gradients (relative error < 1e-5). The
+variants are then timed **interleaved**: ``--rounds`` rounds, each running a block of
+``--block`` steps of every variant in turn (order reversed every other round), so a busy
+machine slows all alike; it prints per variant the median and the range over rounds, and
+each ratio as the median (and range) of the per-round ratios. With ``--threads 1,2`` every
+variant also runs at each thread count inside the same rounds, and the thread ratio is
+printed. A second part times a sweep of M networks the same way: M separate fast-path
+networks one after another vs one batched model with M networks. Figures are printed,
+never asserted.
 """
 from __future__ import annotations
 
 import argparse
 import math
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -33,7 +42,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.runtime import keep_freed_memory_mapped  # noqa: E402
-from snn_dales.dale import dale_sign_mask, signed_weights  # noqa: E402
+from snn_dales.dale import dale_sign_mask  # noqa: E402
 from snn_dales.model import DaleSNN, nll_loss  # noqa: E402
 from snn_dales.stimulus import IPDTask, discretise, make_dataset  # noqa: E402
 
@@ -45,9 +54,7 @@ class _Spike(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x):
         ctx.save_for_backward(x)
-        out = torch.zeros_like(x)
-        out[x > 0] = 1.0
-        return out
+        return (x > 0).to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad):
@@ -91,31 +98,60 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def timeit(fn, device, repeats):
-    fn()
-    fn()
-    _sync(device)
-    best = float("inf")
-    for _ in range(3):
-        t0 = time.perf_counter()
-        for _ in range(repeats):
-            fn()
-        _sync(device)
-        best = min(best, (time.perf_counter() - t0) / repeats)
-    return best
+def interleaved(variants: dict, device, rounds: int, block: int) -> dict[str, list[float]]:
+    """Seconds per call of each ``name -> (fn, threads)``, one value per round.
+
+    Every round runs a block of ``block`` calls of each variant in turn (A, B, C, then C, B,
+    A in the next round), setting the thread count first; two warm-up calls each before.
+    """
+    for fn, threads in variants.values():
+        torch.set_num_threads(threads)
+        fn()
+        fn()
+    times = {k: [] for k in variants}
+    names = list(variants)
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
+            fn, threads = variants[name]
+            torch.set_num_threads(threads)
+            _sync(device)
+            t0 = time.perf_counter()
+            for _ in range(block):
+                fn()
+            _sync(device)
+            times[name].append((time.perf_counter() - t0) / block)
+    return times
+
+
+def median(xs):
+    return statistics.median(xs)
+
+
+def spread(xs, scale=1e3, fmt=".1f"):
+    """``median (min-max)`` of a list, scaled (default: s -> ms)."""
+    return f"{median(xs) * scale:{fmt}} ({min(xs) * scale:{fmt}}-{max(xs) * scale:{fmt}})"
+
+
+def ratio(slow, fast):
+    """Per-round ratios slow/fast: ``median x (min-max)``."""
+    r = [a / b for a, b in zip(slow, fast)]
+    return f"{median(r):.2f}x ({min(r):.2f}-{max(r):.2f})"
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--threads", default="1", help="CPU thread count, or a comma list (e.g. 1,2) to compare")
+    p.add_argument("--rounds", type=int, default=9, help="interleaved rounds (each: one block per variant)")
+    p.add_argument("--block", type=int, default=5, help="training steps per block")
     p.add_argument("--models", type=int, default=22, help="networks in the sweep part (e.g. 11 ratios x 2 seeds)")
     p.add_argument("--no_compile", action="store_true", help="skip the torch.compile variant")
+    p.add_argument("--no_sweep", action="store_true", help="skip the sweep part")
     p.add_argument("--default_malloc", action="store_true",
                    help="leave glibc's malloc thresholds alone (main.py tunes them; see core.runtime)")
     args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    thread_counts = [int(t) for t in str(args.threads).split(",")]
+    torch.set_num_threads(thread_counts[0])
     if not args.default_malloc:
         keep_freed_memory_mapped()
     dev = torch.device(args.device)
@@ -139,7 +175,8 @@ def main(argv=None):
     loss_fast.backward()
     rel = [float((a - b).norm() / b.norm()) for a, b in ((fast.w1.grad[0], ref_w1.grad),
                                                            (fast.w2.grad[0], ref_w2.grad))]
-    print(f"device {dev}, threads {args.threads}, batch 64 x 100 steps x 200 inputs -> 30 hidden -> 12")
+    print(f"device {dev}, threads {args.threads}, torch {torch.__version__}, "
+          f"batch 64 x 100 steps x 200 inputs -> 30 hidden -> 12 (float32)")
     print(f"loss reference {loss_ref.item():.6f}  fast {loss_fast.item():.6f}  "
           f"relative gradient error W1 {rel[0]:.1e}, W2 {rel[1]:.1e} (required < 1e-5)")
 
@@ -158,11 +195,7 @@ def main(argv=None):
         nll_loss(fast(spikes)[0], y).backward()
         opt_fast.step()
 
-    t_fast = timeit(step_fast, dev, args.repeats)
-    t_ref = timeit(step_ref, dev, args.repeats)
-    print(f"training batch: reference {1e3 * t_ref:.1f} ms, fast {1e3 * t_fast:.1f} ms, "
-          f"speed-up {t_ref / t_fast:.2f}x")
-
+    steps = {"reference": step_ref, "fast": step_fast}
     if not args.no_compile:
         comp = DaleSNN(sign1, sign2, 12, compiled=True)
         comp.load_state_dict(fast.state_dict())
@@ -177,18 +210,36 @@ def main(argv=None):
         rel_c = max(float((a.grad - b.grad).norm() / b.grad.norm()) for a, b in
                     ((comp.w1, fast.w1), (comp.w2, fast.w2)))
         comp.zero_grad()
+        print(f"compiled: first forward + backward (compiling) {t_compile:.1f} s; gradient rel. error vs "
+              f"fast {rel_c:.1e}")
 
         def step_comp():
             opt_comp.zero_grad()
             nll_loss(comp(spikes)[0], y).backward()
             opt_comp.step()
 
-        t_comp = timeit(step_comp, dev, args.repeats)
-        print(f"compiled hidden layer: {1e3 * t_comp:.1f} ms per batch, speed-up {t_ref / t_comp:.2f}x "
-              f"vs reference (first call incl. compiling {t_compile:.1f} s; gradient rel. error vs fast "
-              f"{rel_c:.1e})")
+        steps["compiled"] = step_comp
+
+    variants = {(name, n): (fn, n) for n in thread_counts for name, fn in steps.items()}
+    t = interleaved(variants, dev, args.rounds, args.block)
+    print(f"training batch, ms: median (min-max) over {args.rounds} interleaved rounds of {args.block} steps")
+    for n in thread_counts:
+        for name in steps:
+            line = f"  {name:10s} {n} thread(s) {spread(t[name, n])} ms"
+            if name != "reference":
+                line += f"   vs reference {ratio(t['reference', n], t[name, n])}"
+            if name == "compiled":
+                line += f"   vs fast {ratio(t['fast', n], t[name, n])}"
+            print(line)
+    for n in thread_counts[1:]:
+        for name in steps:
+            print(f"  {name:10s} {thread_counts[0]} vs {n} threads: time({n})/time({thread_counts[0]}) = "
+                  f"{ratio(t[name, n], t[name, thread_counts[0]])}")
+    if args.no_sweep:
+        return
 
     # a sweep of M networks: M separate networks vs one batched model
+    torch.set_num_threads(thread_counts[0])
     m = args.models
     s1 = torch.stack([dale_sign_mask(200, (k % 11) / 10, "random", gs) for k in range(m)]).to(dev)
     s2 = torch.stack([dale_sign_mask(30, (k % 11) / 10, "random", gs) for k in range(m)]).to(dev)
@@ -208,13 +259,15 @@ def main(argv=None):
             nll_loss(net(spikes)[0], y).backward()
             opt.step()
 
-    reps = max(1, args.repeats // 4)
-    t_b = timeit(step_batched, dev, reps)
-    t_l = timeit(step_loop, dev, reps)
-    print(f"sweep of {m} networks, one batch each: Python loop of fast networks {1e3 * t_l:.1f} ms, "
-          f"batched model axis {1e3 * t_b:.1f} ms, speed-up {t_l / t_b:.2f}x "
-          f"({1e3 * t_b / m:.2f} ms per network-batch)")
-    print(f"sweep, batched vs reference loop per network-batch: {t_ref * m / t_b:.1f}x")
+    ts = interleaved({"loop": (step_loop, thread_counts[0]), "batched": (step_batched, thread_counts[0])},
+                     dev, max(3, args.rounds // 2), 1)
+    per_net = [b / m for b in ts["batched"]]
+    print(f"sweep of {m} networks, one batch each ({thread_counts[0]} thread(s)): Python loop of fast "
+          f"networks {spread(ts['loop'])} ms, batched model axis {spread(ts['batched'])} ms, speed-up "
+          f"{ratio(ts['loop'], ts['batched'])}; {spread(per_net, fmt='.2f')} ms per network-batch")
+    ref_n = t["reference", thread_counts[0]]
+    print(f"sweep, batched per network-batch vs the reference step: "
+          f"{median(ref_n) / median(per_net):.1f}x (medians)")
 
 
 if __name__ == "__main__":

@@ -61,6 +61,8 @@ class BaseConfig:
         16, "trials simulated and committed together when recording an experiment", min=1)
     ddp_find_unused: bool = param(
         False, "tell DistributedDataParallel that some parameters may get no gradient")
+    threads: int = param(0, "torch CPU threads of this run (0: torch's default, one per core); results are "
+                            "bitwise reproducible only for the same count", min=0)
 
 
 def config_fields(cls: type) -> list[dataclasses.Field]:

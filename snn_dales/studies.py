@@ -45,6 +45,7 @@ class StudySettings:
     n_test_sets: int = 5
     seed: int = 0
     compiled: bool = False
+    keep: str = "best"        # weights each network keeps: best validation epoch's, or final
 
 
 @dataclass
@@ -94,7 +95,7 @@ def run_study(labels: list[str], conditions: list[tuple[float, float]], st: Stud
                     readout_scale=st.readout_scale, compiled=st.compiled, generator=g)
     val = validation_set(st.task, st.val_size, st.data.phase_offset, st.seed * 31 + 7, device)
     hist = train_networks(model, st.task, st.data, val, epochs=st.epochs, lr=st.lr, patience=st.patience,
-                          seed=st.seed * 31 + 11, progress=progress)
+                          keep=st.keep, seed=st.seed * 31 + 11, progress=progress)
     accs, maes, rates = [], [], []
     for ipd, x in test_sets(st.task, st.n_test_sets, st.test_size, st.data.phase_offset, st.seed * 31 + 13,
                             device):

@@ -29,6 +29,10 @@ class SNNDalesSuite(ModelSuite):
 
     def __init__(self, ctx):
         super().__init__(ctx)
+        if self.cfg.keep_weights == "final":
+            # no best-validation selection: the managers then write no best.pt, never stop
+            # early, and later stages (and --load_model RUN) use the final weights (last.pt)
+            self.selection_metric = None
         self._source = None
         self._val = None
 
@@ -255,7 +259,7 @@ class SNNDalesSuite(ModelSuite):
                              c.sweep_epochs, c.sweep_patience, c.sweep_seeds,
                              c.sweep_sign_assignment or c.sign_assignment, c.val_batches * c.batch_size,
                              c.test_batches * c.batch_size, c.test_sets, derive_seed(c.seed, "study") % (2 ** 31),
-                             c.compiled)
+                             c.compiled, c.keep_weights)
 
     def _run_study(self, name: str, labels: list[str], conditions: list[tuple[float, float]]):
         """Train every (condition, seed) network together, with an epoch progress bar."""
@@ -273,7 +277,9 @@ class SNNDalesSuite(ModelSuite):
                                 "acc_pct": (result.test_acc.mean(0) * 100).numpy(),
                                 "mae_deg": result.test_mae.mean(0).numpy(), "rate_hz": result.rate_hz.numpy(),
                                 "best_val_acc_pct": [100 * a for a in result.history.best_val_acc],
-                                "best_epoch": result.history.best_epoch})
+                                "best_epoch": result.history.best_epoch,
+                                "final_val_acc_pct": [100 * a for a in result.history.val_acc[-1]],
+                                "kept_weights": self.cfg.keep_weights})
         curves = plots.learning_curves(result.history.val_acc, result.conditions, f"{name}: validation accuracy")
         return rows, per_net, curves
 

@@ -4,9 +4,10 @@
 "where is inhibition needed" study. It is a pure torch loop (no I/O): Adam on the stacked
 parameters of a :class:`~snn_dales.model.DaleSNN` with ``M`` models, every model seeing the
 same stimulus batches (common random numbers: the seeds differ in initialisation and sign
-assignment). After every epoch each model is scored on the validation set; each model keeps
-its own best-validation weights and the loop stops once every model has gone ``patience``
-epochs without improving.
+assignment). After every epoch each model is scored on the validation set; with
+``keep='best'`` each model keeps its own best-validation weights and the loop stops once
+every model has gone ``patience`` epochs without improving; with ``keep='final'`` (the
+source's scheme) every epoch runs and the final weights are kept.
 """
 from __future__ import annotations
 
@@ -81,13 +82,19 @@ def accuracy_per_model(model: DaleSNN, x: torch.Tensor, labels: torch.Tensor) ->
 
 
 def train_networks(model: DaleSNN, task: IPDTask, spec: DataSpec, val: tuple[torch.Tensor, torch.Tensor],
-                   *, epochs: int, lr: float = 0.01, patience: int = 0, seed: int = 0,
+                   *, epochs: int, lr: float = 0.01, patience: int = 0, keep: str = "best", seed: int = 0,
                    progress=None) -> TrainHistory:
-    """Train all M networks of ``model`` together; on return each holds its best-val weights.
+    """Train all M networks of ``model`` together; on return each holds its best-val weights
+    (``keep='best'``) or its weights after the last epoch (``keep='final'``).
 
-    ``val``: ``(spikes (N, T, I), labels (N,))``. ``patience`` 0 never stops early.
+    ``val``: ``(spikes (N, T, I), labels (N,))``. ``patience`` 0 never stops early; it must
+    be 0 with ``keep='final'``.
     ``progress``: optional callable ``(epoch, history)`` called after each epoch.
     """
+    if keep not in ("best", "final"):
+        raise ValueError(f"keep must be best or final, got {keep!r}")
+    if keep == "final" and patience:
+        raise ValueError("early stopping (patience > 0) needs keep='best'")
     dev = model.w1.device
     data_gen = torch.Generator(device=dev).manual_seed(seed)
     source = BatchSource(task, spec, data_gen)
@@ -132,9 +139,10 @@ def train_networks(model: DaleSNN, task: IPDTask, spec: DataSpec, val: tuple[tor
             progress(epoch, hist)
         if patience and bool((since >= patience).all()):
             break
-    with torch.no_grad():
-        model.w1.copy_(best_w1)
-        model.w2.copy_(best_w2)
+    if keep == "best":
+        with torch.no_grad():
+            model.w1.copy_(best_w1)
+            model.w2.copy_(best_w2)
     hist.best_val_acc = best_acc.tolist()
     hist.best_epoch = best_epoch.tolist()
     return hist

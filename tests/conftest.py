@@ -22,7 +22,11 @@ def run_main(tmp_path, capsys):
         argv = list(argv)
         if "--resume" not in argv and "--out_dir" not in argv:
             argv += ["--out_dir", str(out_dir or tmp_path / "runs")]
-        rc = main.main(argv)
+        threads = torch.get_num_threads()
+        try:
+            rc = main.main(argv)
+        finally:  # a family's `threads` key must not change the rest of the session
+            torch.set_num_threads(threads)
         err = capsys.readouterr().err
         return rc, err
     return call

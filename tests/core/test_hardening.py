@@ -301,3 +301,27 @@ def test_run_name_checks():
         with pytest.raises(UserError):
             check_run_name(bad)
     check_run_name("x" * 200)
+
+
+# --- 20. each family's default thread count, applied by main and recorded -------------------
+def test_threads_key_is_applied_and_recorded(run_main, tmp_path, monkeypatch):
+    from core.config import BaseConfig
+    from dsn.config import DSNConfig
+    from snn_dales.config import SNNDalesConfig
+
+    assert BaseConfig().threads == 0  # torch's default unless a family measured better
+    assert SNNDalesConfig().threads == 1 and DSNConfig().threads == 1
+    from core import runtime
+
+    seen, real = {}, runtime.seed_everything
+
+    def spy(seed):  # main sets the threads before seeding and building anything
+        seen["threads"] = torch.get_num_threads()
+        return real(seed)
+    monkeypatch.setattr(runtime, "seed_everything", spy)
+    before = torch.get_num_threads()
+    rc, err = run_main(*COMMON, "--steps", "2", "--threads", "1", "--run_name", "t")
+    assert rc == 0, err
+    assert seen["threads"] == 1
+    assert yaml.safe_load((tmp_path / "runs/t/meta.yaml").read_text())["threads"] == 1
+    assert torch.get_num_threads() == before  # the test helper restores it
