@@ -57,6 +57,8 @@ class CordsNetConfig(BaseConfig):
     post_blank_steps: int = param(100, "blank steps after the stimulus (published fine-tuning: 100)", min=0)
 
     # training pipeline
+    ddp_find_unused: bool = param(True, "tell DistributedDataParallel that some parameters get no gradient "
+                                        "(each phase trains a different part of the model)")
     pipeline: str = param("init", "init: the published 5-phase initialisation pipeline; direct: train the "
                                   "full model from random weights (the paper's control)", choices=["init", "direct"])
     cnn_steps: int = param(0, "phase 1 steps: the equivalent CNN (split in three lr stages)", min=0)

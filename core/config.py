@@ -52,7 +52,8 @@ class BaseConfig:
     image_every: int = param(0, "log training images to TensorBoard every N steps (0: never)", min=0)
     hist_every: int = param(0, "log parameter histograms every N steps (0: never)", min=0)
     ckpt_every: int = param(100, "write a checkpoint every N steps (and always at the end)", min=1)
-    keep_checkpoints: int = param(2, "periodic checkpoints kept besides last.pt and best.pt", min=1)
+    keep_checkpoints: int = param(2, "periodic checkpoints kept besides last.pt and best.pt (the last one "
+                                     "followed by a finite step is always kept too)", min=1)
     eval_every: int = param(0, "run the model's evaluation every N steps (0: never)", min=0)
     early_stop_patience: int = param(
         0, "stop after this many evaluations without improvement (0: never stop early)", min=0)
