@@ -225,9 +225,10 @@ class TrainingManager:
                 model.train()
             phase = phases[phase_index]
             lr = self.suite.learning_rate(phase, step - int(bounds[phase_index]))
-            if lr is not None:
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
+            if lr is not None:  # one rate for every parameter group, or one per group
+                rates = list(lr) if isinstance(lr, (list, tuple)) else [lr] * len(optimizer.param_groups)
+                for group, rate in zip(optimizer.param_groups, rates):
+                    group["lr"] = rate
             seed = derive_seed(cfg.seed, "step", step, env.rank)
             reseed(seed, ctx.device)
             sctx = StepContext(step=step, phase=phase.name, phase_step=step - int(bounds[phase_index]),

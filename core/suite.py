@@ -211,9 +211,10 @@ class ModelSuite:
         when a run resumes inside the phase): e.g. carry weights from one stage to the next.
         Must be a deterministic function of the modules' state."""
 
-    def learning_rate(self, phase: Phase, phase_step: int) -> float | None:
+    def learning_rate(self, phase: Phase, phase_step: int) -> float | list[float] | None:
         """The learning rate for step ``phase_step`` of ``phase`` (a schedule as a pure function
-        of the step, so resume is exact), or None to leave the optimiser's own."""
+        of the step, so resume is exact): one for every parameter group, a list with one per
+        group, or None to leave the optimiser's own."""
         return None
 
     def make_optimizer(self, modules: dict[str, nn.Module], phase: Phase) -> torch.optim.Optimizer:

@@ -1,0 +1,78 @@
+"""Figures of the nrflv family: sample grids, sampling over time, per-layer state maps.
+
+Images and states are drawn in their own range [-1, 1] (grey for 1 channel, RGB for 3; other
+channel counts show channel 0); every function returns a matplotlib Figure or, for
+TensorBoard, a ``(3, H, W)`` tensor in [0, 1].
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+
+def _rgb(x: torch.Tensor) -> np.ndarray:
+    """``(N, C, H, W)`` in [-1, 1] -> ``(N, H, W, 3)`` in [0, 1]."""
+    x = x.detach().float().cpu().clamp(-1, 1).add(1).div(2)
+    x = x[:, :1].expand(-1, 3, -1, -1) if x.shape[1] != 3 else x
+    return x.permute(0, 2, 3, 1).numpy()
+
+
+def image_grid(images: torch.Tensor, cols: int = 8) -> torch.Tensor:
+    """A ``(3, rows*H, cols*W)`` tensor in [0, 1] tiling ``images (N, C, H, W)`` (TensorBoard)."""
+    pics = _rgb(images)
+    n, h, w, _ = pics.shape
+    rows = math.ceil(n / cols)
+    grid = np.ones((rows * (h + 1), cols * (w + 1), 3), dtype=np.float32)
+    for k in range(n):
+        r, c = divmod(k, cols)
+        grid[r * (h + 1):r * (h + 1) + h, c * (w + 1):c * (w + 1) + w] = pics[k]
+    return torch.from_numpy(grid).permute(2, 0, 1)
+
+
+def grid_figure(images: torch.Tensor, title: str, cols: int = 8):
+    grid = image_grid(images, cols).permute(1, 2, 0).numpy()
+    fig, ax = plt.subplots(figsize=(min(12, 1.2 * cols), 1.2 * grid.shape[0] / grid.shape[1] * cols + 0.6))
+    ax.imshow(grid, interpolation="nearest")
+    ax.set_axis_off()
+    ax.set_title(title)
+    return fig
+
+
+def frames_figure(frames: Sequence[torch.Tensor], steps: Sequence[int], chains: int = 6):
+    """The image layer of ``chains`` chains (rows) at each recorded sampler step (columns)."""
+    chains = min(chains, frames[0].shape[0])
+    fig, axes = plt.subplots(chains, len(frames), figsize=(1.1 * len(frames), 1.1 * chains + 0.6), squeeze=False)
+    for j, (frame, step) in enumerate(zip(frames, steps)):
+        pics = _rgb(frame[:chains])
+        for i in range(chains):
+            axes[i, j].imshow(pics[i], interpolation="nearest")
+            axes[i, j].set_axis_off()
+        axes[0, j].set_title(f"step {step}", fontsize=8)
+    fig.suptitle("Free SGHMC sampling from noise: the image layer over time")
+    return fig
+
+
+def state_maps_figure(states: Sequence[torch.Tensor], sample: int = 0, channels: int = 8):
+    """For one chain, the image and the first ``channels`` channel maps of every latent layer."""
+    n = len(states)
+    fig, axes = plt.subplots(n, channels, figsize=(1.2 * channels, 1.3 * n + 0.6), squeeze=False)
+    for i, s in enumerate(states):
+        x = s[sample].detach().float().cpu()
+        for c in range(channels):
+            ax = axes[i, c]
+            ax.set_axis_off()
+            if i == 0 and c == 0:
+                ax.imshow(_rgb(s[sample:sample + 1])[0], interpolation="nearest")
+                ax.set_title("image", fontsize=8)
+            elif i > 0 and c < x.shape[0]:
+                ax.imshow(x[c].numpy(), cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
+                ax.set_title(f"layer {i} ch {c}", fontsize=7)
+    fig.suptitle("States at the end of a positive phase (blue -1, red +1)")
+    return fig
