@@ -76,3 +76,19 @@ def state_maps_figure(states: Sequence[torch.Tensor], sample: int = 0, channels:
                 ax.set_title(f"layer {i} ch {c}", fontsize=7)
     fig.suptitle("States at the end of a positive phase (blue -1, red +1)")
     return fig
+
+
+def channels_figure(images: torch.Tensor, n_channels: int, per_channel: int, layer: int, steps: int):
+    """Rows: channels of ``layer``; columns: chains that descended that channel's energy."""
+    pics = _rgb(images)
+    fig, axes = plt.subplots(n_channels, per_channel, figsize=(1.1 * per_channel + 0.8, 1.1 * n_channels + 0.6),
+                             squeeze=False)
+    for k in range(n_channels * per_channel):
+        r, c = divmod(k, per_channel)
+        axes[r, c].imshow(pics[k], interpolation="nearest")
+        axes[r, c].set_xticks([])
+        axes[r, c].set_yticks([])
+        if c == 0:
+            axes[r, c].set_ylabel(f"ch {r}", fontsize=8)
+    fig.suptitle(f"Layer {layer}: images that descend each channel's energy ({steps} steps)")
+    return fig

@@ -35,6 +35,7 @@ from nrflv.energy import NRFEnergy, uniform_states
 from nrflv.nets import FFInit
 from nrflv.replay import ReplayBuffer
 from nrflv.sghmc import SGHMC
+from nrflv.viz import channel_energy_grad
 
 
 class ClippedAdamAndSGD(torch.optim.Optimizer):
@@ -239,3 +240,19 @@ class NRFLVSuite(ModelSuite):
         images = self._images[: min(4, len(self._images))]
         states, _, _ = self.positive_phase(modules, images, g)
         return {"state_maps": plots.state_maps_figure(states)}
+
+    @visualization("channels_energy", "per layer from viz_start_layer, chains descending one channel's own "
+                                      "energy: the image each channel expects")
+    def viz_channels_energy(self, modules, ctx):
+        cfg, energy = self.cfg, modules["energy"]
+        figures = {}
+        for layer in range(cfg.viz_start_layer, self.arch.n_layers):
+            n_ch = min(cfg.viz_channels, self.arch.layers[layer][0])
+            per = max(1, cfg.num_viz_samples // n_ch)
+            g = torch.Generator(device=self.device).manual_seed(cfg.seed + layer)
+            states = uniform_states(self.arch, n_ch * per, g, self.device)
+            channel = torch.arange(n_ch, device=self.device).repeat_interleave(per)
+            sampler = self.sampler(states, g)
+            sampler.run(lambda s, L=layer, c=channel: channel_energy_grad(energy, s, L, c), cfg.num_it_viz)
+            figures[f"layer{layer}"] = plots.channels_figure(states[0], n_ch, per, layer, cfg.num_it_viz)
+        return figures

@@ -215,3 +215,30 @@ def test_thesis_preset_real_size_energy_and_grad_batch_2():
         torch.testing.assert_close(energy, model(states))
     # zero nets at start would give dE/ds = s - b = s; the nets make it differ
     assert not torch.allclose(grads[1], states[1])
+
+
+def test_channel_energy_gradient_is_that_channels_energy_only():
+    """channels_energy's gradient equals autograd of 0.5 * the picked channel's energy, chain by
+    chain, and falls back to the total gradient on lower layers it does not reach."""
+    from nrflv.architecture import nrflv_quick
+    from nrflv.energy import NRFEnergy, uniform_states
+    from nrflv.viz import channel_energy_grad
+
+    torch.manual_seed(0)
+    arch = nrflv_quick()
+    energy = NRFEnergy(arch).double()
+    g = torch.Generator().manual_seed(1)
+    states = [s.double() for s in uniform_states(arch, 3, g)]
+    channel = torch.tensor([0, 2, 5])
+    grads = channel_energy_grad(energy, states, 1, channel)
+    for b in range(3):
+        leaves = [s.detach().clone().requires_grad_(True) for s in states]
+        e = 0.5 * energy.unit_energies(leaves)[1][b, channel[b]].sum()
+        want = torch.autograd.grad(e, leaves)
+        for i in (1, 2):
+            torch.testing.assert_close(grads[i][b], want[i][b])
+    # layer 0 (the image) is read by layer 1's net, so the feature reaches it too
+    assert bool(grads[0].any())
+    # layer 2's net does not read the image: there the image follows the total energy
+    top = channel_energy_grad(energy, states, 2, torch.tensor([0, 1, 2]))
+    torch.testing.assert_close(top[0], energy.grad(states)[0])

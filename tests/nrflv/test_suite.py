@@ -15,7 +15,8 @@ def test_train_visualise_and_resume_exactly(run_main, tmp_path, monkeypatch):
     rc, err = run_main(*TINY, "--run_name", "full", "--viz")
     assert rc == 0, err
     run = tmp_path / "runs/full"
-    for name in ("standard", "standard_final_samples", "state_maps"):
+    for name in ("standard", "standard_final_samples", "state_maps", "channels_energy_layer1",
+                 "channels_energy_layer2"):
         assert (run / f"figures/viz/{name}.png").is_file()
     ckpt = load_checkpoint(run / "checkpoints/last.pt")
     manifest = ckpt["suite_state"]["replay"]
