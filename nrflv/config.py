@@ -51,6 +51,13 @@ class NRFLVConfig(BaseConfig):
                                             "start fresh from U[-1, 1])", min=0.0, max=1.0)
     buffer_size: int = param(10000, "replay buffer capacity (final negative states, FIFO)", min=1)
 
+    neg_it_schedule: bool = param(False, "the source's rule: lengthen the negative phase x1.25 when mean E- "
+                                         "exceeds mean E+ (+ margin) over the last neg_it_history updates, "
+                                         "after epoch 5, then wait neg_it_cooldown epochs")
+    neg_it_history: int = param(200, "updates in the energy histories of that rule", min=1)
+    neg_it_margin: float = param(0.0, "margin of that rule", min=-1e12)
+    neg_it_cooldown: int = param(5, "epochs that rule waits after lengthening", min=0)
+
     # sampler (the state optimiser)
     state_optimizer: str = param("sghmc", "sghmc or langevin", choices=["sghmc", "langevin"])
     sampling_step_size: float = param(0.1, "SGHMC step size eta", min=0.0)

@@ -34,6 +34,7 @@ from nrflv.config import NRFLVConfig
 from nrflv.energy import NRFEnergy, uniform_states
 from nrflv.nets import FFInit
 from nrflv.replay import ReplayBuffer
+from nrflv.schedule import NegItSchedule
 from nrflv.sghmc import SGHMC
 from nrflv.viz import channel_energy_grad
 
@@ -125,6 +126,11 @@ class NRFLVSuite(ModelSuite):
         return ReplayBuffer([tuple(s) for s in self.arch.layers], capacity=self.cfg.buffer_size,
                             sample_buffer_prob=self.cfg.sample_buffer_prob, device=self.device)
 
+    @cached_property
+    def neg_schedule(self) -> NegItSchedule:
+        c = self.cfg
+        return NegItSchedule(c.num_it_neg, c.neg_it_history, c.neg_it_margin, c.neg_it_cooldown)
+
     def sampler(self, states, generator, fixed=None) -> SGHMC:
         cfg = self.cfg
         return SGHMC(states, generator=generator, method=cfg.state_optimizer,
@@ -168,22 +174,28 @@ class NRFLVSuite(ModelSuite):
         sampler.run(lambda s: energy.grad(s, wrt=latent_layers), self.cfg.num_it_pos)
         return states, predicted, sampler
 
-    def negative_phase(self, modules, n, generator):
+    def negative_phase(self, modules, n, generator, num_steps=None):
         energy = modules["energy"]
         states = [s.to(self.device) for s in self.buffer.sample(n, generator, device=self.device)]
         sampler = self.sampler(states, generator)
-        sampler.run(lambda s: energy.grad(s), self.cfg.num_it_neg)
+        sampler.run(lambda s: energy.grad(s), num_steps or self.cfg.num_it_neg)
         return states, sampler
 
     def loss(self, modules, batch, step):
         cfg = self.cfg
         energy = modules["energy"]
+        num_it_neg = cfg.num_it_neg
+        if cfg.neg_it_schedule:
+            num_it_neg = self.neg_schedule.new_epoch(step.step * cfg.batch_size // len(self._images))
         pos, predicted, pos_sampler = self.positive_phase(modules, batch, step.generator)
-        neg, neg_sampler = self.negative_phase(modules, batch.shape[0], step.generator)
+        neg, neg_sampler = self.negative_phase(modules, batch.shape[0], step.generator, num_it_neg)
         self.buffer.push([s.detach() for s in neg])
         e_pos, e_neg = energy([s.detach() for s in pos]), energy([s.detach() for s in neg])
         loss = e_pos - e_neg + cfg.l2_reg_energy_param * (e_pos ** 2 + e_neg ** 2)
-        metrics = {"pos_energy": e_pos.detach(), "neg_energy": e_neg.detach(), "ml_loss": (e_pos - e_neg).detach()}
+        metrics = {"pos_energy": e_pos.detach(), "neg_energy": e_neg.detach(), "ml_loss": (e_pos - e_neg).detach(),
+                   "num_it_neg": torch.tensor(float(num_it_neg))}
+        if cfg.neg_it_schedule:
+            self.neg_schedule.record(float(e_pos), float(e_neg))
         if predicted is not None:
             init_loss = sum(F.mse_loss(p, t.detach()) for p, t in zip(predicted, pos[1:]))
             loss = loss + init_loss  # its parameters are disjoint from the energy's: its own SGD step
@@ -207,11 +219,14 @@ class NRFLVSuite(ModelSuite):
 
     # replay buffer beside the checkpoints --------------------------------------------------
     def state_dict(self):
+        sched = self.neg_schedule.state_dict()
         if self.ctx.run is None:
-            return {"replay": None}
-        return {"replay": self.buffer.save(self.ctx.run.path / "replay")}
+            return {"replay": None, "neg_it_schedule": sched}
+        return {"replay": self.buffer.save(self.ctx.run.path / "replay"), "neg_it_schedule": sched}
 
     def load_state_dict(self, state):
+        if (state or {}).get("neg_it_schedule"):
+            self.neg_schedule.load_state_dict(state["neg_it_schedule"])
         manifest = (state or {}).get("replay")
         if manifest is None or self.ctx.run is None:
             return  # a loaded model (new run) starts with an empty replay buffer
