@@ -28,7 +28,7 @@ def test_never_when_negative_energies_stay_below():
 def test_waits_for_full_histories_and_round_trips():
     s = NegItSchedule(500, history=100)
     assert set(_epochs(s, 8, 10, e_pos=1.0, e_neg=2.0)) == {500}  # 80 < 100 entries
-    t = NegItSchedule(7)
+    t = NegItSchedule(7, history=100)  # the same settings (the config); the state comes from s
     t.load_state_dict(s.state_dict())
     assert t.state_dict() == s.state_dict()
     assert _epochs(s, 3, 10, 1.0, 2.0, start=9) == _epochs(t, 3, 10, 1.0, 2.0, start=9) == [500, 625, 625]  # full at epoch 10
