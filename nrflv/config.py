@@ -20,6 +20,11 @@ class NRFLVConfig(BaseConfig):
     """Config of the Neural Random Field with Latent Variables and its SGHMC sampler."""
 
     # architecture and data
+    network_type: str = param("NRFLV", "the original's model class (only NRFLV here)", choices=["NRFLV"], arch=True)
+    states_activation: str = param("hardtanh", "rho, the states' activation inside the energy (the thesis: "
+                                               "hardtanh; the only one here)", choices=["hardtanh"], arch=True)
+    activation: str = param("swish", "the quadratic nets' activation (the thesis: swish; the only one here)",
+                            choices=["swish"], arch=True)
     architecture: str = param("nrflv_thesis", "layer sizes and connection table (nrflv_thesis = the original's "
                                               "NRFLV_CIFAR_4SL_small_densebackw_wideSL1base, nrflv_quick)",
                               choices=["nrflv_thesis", "nrflv_quick", "NRFLV_CIFAR_4SL_small_densebackw_wideSL1base"],
@@ -43,6 +48,8 @@ class NRFLVConfig(BaseConfig):
     l2_reg_energy_param: float = param(1.0, "weight of the penalty E+^2 + E-^2 on the energies' size", min=0.0)
     clip_grad: bool = param(True, "the original's element-wise clipping of the gradient to +-(3 sqrt(v_hat) + "
                                   "0.1), v_hat Adam's bias-corrected second moment")
+    weights_optimizer: str = param("adam", "optimiser of the energy model (the thesis: adam; the only one here)",
+                                   choices=["adam"])
     initter_network_lr: float = param(5e-4, "SGD (Nesterov, momentum 0.85) learning rate of the initialiser",
                                       min=0.0)
     num_it_pos: int = param(500, "sampler steps of the positive phase", min=1)
@@ -72,6 +79,7 @@ class NRFLVConfig(BaseConfig):
 
     # logging (the original's names; they set the shared keys)
     img_logging_interval: int = param(10, "sample grids to TensorBoard every N updates (0: never)", min=0)
+    log_histograms: bool = param(True, "log parameter histograms (every histogram_logging_interval updates)")
     histogram_logging_interval: int = param(3000, "parameter histograms every N updates (0: never)", min=0)
     scalar_logging_interval: int = param(200, "scalars to TensorBoard every N updates", min=1)
     model_save_interval: int = param(50, "a checkpoint (with the replay buffer) every N updates", min=1)
@@ -103,5 +111,5 @@ class NRFLVConfig(BaseConfig):
                             f"{self.architecture}")
         self.log_every = self.scalar_logging_interval
         self.image_every = self.img_logging_interval
-        self.hist_every = self.histogram_logging_interval
+        self.hist_every = self.histogram_logging_interval if self.log_histograms else 0
         self.ckpt_every = self.model_save_interval
