@@ -116,7 +116,10 @@ class NRFLVSuite(ModelSuite):
     def build(self):
         cfg = self.cfg
         torch.manual_seed(cfg.seed)
-        modules = {"energy": NRFEnergy(self.arch, weight_norm=cfg.model_weight_norm).to(self.device)}
+        energy = NRFEnergy(self.arch, weight_norm=cfg.model_weight_norm).to(self.device)
+        if cfg.channels_last:
+            energy = energy.to(memory_format=torch.channels_last)
+        modules = {"energy": energy}
         if cfg.initializer == "ff_init":
             modules["initter"] = FFInit(self.arch, weight_norm=cfg.initter_network_weight_norm).to(self.device)
         return modules
@@ -130,6 +133,11 @@ class NRFLVSuite(ModelSuite):
     def neg_schedule(self) -> NegItSchedule:
         c = self.cfg
         return NegItSchedule(c.num_it_neg, c.neg_it_history, c.neg_it_margin, c.neg_it_cooldown)
+
+    def layout(self, states):
+        """The states in the memory format the energy model runs fastest with (same values)."""
+        fmt = torch.channels_last if self.cfg.channels_last else torch.contiguous_format
+        return [s.contiguous(memory_format=fmt) for s in states]
 
     def sampler(self, states, generator, fixed=None) -> SGHMC:
         cfg = self.cfg
@@ -168,7 +176,7 @@ class NRFLVSuite(ModelSuite):
         else:
             predicted = None
             latent = uniform_states(self.arch, images.shape[0], generator, self.device)[1:]
-        states = [images.clone()] + [s.clone() for s in latent]
+        states = self.layout([images.clone()] + [s.clone() for s in latent])
         latent_layers = list(range(1, self.arch.n_layers))
         sampler = self.sampler(states, generator, fixed=[True] + [False] * len(latent_layers))
         sampler.run(lambda s: energy.grad(s, wrt=latent_layers), self.cfg.num_it_pos)
@@ -176,7 +184,7 @@ class NRFLVSuite(ModelSuite):
 
     def negative_phase(self, modules, n, generator, num_steps=None):
         energy = modules["energy"]
-        states = [s.to(self.device) for s in self.buffer.sample(n, generator, device=self.device)]
+        states = self.layout([s.to(self.device) for s in self.buffer.sample(n, generator, device=self.device)])
         sampler = self.sampler(states, generator)
         sampler.run(lambda s: energy.grad(s), num_steps or self.cfg.num_it_neg)
         return states, sampler
@@ -237,7 +245,7 @@ class NRFLVSuite(ModelSuite):
     def viz_standard(self, modules, ctx):
         cfg = self.cfg
         g = torch.Generator(device=self.device).manual_seed(cfg.seed)
-        states = uniform_states(self.arch, cfg.num_viz_samples, g, self.device)
+        states = self.layout(uniform_states(self.arch, cfg.num_viz_samples, g, self.device))
         sampler = self.sampler(states, g)
         frames = [states[0].detach().clone()]
         energy = modules["energy"]
@@ -265,7 +273,7 @@ class NRFLVSuite(ModelSuite):
             n_ch = min(cfg.viz_channels, self.arch.layers[layer][0])
             per = max(1, cfg.num_viz_samples // n_ch)
             g = torch.Generator(device=self.device).manual_seed(cfg.seed + layer)
-            states = uniform_states(self.arch, n_ch * per, g, self.device)
+            states = self.layout(uniform_states(self.arch, n_ch * per, g, self.device))
             channel = torch.arange(n_ch, device=self.device).repeat_interleave(per)
             sampler = self.sampler(states, g)
             sampler.run(lambda s, L=layer, c=channel: channel_energy_grad(energy, s, L, c), cfg.num_it_viz)

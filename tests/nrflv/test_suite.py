@@ -61,3 +61,15 @@ def test_thesis_preset_at_real_size_runs_one_update(run_main, tmp_path):
     rc, err = run_main("--config", "configs/nrflv_thesis.yaml", "--data_root", str(tmp_path / "none"),
                        "--run_name", "x")
     assert rc == 2 and "data set 'cifar10' not found" in err and not (tmp_path / "runs/x").exists()
+
+
+def test_channels_last_gives_the_same_training(run_main, tmp_path):
+    """The memory format is a speed setting only: the same weights after two updates."""
+    for fmt in ("true", "false"):
+        rc, err = run_main(*TINY, "--steps", "2", "--channels_last", fmt, "--run_name", fmt)
+        assert rc == 0, err
+    a = load_checkpoint(tmp_path / "runs/true/checkpoints/last.pt")["modules"]
+    b = load_checkpoint(tmp_path / "runs/false/checkpoints/last.pt")["modules"]
+    for mod in a:
+        for k, v in a[mod].items():
+            torch.testing.assert_close(v, b[mod][k], rtol=1e-5, atol=1e-6, msg=f"{mod} {k}")
