@@ -36,7 +36,7 @@ from core.outputs import RunLogger, to_numpy
 from core.runtime import all_reduce_mean, derive_seed, generator, reseed
 from core.signals import RunInterrupted, StopSignals  # noqa: F401  (RunInterrupted: re-exported)
 from core.store import RecordingStore
-from core.suite import AnalysisResult, AnalysisSkipped, ModelSuite, Phase, RunContext, StepContext
+from core.suite import AnalysisResult, AnalysisSkipped, Animation, ModelSuite, Phase, RunContext, StepContext
 
 
 def progress(iterable: Iterable, ctx: RunContext, **kw):
@@ -343,7 +343,11 @@ class VisualizationManager:
             with torch.no_grad():
                 figures = self.suite.visualization(name)(self.modules, self.ctx)
             for fig_name, fig in figures.items():
-                path = self.log.figure(f"{name}_{fig_name}" if fig_name != name else name, fig, subdir="viz")
+                label = f"{name}_{fig_name}" if fig_name != name else name
+                if isinstance(fig, Animation):
+                    path = self.log.animation(label, fig, subdir="viz")
+                else:
+                    path = self.log.figure(label, fig, subdir="viz")
                 if path:
                     written.append(path)
         self.log.flush()

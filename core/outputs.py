@@ -10,7 +10,7 @@ import io
 import os
 import re
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -103,6 +103,24 @@ class RunLogger:
         path = self.run.figures / subdir / f"{safe_name(name)}.png"
         atomic_write_bytes(path, png)
         self.writer.add_image(f"{subdir + '/' if subdir else ''}{name}", png_to_chw(png), step)
+        return path
+
+    def animation(self, name: str, frames: Sequence[Any], subdir: str = "", ms_per_frame: int = 300
+                  ) -> Path | None:
+        """Save ``frames`` (``(H, W, 3)`` arrays in [0, 1]) as an animated
+        ``RUN/figures/[subdir/]name.gif`` (looping) and the last one to TensorBoard."""
+        if not self.enabled:
+            return None
+        from PIL import Image
+
+        pics = [Image.fromarray((np.clip(np.asarray(f, dtype=np.float32), 0, 1) * 255).astype(np.uint8))
+                for f in frames]
+        buf = io.BytesIO()
+        pics[0].save(buf, format="GIF", save_all=True, append_images=pics[1:], duration=ms_per_frame, loop=0)
+        path = self.run.figures / subdir / f"{safe_name(name)}.gif"
+        atomic_write_bytes(path, buf.getvalue())
+        last = np.asarray(frames[-1], dtype=np.float32).transpose(2, 0, 1)
+        self.writer.add_image(f"{subdir + '/' if subdir else ''}{name}", np.clip(last, 0, 1), 0)
         return path
 
     def table(self, name: str, frame, subdir: str = "") -> Path | None:

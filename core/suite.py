@@ -114,8 +114,13 @@ class AnalysisResult:
     scalars: dict[str, float] = field(default_factory=dict)
 
 
+class Animation(list):
+    """Frames ``(H, W, 3)`` in [0, 1] that a visualisation returns in place of a Figure: written as
+    an animated GIF."""
+
+
 def visualization(name: str, help: str = ""):
-    """Mark a suite method ``fn(self, modules, ctx) -> {name: Figure}`` as a visualisation."""
+    """Mark a suite method ``fn(self, modules, ctx) -> {name: Figure | Animation}`` as a visualisation."""
     def mark(fn):
         fn._stage = ("viz", name, help or (fn.__doc__ or "").strip().split("\n")[0])
         return fn

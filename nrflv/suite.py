@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from core.data import epoch_batch_indices, load_real, natural_patches, tensors_of
 from core.errors import UserError
-from core.suite import ModelSuite, visualization
+from core.suite import Animation, ModelSuite, visualization
 from nrflv import plots
 from nrflv.architecture import get_architecture
 from nrflv.config import NRFLVConfig
@@ -255,6 +255,7 @@ class NRFLVSuite(ModelSuite):
         steps = [0] + [min(k + cfg.viz_img_logging_step_interval, cfg.num_it_viz)
                        for k in range(0, cfg.num_it_viz, cfg.viz_img_logging_step_interval)]
         return {"standard": plots.frames_figure(frames, steps),
+                "strip": Animation(plots.image_grid(f).permute(1, 2, 0).numpy() for f in frames),
                 "final_samples": plots.grid_figure(states[0], "free samples after %d steps" % cfg.num_it_viz)}
 
     @visualization("state_maps", "per-layer state maps at the end of a positive phase on training images")

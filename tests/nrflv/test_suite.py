@@ -18,6 +18,9 @@ def test_train_visualise_and_resume_exactly(run_main, tmp_path, monkeypatch):
     for name in ("standard", "standard_final_samples", "state_maps", "channels_energy_layer1",
                  "channels_energy_layer2"):
         assert (run / f"figures/viz/{name}.png").is_file()
+    from PIL import Image
+    with Image.open(run / "figures/viz/standard_strip.gif") as gif:  # frames at steps 0, 3, 6
+        assert gif.n_frames == 3
     ckpt = load_checkpoint(run / "checkpoints/last.pt")
     manifest = ckpt["suite_state"]["replay"]
     assert ckpt["step"] == 4 and manifest["total_pushed"] == 24  # 4 updates x 6 chains
