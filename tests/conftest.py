@@ -13,6 +13,17 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 TOY = "tests.toy_suite:ToySuite"
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Every test on one torch thread, and the count restored after it (main.py sets a run's
+    ``threads``): the tests' tensors are small, and a second thread only adds synchronisation,
+    which costs a lot on a loaded 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def run_main(tmp_path, capsys):
     """Call ``main.main(argv)`` with ``--out_dir tmp_path/runs``; returns (rc, stderr)."""

@@ -14,16 +14,6 @@ from cordsnet.eigen import (arnoldi, arnoldi_eigs, conv_eigs, conv_matvec, conv_
 D = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These operators are tiny (n <= 800): a second thread only adds synchronisation, which
-    costs milliseconds per step on a loaded 2-core machine."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 

@@ -18,14 +18,6 @@ TINY = ["--model", "cordsnet", "--dataset", "digits", "--depth", "2", "--input_s
         "--dense_limit", "500", "--n_trajectories", "3", "--noise_levels", "0,1"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_every_stage_runs_and_the_recording_compares_with_v1(run_main, tmp_path):
     rc, err = run_main(*TINY, "--run_name", "all", "--viz", "--gen_exp_stim", "--experiment", "--analyze")
     assert rc == 0, err

@@ -12,14 +12,6 @@ from nrflv.energy import NRFEnergy, uniform_states
 from nrflv.nets import BaseConv, FFInit, QuadraticNet, _stride_for
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # The original's NRFLV_CIFAR_4SL_small_densebackw_wideSL1base (main.py), copied as data.
 ORIG_STATE_SIZES = [[128, 3, 32, 32], [128, 32, 32, 32], [128, 32, 8, 8], [128, 5, 5, 5]]
 ORIG_ARCH_DICT = {

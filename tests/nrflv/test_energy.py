@@ -10,14 +10,6 @@ from nrflv.architecture import Architecture, nrflv_quick, nrflv_thesis
 from nrflv.energy import NRFEnergy, uniform_states
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # Small model with every kind, self-connections, integer down-sampling (8 -> 4: the strided
 # shortcut), up-sampling (3 -> 8) and a non-integer resampling (8 -> 3).
 SMALL = Architecture(

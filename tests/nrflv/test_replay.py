@@ -15,14 +15,6 @@ SHAPES = [(3, 4, 4), (8, 2, 2), (5,)]          # an image and two latent layers 
 THESIS = [(3, 32, 32), (32, 32, 32), (32, 8, 8), (5, 5, 5)]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 

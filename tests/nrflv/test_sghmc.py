@@ -26,15 +26,6 @@ from nrflv.sghmc import SGHMC, inverse_mass_kernel
 D = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors: a second thread only adds synchronisation."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def gen(seed: int = 0, device: str = "cpu") -> torch.Generator:
     return torch.Generator(device=device).manual_seed(seed)
 
