@@ -195,13 +195,19 @@ def arnoldi(matvec: Matvec, n: int, iterations: int = 300, reorthogonalise: bool
     generator's, else the CPU).
     On an invariant subspace (lucky breakdown) it stops early with ``H[m, m-1] = 0``.
     """
+    v, h, done = _factorise(matvec, n, iterations, reorthogonalise, generator, v0, dtype, device)
+    return v[: done + 1], h[: done + 1, :done]
+
+
+def _factorise(matvec: Matvec, n: int, iterations: int, reorthogonalise: bool, generator, v0, dtype, device
+               ) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Preallocated ``V (m+1, n)``, ``H (m+1, m)`` and the steps done (``m = min(iterations, n)``)."""
     device = _default_device(device, v0, generator)
     m = min(int(iterations), n)
     v = torch.zeros(m + 1, n, dtype=dtype, device=device)
     h = torch.zeros(m + 1, m, dtype=dtype, device=device)
     v[0] = _start_vector(n, v0, generator, dtype, device)
-    done = _extend(matvec, v, h, 0, reorthogonalise)
-    return v[: done + 1], h[: done + 1, :done]
+    return v, h, _extend(matvec, v, h, 0, reorthogonalise)
 
 
 def ritz_pairs(h: torch.Tensor, which: str = "LM") -> tuple[torch.Tensor, torch.Tensor]:
@@ -271,12 +277,8 @@ def arnoldi_eigs(matvec: Matvec, n: int, k: int = 10, iterations: int = 300,
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     _order(torch.zeros(0, dtype=torch.complex128), which)          # validates `which`
-    device = _default_device(device, v0, generator)
-    m = min(int(iterations), n)
-    v = torch.zeros(m + 1, n, dtype=dtype, device=device)
-    h = torch.zeros(m + 1, m, dtype=dtype, device=device)
-    v[0] = _start_vector(n, v0, generator, dtype, device)
-    done = _extend(matvec, v, h, 0, reorthogonalise)
+    v, h, done = _factorise(matvec, n, iterations, reorthogonalise, generator, v0, dtype, device)
+    m = h.shape[1]
     keep = min(max(2 * k, m // 2), m - 2)
     for _ in range(restarts if done == m and keep >= k else 0):
         values, residuals = ritz_pairs(h, which)
