@@ -52,6 +52,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core.config import from_dict  # noqa: E402
+from interleave import interleaved, sync  # noqa: E402
 from core.runtime import derive_seed, generator, keep_freed_memory_mapped  # noqa: E402
 from core.suite import RunContext, StepContext  # noqa: E402
 from dsn import lagrangian  # noqa: E402
@@ -63,9 +64,6 @@ from dsn.systems import make_system  # noqa: E402
 PUBLISHED_MS = 3.7  # ms per iteration, published DSN (TensorFlow 1) on a laptop CPU
 
 
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _stepper(system, n: int, activation, device, hidden=(32, 32), paired: bool = True, fused: bool = True,
@@ -95,28 +93,10 @@ def _stepper(system, n: int, activation, device, hidden=(32, 32), paired: bool =
 
 
 def interleaved_ms(variants: dict, iters: int, device, rounds: int = 5) -> dict:
-    """ms per step of each ``name -> (step, threads)``, one value per round.
-
-    Every round runs a block of ``iters`` steps of each variant in turn (A, B, C, then C, B,
-    A in the next round), setting the thread count first, so a busy machine slows every
-    variant alike; warm-up steps (and any compiling) come first and are not timed."""
-    for step, threads in variants.values():
-        torch.set_num_threads(threads)
-        for _ in range(max(5, iters // 10)):
-            step()
-    times = {k: [] for k in variants}
-    names = list(variants)
-    for r in range(rounds):
-        for name in names if r % 2 == 0 else names[::-1]:
-            step, threads = variants[name]
-            torch.set_num_threads(threads)
-            _sync(device)
-            t = time.perf_counter()
-            for _ in range(iters):
-                step()
-            _sync(device)
-            times[name].append((time.perf_counter() - t) / iters * 1e3)
-    return times
+    """ms per step of each ``name -> (step, threads)``, one value per round (blocks of ``iters``
+    steps interleaved A, B, C, C, B, A, ...; warm-up steps and any compiling first)."""
+    times = interleaved(variants, device, rounds, iters, warmup=max(5, iters // 10))
+    return {k: [t * 1e3 for t in v] for k, v in times.items()}
 
 
 def spread(xs: list, fmt: str = "7.2f") -> str:
@@ -139,15 +119,15 @@ def stg_batched_vs_loop(n: int, loop_samples: int, device, rounds: int = 3) -> t
     with torch.no_grad():
         system.simulate(z[:8])
         for _ in range(rounds):
-            _sync(device)
+            sync(device)
             t = time.perf_counter()
             system.simulate(z)
-            _sync(device)
+            sync(device)
             batched.append((time.perf_counter() - t) * 1e3)
             t = time.perf_counter()
             for i in range(loop_samples):
                 system.simulate(z[i:i + 1])
-            _sync(device)
+            sync(device)
             loop.append((time.perf_counter() - t) / loop_samples * n * 1e3)
     return batched, loop
 

@@ -42,6 +42,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.runtime import keep_freed_memory_mapped  # noqa: E402
+from interleave import interleaved, sync  # noqa: E402
 from snn_dales.dale import dale_sign_mask  # noqa: E402
 from snn_dales.model import DaleSNN, nll_loss  # noqa: E402
 from snn_dales.stimulus import IPDTask, discretise, make_dataset  # noqa: E402
@@ -93,34 +94,6 @@ def reference_loss(x, y, w1, w2, sign1, sign2):
 
 
 # --- timing helpers ----------------------------------------------------------------------
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def interleaved(variants: dict, device, rounds: int, block: int) -> dict[str, list[float]]:
-    """Seconds per call of each ``name -> (fn, threads)``, one value per round.
-
-    Every round runs a block of ``block`` calls of each variant in turn (A, B, C, then C, B,
-    A in the next round), setting the thread count first; two warm-up calls each before.
-    """
-    for fn, threads in variants.values():
-        torch.set_num_threads(threads)
-        fn()
-        fn()
-    times = {k: [] for k in variants}
-    names = list(variants)
-    for r in range(rounds):
-        for name in names if r % 2 == 0 else names[::-1]:
-            fn, threads = variants[name]
-            torch.set_num_threads(threads)
-            _sync(device)
-            t0 = time.perf_counter()
-            for _ in range(block):
-                fn()
-            _sync(device)
-            times[name].append((time.perf_counter() - t0) / block)
-    return times
 
 
 def median(xs):
@@ -203,7 +176,7 @@ def main(argv=None):
         t0 = time.perf_counter()
         loss_comp = nll_loss(comp(spikes)[0], y)
         loss_comp.backward()
-        _sync(dev)
+        sync(dev)
         t_compile = time.perf_counter() - t0
         fast.zero_grad()
         nll_loss(fast(spikes)[0], y).backward()
