@@ -224,9 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args, suite_cls, cfg = parse_args(argv)
         env, device = init_distributed(args.device)
-        resume_ckpt = loaded = None
+        resume_ckpt = loaded = existing = None
         if args.resume:
-            run = RunDir.existing(args.resume)
+            run = existing = RunDir.existing(args.resume)
             if run.last_checkpoint.exists():
                 resume_ckpt = load_checkpoint(run.last_checkpoint)
                 cfg = _arch_from_checkpoint(suite_cls, cfg, resume_ckpt, args.overrides, str(run.last_checkpoint))
@@ -243,7 +243,6 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(cfg.threads)
     try:
         seed_everything(cfg.seed)
-        existing = RunDir.existing(args.resume) if args.resume else None
         ctx = RunContext(cfg=cfg, device=device, env=env, data_root=Path(args.data_root),
                          download=args.download, run=existing)
         suite = suite_cls(ctx)

@@ -436,9 +436,9 @@ class ExperimentsManager:
             raise UserError(f"{self.activity_path} belongs to another stimulus set than {path}; "
                             "move it away or record in a new run")
 
-    def _check_same_weights(self, act: RecordingStore) -> None:
+    def _check_same_weights(self, act: RecordingStore, have: str | None = None) -> None:
         want = act.attrs.get("weights_sha256")
-        have = weights_fingerprint(self.modules or {})
+        have = have or weights_fingerprint(self.modules or {})
         if want and want != have:
             made = act.attrs.get("weights_source") or "other weights"
             raise UserError(
@@ -487,7 +487,7 @@ class ExperimentsManager:
         if self.activity_path.exists():
             act = self._open_activity()
             self._check_same_stimuli(act, stim, stimuli)
-            self._check_same_weights(act)
+            self._check_same_weights(act, fingerprint)
             if act.complete:
                 _say(self.ctx, f"recording already complete: {self.activity_path}")
                 return self.activity_path

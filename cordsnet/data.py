@@ -14,6 +14,7 @@ uninterrupted one would, also with loader worker processes.
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable, Iterator, Sequence
 
 import torch
@@ -107,13 +108,22 @@ def real_dataset(name: str, root, size: int, train: bool, augment: bool, downloa
     return SeededSamples(base, image_transform(name, size, train, augment))
 
 
+@functools.lru_cache(maxsize=4)
+def _digits_split(size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The embedded digits at ``size`` px in [0, 1], their labels, and the fixed 80/20 split's
+    training and test indices (computed once per size)."""
+    x, y = digits(size=size)
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
+    cut = int(0.8 * len(y))
+    return x, y, order[:cut], order[cut:]
+
+
 def channel_stats(name: str, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and std ``(C, 1, 1)`` that normalise the model's inputs of data set ``name``."""
+    """Mean and std ``(C, 1, 1)`` that normalise the model's inputs of data set ``name``
+    (for ``digits``: of its training split at ``size`` px)."""
     if name == "digits":
-        x, _ = digits(size=size)
-        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
-        train_x = x[order[: int(0.8 * len(x))]]
-        return train_x.mean().view(1, 1, 1), train_x.std().view(1, 1, 1)
+        x, _, train, _ = _digits_split(size)
+        return x[train].mean().view(1, 1, 1), x[train].std().view(1, 1, 1)
     mean, std = STATS[name]
     return torch.tensor(mean).view(-1, 1, 1), torch.tensor(std).view(-1, 1, 1)
 
@@ -121,10 +131,8 @@ def channel_stats(name: str, size: int) -> tuple[torch.Tensor, torch.Tensor]:
 def embedded_digits(size: int, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """The embedded digits at ``size`` px, normalised by the training split's mean and std:
     ``(n, 1, size, size)`` and labels ``(n,)`` (a fixed 80/20 train/test split)."""
-    x, y = digits(size=size)
-    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
-    cut = int(0.8 * len(y))
-    keep = order[:cut] if train else order[cut:]
+    x, y, train_idx, test_idx = _digits_split(size)
+    keep = train_idx if train else test_idx
     mean, std = channel_stats("digits", size)
     return (x[keep] - mean) / std, y[keep]
 

@@ -43,7 +43,8 @@ def folder_images(folder: str | Path, size: int, channels: int, check_only: bool
                   ) -> tuple[torch.Tensor, list[str]]:
     """Every image file in ``folder`` (sorted by name), resized (shorter side) and centre-cropped to
     ``size`` x ``size``, as ``(n, channels, size, size)`` in [0, 1] (RGB to grey by luminance for
-    one-channel models). ``check_only``: validate that the folder holds readable images."""
+    one-channel models). ``check_only``: only decode every file (a broken one is a UserError)
+    and return no images."""
     from PIL import Image, UnidentifiedImageError
 
     root = Path(folder)
@@ -53,10 +54,12 @@ def folder_images(folder: str | Path, size: int, channels: int, check_only: bool
     if not files:
         raise UserError(f"--stimulus_folder: no image files ({', '.join(IMAGE_SUFFIXES)}) in {root}")
     images = []
-    for path in files[:1] if check_only else files:
+    for path in files:
         try:
             with Image.open(path) as im:
-                im = im.convert("L" if channels == 1 else "RGB")
+                im = im.convert("L" if channels == 1 else "RGB")  # decodes the whole file
+                if check_only:
+                    continue
                 arr = np.asarray(im, dtype=np.float32) / 255.0
         except (UnidentifiedImageError, OSError) as exc:
             raise UserError(f"--stimulus_folder: cannot read {path}: {exc}") from None
@@ -68,4 +71,5 @@ def folder_images(folder: str | Path, size: int, channels: int, check_only: bool
                           mode="bilinear", align_corners=False, antialias=True)[0]
         top, left = (x.shape[1] - size) // 2, (x.shape[2] - size) // 2
         images.append(x[:, top:top + size, left:left + size].clamp(0, 1))
-    return torch.stack(images), [p.name for p in files]
+    names = [p.name for p in files]
+    return (torch.empty(0), names) if check_only else (torch.stack(images), names)

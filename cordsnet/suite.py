@@ -275,12 +275,17 @@ class CordsNetSuite(ModelSuite):
                                   "blank_steps": cfg.blank_steps, "stimulus_steps": cfg.stimulus_steps,
                                   "post_blank_steps": cfg.post_blank_steps, "record_stride": cfg.record_stride})
 
+    @cached_property
+    def _input_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and std ``(C, 1, 1)`` on the device that normalise stimuli like training images."""
+        return tuple(t.to(self.device) for t in D.channel_stats(self.cfg.dataset, self.cfg.input_size))
+
     def record(self, modules, inputs, ctx):
         cfg = self.cfg
         rnn = modules["rnn"]
         rnn.slope = 0.0
         areas = cfg.record_areas or list(range(cfg.depth))
-        mean, std = (t.to(self.device) for t in D.channel_stats(cfg.dataset, cfg.input_size))
+        mean, std = self._input_stats
         out = probes.record_course(rnn, (inputs["image"].float() - mean) / std, areas,
                                    blank_steps=cfg.blank_steps, stimulus_steps=cfg.stimulus_steps,
                                    post_blank_steps=cfg.post_blank_steps, stride=cfg.record_stride,

@@ -124,6 +124,9 @@ def test_own_images_folder_is_recorded(run_main, tmp_path):
     assert store.n_trials == 3 and list(store.coords["file"]) == ["im0.png", "im1.png", "im2.png"]
     rc, err = run_main(*TINY, "--stimulus_folder", str(tmp_path / "nothing"), "--experiment", "--run_name", "x")
     assert rc == 2 and "--stimulus_folder" in err
+    (folder / "z_broken.png").write_bytes(b"not an image")  # refused before anything is written
+    rc, err = run_main(*TINY, "--stimulus_folder", str(folder), "--experiment", "--run_name", "broken")
+    assert rc == 2 and "z_broken.png" in err and not (tmp_path / "runs/broken").exists()
 
 
 def test_real_data_path_with_workers_resumes_exactly(run_main, tmp_path):
