@@ -243,8 +243,11 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(cfg.threads)
     try:
         seed_everything(cfg.seed)
+        stages = tuple(name for name, on in (("train", not args.no_train_model), ("viz", args.viz),
+                                             ("gen_exp_stim", args.gen_exp_stim),
+                                             ("experiment", args.experiment), ("analyze", args.analyze)) if on)
         ctx = RunContext(cfg=cfg, device=device, env=env, data_root=Path(args.data_root),
-                         download=args.download, run=existing)
+                         download=args.download, run=existing, stages=stages)
         suite = suite_cls(ctx)
         suite.prepare()  # checks inputs (e.g. data sets) before anything is written
         modules = suite.build()
@@ -300,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.viz:
             VisualizationManager(suite, modules, ctx, logger).run(args.viz_names)
-        exp = ExperimentsManager(suite, modules, ctx, weights)
+        exp = ExperimentsManager(suite, modules, ctx, weights, logger)
         if args.gen_exp_stim:
             exp.generate_stimuli()
         if args.experiment:

@@ -365,9 +365,10 @@ class ExperimentsManager:
     """
 
     def __init__(self, suite: ModelSuite, modules: dict[str, nn.Module] | None, ctx: RunContext,
-                 weights_source: str | None = None):
+                 weights_source: str | None = None, logger: RunLogger | None = None):
         self.suite, self.modules, self.ctx = suite, modules, ctx
         self.weights_source = weights_source
+        self.log = logger
 
     @property
     def stimuli_path(self) -> Path:
@@ -472,6 +473,11 @@ class ExperimentsManager:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, final)
+        if self.log is not None:
+            for name, fig in stim.figures.items():
+                self.log.figure(name, fig, subdir="stimuli")
+            for name, frame in stim.tables.items():
+                self.log.table(name, frame, subdir="stimuli")
         _say(self.ctx, f"stimuli: {stim.n_trials} trials -> {final}")
         return final
 
@@ -502,7 +508,8 @@ class ExperimentsManager:
                                         attrs={**inherited, "kind": "activity", "model": self.suite.name,
                                                "stimuli": where, "stimuli_id": stim.attrs.get("stimulus_id"),
                                                "weights_sha256": fingerprint,
-                                               "weights_source": self.weights_source},
+                                               "weights_source": self.weights_source,
+                                               **self.suite.recording_attrs()},
                                         chunk_trials=block)
         pending = act.pending(block)
         if len(pending) < -(-stim.n_trials // block):
@@ -522,7 +529,17 @@ class ExperimentsManager:
                                 "nothing of this block was written (check the weights: "
                                 f"{self.weights_source or 'as loaded'})")
             act.write(start, values, {k: v.dims for k, v in out.items()})
+        _say(self.ctx, f"recording: {act.n_trials} trials, {_size(self.activity_path)} -> {self.activity_path}")
         return self.activity_path
+
+
+def _size(path: Path) -> str:
+    """Bytes on disk under ``path``, for people (e.g. ``1.3 GiB``)."""
+    n = sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
 
 
 class AnalysisManager:

@@ -212,11 +212,16 @@ def arch_keys(cls: type) -> list[str]:
     return [f.name for f in config_fields(cls) if f.metadata.get("arch")]
 
 
-def load_preset(path: str | Path) -> dict[str, Any]:
-    """Read a YAML preset; a missing or malformed file is a :class:`UserError`."""
+def load_preset(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Read a YAML preset; a missing or malformed file is a :class:`UserError`.
+
+    A preset may start from another with ``inherit: other.yaml`` (a path relative to the
+    preset's folder): its keys are read first and this preset's keys replace them."""
     p = Path(path)
     if not p.is_file():
-        raise UserError(f"--config: file not found: {p}")
+        raise UserError(f"--config: file not found: {p}" + (f" (inherited by {_seen[-1]})" if _seen else ""))
+    if p.resolve() in _seen:
+        raise UserError(f"--config: {p} inherits from itself (through {' -> '.join(map(str, _seen))})")
     try:
         data = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as exc:
@@ -224,6 +229,11 @@ def load_preset(path: str | Path) -> dict[str, Any]:
         raise UserError(f"--config: {p} is not valid YAML: {first}") from None
     if not isinstance(data, dict):
         raise UserError(f"--config: {p} must hold a mapping of config keys, got {type(data).__name__}")
+    parent = data.pop("inherit", None)
+    if parent is not None:
+        if not isinstance(parent, str):
+            raise UserError(f"--config: {p}: inherit must name one preset file, got {parent!r}")
+        data = {**load_preset(p.parent / parent, (*_seen, p.resolve())), **data}
     return data
 
 

@@ -68,6 +68,7 @@ class RunContext:
     download: bool = False
     run: Any = None  # core.rundir.RunDir or None
     recording: Any = None  # core.store.RecordingStore during analyses that use one
+    stages: tuple[str, ...] = ()  # the stages of this invocation (see STAGES), for prepare()
 
 
 @dataclass
@@ -99,6 +100,9 @@ class StimulusSet:
     inputs: dict[str, Labelled]
     coords: dict[str, Any] = field(default_factory=dict)  # name -> (trial,) array
     attrs: dict[str, Any] = field(default_factory=dict)
+    #: written beside the set by ``--gen_exp_stim`` (contact sheets, condition tables)
+    figures: dict[str, Any] = field(default_factory=dict)  # name -> matplotlib Figure
+    tables: dict[str, Any] = field(default_factory=dict)   # name -> pandas.DataFrame
 
     @property
     def n_trials(self) -> int:
@@ -266,6 +270,11 @@ class ModelSuite:
         Returns variable name -> :class:`Labelled` with shape ``(block, ...)``.
         Overriding this enables ``--experiment``."""
         raise StageUnavailable(f"model {self.name!r} has no --experiment stage")
+
+    def recording_attrs(self) -> dict[str, Any]:
+        """Attributes stored with a new recording (e.g. its time base), beside the stimulus
+        set's: what the analyses must read from the recording rather than from the config."""
+        return {}
 
 
 def config_class(suite: type[ModelSuite]) -> type:

@@ -13,6 +13,7 @@ from core.config import BaseConfig, param
 from core.errors import UserError
 
 DATASETS = ("natural_patches", "cifar10", "mnist")
+STIMULUS_SETS = ("just_angle", "contrast_and_angle", "few_angles", "long_bars", "pairs")
 
 
 @dataclass
@@ -100,6 +101,63 @@ class NRFLVConfig(BaseConfig):
     viz_start_layer: int = param(1, "first layer whose channels --viz channels_energy draws", min=0)
     viz_channels: int = param(8, "channels per layer drawn by --viz channels_energy", min=1)
 
+    # experimental stimuli (--gen_exp_stim): Gabor masks on the mean training image
+    stimulus_sets: list[str] = param(list(STIMULUS_SETS), "named Gabor sets recorded together, one after the "
+                                     "other: " + ", ".join(STIMULUS_SETS), choices=list(STIMULUS_SETS))
+    gabor_sigma: float = param(0.7, "Gabor envelope sd sigma across the bars (px)", min=1e-3)
+    gabor_wavelength: float = param(3.0, "Gabor carrier wavelength lambda (px)", min=1e-3)
+    gabor_gamma: float = param(0.5, "Gabor aspect ratio gamma (along-bar sd = sigma / gamma)", min=1e-4)
+    gabor_psi: float = param(1.0, "Gabor carrier phase psi (rad)", min=-10.0, max=10.0)
+    gabor_nstds: float = param(3.0, "the mask is cut at +-nstds envelope sds (an axis-aligned box)", min=0.5)
+    stim_contrast: float = param(2.4, "contrast c of every set but contrast_and_angle", min=0.0)
+    just_angle_directions: int = param(128, "just_angle: directions k 360/n", min=1)
+    contrast_directions: int = param(16, "contrast_and_angle: directions", min=1)
+    contrast_levels: list[float] = param([0.0, 0.4, 0.8, 1.2, 1.6, 2.0, 2.4, 2.8],
+                                         "contrast_and_angle: contrasts", min=0.0)
+    few_angles_directions: int = param(8, "few_angles: directions", min=1)
+    few_angles_repeats: int = param(16, "few_angles: trials per direction", min=1)
+    long_bars_gamma: float = param(0.01, "long_bars: aspect ratio (a bar across the image)", min=1e-4)
+    long_bars_directions: int = param(8, "long_bars: directions", min=1)
+    long_bars_repeats: int = param(16, "long_bars: trials per direction", min=1)
+    pair_directions: int = param(4, "pairs: directions of the second Gabor from the centre", min=1)
+    pair_distances: list[int] = param([3, 5, 7, 10], "pairs: centre-to-centre distances (px)", min=1)
+    pair_repeats: int = param(4, "pairs: trials per (direction, distance, relation)", min=1)
+    pair_weight: float = param(2.0, "pairs: image x (1 + w c g1 + w c g2)", min=0.0)
+    flank_distance: int = param(5, "single Gabors: recording site 1 lies this far along the bars' axis (px)",
+                                min=1)
+
+    # recording (--experiment): burn-in on held-out images -> blank -> stimulus -> blank
+    exp_burn_in: int = param(100, "steps on held-out data images (the sampler adapts its mass here)", min=1)
+    exp_blank_before: int = param(1000, "steps of the blank (mean image) before the stimulus", min=1)
+    exp_stimulus: int = param(1000, "steps of the stimulus", min=1)
+    exp_blank_after: int = param(600, "steps of the blank after the stimulus", min=1)
+    ms_per_step: float = param(70.0 / 17.0, "one sampler step in ms (the thesis: 70/17 ms, fs = 242.86 Hz)",
+                               min=1e-6)
+    record_layer: int = param(1, "state layer recorded (1: SL1, the V1-like layer)", min=1)
+    record_units: str = param("patch", "patch: a record_patch x record_patch window (all channels) around each "
+                                       "recording site; all: every unit of the layer", choices=["patch", "all"])
+    record_patch: int = param(3, "side of the window around each site (odd)", min=1)
+    record_variables: list[str] = param(["state", "momentum"], "recorded per unit and step: state, momentum "
+                                        "(p; -p is the inhibitory population), grad (dE/ds), energy",
+                                        choices=["state", "momentum", "grad", "energy"])
+    record_dtype: str = param("float16", "stored precision", choices=["float16", "float32"])
+    record_every: int = param(1, "keep every N-th step", min=1)
+
+    # analyses (--analyze)
+    onset_skip_ms: float = param(200.0, "left out after each stimulus on/offset by the sustained-response "
+                                        "analyses (spectra, synchrony, active units)", min=0.0)
+    spectrum_nperseg: int = param(128, "Welch segment length (steps) of the spectra", min=8)
+    spectrogram_nperseg: int = param(64, "segment length (steps) of the spectrograms", min=8)
+    max_lag_ms: float = param(100.0, "cross-correlations up to +- this lag", min=1.0)
+    alpha: float = param(0.05, "significance level of the tests", min=1e-6, max=0.5)
+    tuned_r2: float = param(0.3, "a unit is orientation-tuned when its cosine fit explains this fraction of "
+                                 "the variance over directions", min=0.0, max=1.0)
+    match_tolerance: float = param(10.0, "a unit is matched to a stimulus within this many degrees of its "
+                                         "preferred orientation", min=0.0, max=90.0)
+    n_bootstrap: int = param(1000, "bootstrap resamples of the confidence intervals", min=10)
+    synchrony_band_hz: float = param(10.0, "phase locking in +- this band around the LFP's peak frequency",
+                                     min=0.5)
+
     def check(self) -> None:
         from nrflv.architecture import get_architecture
 
@@ -112,6 +170,16 @@ class NRFLVConfig(BaseConfig):
         if self.dataset == "mnist" and arch.layers[0][0] != 1 or self.dataset == "cifar10" and arch.layers[0][0] != 3:
             raise UserError(f"--dataset {self.dataset} does not fit the {arch.layers[0][0]}-channel image layer of "
                             f"{self.architecture}")
+        if self.record_patch % 2 == 0:
+            raise UserError(f"--record_patch: expected an odd number, got {self.record_patch}")
+        if self.record_layer >= arch.n_layers:
+            raise UserError(f"--record_layer: latent layers are 1..{arch.n_layers - 1}")
+        if not self.stimulus_sets:
+            raise UserError("--stimulus_sets: name at least one of " + ", ".join(STIMULUS_SETS))
+        if len(set(self.stimulus_sets)) != len(self.stimulus_sets):
+            raise UserError("--stimulus_sets: a set is named twice")
+        if not self.record_variables or len(set(self.record_variables)) != len(self.record_variables):
+            raise UserError("--record_variables: name each of state, momentum, grad, energy at most once")
         self.log_every = self.scalar_logging_interval
         self.image_every = self.img_logging_interval
         self.hist_every = self.histogram_logging_interval if self.log_histograms else 0

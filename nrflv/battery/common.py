@@ -1,0 +1,66 @@
+"""What several analyses share: per-trial phase means, and which channels are matched to a trial's
+stimulus by their orientation preference."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+from nrflv.battery.reading import Experiment  # noqa: E402
+from nrflv.measures.tuning import matched  # noqa: E402
+
+
+def phase_means(exp: Experiment, variable: str, table: pd.DataFrame, skip_ms: float, site: int = 0,
+                centre: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per trial, the mean of ``variable`` during the stimulus and during the blank before it
+    (each leaving out ``skip_ms`` after the phase starts): two ``(N, C[, P, P])`` tensors."""
+    during, blank = exp.samples(skip_ms, "stimulus"), exp.samples(skip_ms, "blank")
+    outs_d, outs_b = [], []
+    read = exp.centre if centre else exp.windows
+    for blk in read(variable, table, site):
+        outs_d.append(blk.values[:, during].mean(1))
+        outs_b.append(blk.values[:, blank].mean(1))
+    return torch.cat(outs_d), torch.cat(outs_b)
+
+
+def matched_channels(preferences: pd.DataFrame | None, table: pd.DataFrame, tolerance: float) -> torch.Tensor:
+    """``(N, C)`` bool: channel c is tuned and prefers an orientation within ``tolerance`` degrees of
+    trial n's stimulus. ``preferences``: one row per channel (``channel``, ``pref_orientation``,
+    ``tuned``) from the orientation-tuning analysis; None gives all False."""
+    n = len(table)
+    if preferences is None or preferences.empty:
+        return torch.zeros(n, 0, dtype=torch.bool)
+    pref = torch.as_tensor(preferences["pref_orientation"].to_numpy(), dtype=torch.float64)
+    tuned = torch.as_tensor(preferences["tuned"].to_numpy().astype(bool))
+    stim = torch.as_tensor(table["orientation"].to_numpy(), dtype=torch.float64)
+    return matched(pref[None, :], stim[:, None], tolerance=tolerance, period=180.0) & tuned[None, :]
+
+
+def channel_mask_or_all(mask: torch.Tensor, n_channels: int) -> tuple[torch.Tensor, str]:
+    """The matched-channel mask ``(N, C)``; where a trial has no matched channel (or no tuning
+    is known) every channel counts. Returns the mask and how the units were chosen."""
+    if mask.numel() == 0:
+        return torch.ones(mask.shape[0], n_channels, dtype=torch.bool), "all channels (no tuning known)"
+    none = ~mask.any(1)
+    out = mask.clone()
+    out[none] = True
+    how = "matched channels" if not none.any() else \
+        f"matched channels ({int(none.sum())} of {len(none)} trials had none: all channels there)"
+    return out, how
+
+
+def bootstrap_mean_ci(x: np.ndarray, n_boot: int, seed: int, level: float = 0.95) -> tuple[float, float, float]:
+    """Mean of ``x`` and its percentile bootstrap interval (NaN-free input)."""
+    x = np.asarray(x, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return float("nan"), float("nan"), float("nan")
+    if x.size == 1:
+        return float(x[0]), float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, x.size, size=(n_boot, x.size))].mean(1)
+    a = (1 - level) / 2
+    return float(x.mean()), float(np.quantile(means, a)), float(np.quantile(means, 1 - a))

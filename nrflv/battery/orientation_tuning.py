@@ -1,0 +1,99 @@
+"""Orientation tuning from the ``just_angle`` set (one Gabor per direction, 0-360 degrees).
+
+The response of a unit in a trial is its mean state during the stimulus minus during the blank
+before it. Over the directions, the responses are fitted by cosines at 1 theta (direction) and
+2 theta (orientation) (see :func:`nrflv.measures.tuning.fit_direction_tuning`); a unit is tuned
+when the fit explains ``tuned_r2`` of the variance. The directions and orientations come from
+the recording's own per-trial coordinates, so generator and analysis cannot disagree.
+The channel preferences (the unit at the site) are what ``spectra``, ``transients`` and
+``synchrony`` use to pick units "matched" to a stimulus (within ``match_tolerance``).
+"""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+from core.suite import AnalysisResult  # noqa: E402
+from nrflv.battery.common import phase_means  # noqa: E402
+from nrflv.battery.reading import Experiment  # noqa: E402
+from nrflv.measures.tuning import fit_direction_tuning, tuned  # noqa: E402
+
+SET = "just_angle"
+
+
+def channel_preferences(exp: Experiment, cfg) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Tuning of every unit of the window at site 0: (per-channel table of the centre unit,
+    per-unit table, what the figures need)."""
+    table = exp.table(SET)
+    during, blank = phase_means(exp, "state", table, cfg.onset_skip_ms, site=0)   # (N, C, P, P)
+    resp = (during - blank).double()
+    direction = torch.as_tensor(table["direction"].to_numpy(), dtype=torch.float64, device=resp.device)
+    fit = fit_direction_tuning(direction, resp)
+    is_tuned = tuned(fit, cfg.tuned_r2)
+    c, p = resp.shape[1], resp.shape[-1]
+    rows = []
+    for ch in range(c):
+        for y in range(p):
+            for x in range(p):
+                i = (ch, y, x)
+                rows.append({"channel": ch, "dy": y - p // 2, "dx": x - p // 2,
+                             "baseline": float(fit.baseline[i]), "amp1": float(fit.amp1[i]),
+                             "pref_direction": float(fit.pref_direction[i]), "amp2": float(fit.amp2[i]),
+                             "pref_orientation": float(fit.pref_orientation[i]), "r2_1": float(fit.r2_1[i]),
+                             "r2_2": float(fit.r2_2[i]), "r2": float(fit.r2[i]), "tuned": bool(is_tuned[i])})
+    units = pd.DataFrame(rows)
+    centre = units[(units["dy"] == 0) & (units["dx"] == 0)].drop(columns=["dy", "dx"]).reset_index(drop=True)
+    return centre, units, {"direction": direction.cpu().numpy(), "resp": resp[..., p // 2, p // 2].cpu().numpy()}
+
+
+def run(exp: Experiment, cfg) -> tuple[AnalysisResult, pd.DataFrame]:
+    centre, units, raw = channel_preferences(exp, cfg)
+    fig = _polar_figure(centre, raw)
+    hist = _r2_figure(units, cfg.tuned_r2)
+    scalars = {"fraction_tuned_centre": float(centre["tuned"].mean()),
+               "fraction_tuned_units": float(units["tuned"].mean()),
+               "median_r2_centre": float(centre["r2"].median())}
+    # which units of the other sets' trials are matched to their stimulus
+    return AnalysisResult(tables={"channel_tuning": centre, "unit_tuning": units},
+                          figures={"polar_tuning": fig, "tuning_r2": hist}, scalars=scalars), centre
+
+
+def _polar_figure(centre: pd.DataFrame, raw: dict) -> plt.Figure:
+    c = len(centre)
+    cols = min(8, c)
+    rows = -(-c // cols)
+    fig = plt.figure(figsize=(1.9 * cols, 2.0 * rows + 0.5))
+    theta = np.deg2rad(raw["direction"])
+    order = np.argsort(theta)
+    grid = np.linspace(0, 2 * np.pi, 181)
+    for ch in range(c):
+        ax = fig.add_subplot(rows, cols, ch + 1, projection="polar")
+        r = raw["resp"][:, ch]
+        row = centre.iloc[ch]
+        fit = (row["baseline"] + row["amp1"] * np.cos(grid - np.deg2rad(row["pref_direction"]))
+               + row["amp2"] * np.cos(2 * (grid - np.deg2rad(row["pref_orientation"]))))
+        shift = -min(r.min(), fit.min(), 0.0)   # polar radii must be >= 0: responses shifted together
+        ax.plot(theta[order], r[order] + shift, ".", ms=2, color="0.3")
+        ax.plot(grid, fit + shift, color="C3" if row["tuned"] else "C0", lw=1)
+        ax.set_xticks([]), ax.set_yticks([])
+        ax.set_title(f"ch {ch}  R²={row['r2']:.2f}", fontsize=7)
+    fig.suptitle("direction tuning of the unit at the Gabor's centre (red: tuned); radius: response + offset",
+                 fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _r2_figure(units: pd.DataFrame, threshold: float) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.hist(units["r2"], bins=np.linspace(0, 1, 21), color="0.5")
+    ax.axvline(threshold, color="C3", ls="--", label=f"tuned ≥ {threshold:g}")
+    ax.set_xlabel("R² of the cosine fit (1θ + 2θ)")
+    ax.set_ylabel("units")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,93 @@
+"""Contrast-dependent transients: onset and offset responses of the V1-like layer.
+
+The trace of a trial is the mean state of the matched channels (all channels where none is) at
+site 0's unit; traces are averaged by contrast, and each contrast's mean trace is measured by
+:func:`nrflv.measures.transients.step_response` -- baseline, peak after onset, sustained level,
+overshoot above it, offset response -- with bootstrap intervals of the overshoot over trials.
+"""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+from core.suite import AnalysisResult  # noqa: E402
+from nrflv.battery.common import bootstrap_mean_ci, channel_mask_or_all, matched_channels  # noqa: E402
+from nrflv.battery.reading import Experiment  # noqa: E402
+from nrflv.battery.spectra import contrast_trials  # noqa: E402
+from nrflv.measures.transients import step_response  # noqa: E402
+
+
+def matched_trace(exp: Experiment, table: pd.DataFrame, preferences, tolerance: float) -> tuple[torch.Tensor, str]:
+    """``(N, T)`` mean state over the matched channels of the unit at site 0."""
+    mask, how = channel_mask_or_all(matched_channels(preferences, table, tolerance), exp.store.shape("state")[3])
+    out, k = [], 0
+    for blk in exp.centre("state", table, 0):
+        m = mask[k:k + len(blk.trials)].to(blk.values.device, blk.values.dtype)
+        out.append((blk.values * m[:, None, :]).sum(-1) / m.sum(-1, keepdim=True))
+        k += len(blk.trials)
+    return torch.cat(out).double(), how
+
+
+def run(exp: Experiment, cfg, preferences: pd.DataFrame | None = None) -> AnalysisResult:
+    table = contrast_trials(exp)
+    trace, how = matched_trace(exp, table, preferences, cfg.match_tolerance)
+    contrast = table["contrast"].to_numpy()
+    levels = np.unique(contrast)
+    base_steps = exp.onset - exp.samples(cfg.onset_skip_ms, "blank").start
+    per_trial = step_response(trace, exp.onset, exp.offset, exp.fs, baseline_steps=base_steps)
+    means = torch.stack([trace[torch.as_tensor(contrast == c, device=trace.device)].mean(0) for c in levels])
+    by_level = step_response(means, exp.onset, exp.offset, exp.fs, baseline_steps=base_steps)
+    rows = []
+    for i, c in enumerate(levels):
+        sel = np.flatnonzero(contrast == c)
+        om, olo, ohi = bootstrap_mean_ci(per_trial["overshoot"][sel].cpu().numpy(), cfg.n_bootstrap, cfg.seed + i)
+        row = {"contrast": float(c), "trials": len(sel), "units": how}
+        row.update({k: float(v[i]) for k, v in by_level.items()})
+        row.update({"overshoot_trial_mean": om, "overshoot_lo": olo, "overshoot_hi": ohi})
+        rows.append(row)
+    summary = pd.DataFrame(rows)
+    t_ms = exp.time_ms()
+    trace_table = pd.DataFrame(means.cpu().numpy().T, columns=[f"contrast_{c:g}" for c in levels])
+    trace_table.insert(0, "time_ms", t_ms)
+    top = summary.iloc[-1]
+    scalars = {"overshoot_top_contrast": float(top["overshoot"]),
+               "overshoot_contrast_corr": _corr(summary["contrast"], summary["overshoot"]),
+               "peak_latency_ms_top_contrast": float(top["peak_latency_ms"]),
+               "offset_response_top_contrast": float(top["offset_response"])}
+    return AnalysisResult(tables={"transients_by_contrast": summary, "mean_traces": trace_table},
+                          figures={"transients": _figure(t_ms, means.cpu().numpy(), levels, summary, how, exp)},
+                          scalars=scalars)
+
+
+def _corr(a, b) -> float:
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if len(a) < 3 or a.std() == 0 or b.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def _figure(t_ms, means, levels, summary: pd.DataFrame, how: str, exp: Experiment) -> plt.Figure:
+    fig, axs = plt.subplots(1, 2, figsize=(11, 3.4), gridspec_kw={"width_ratios": [2, 1]})
+    cmap = plt.get_cmap("viridis")
+    start = exp.blank_start
+    for i, c in enumerate(levels):
+        axs[0].plot(t_ms[start:], means[i, start:], color=cmap(i / max(1, len(levels) - 1)), lw=0.8, label=f"c={c:g}")
+    axs[0].axvspan(0, (exp.offset - exp.onset) * exp.dt_ms, color="0.9", zorder=0)
+    axs[0].set_xlabel("time from stimulus onset (ms)")
+    axs[0].set_ylabel("mean state")
+    axs[0].set_title(f"{how}; grey: stimulus on", fontsize=8)
+    axs[0].legend(fontsize=6, ncol=2)
+    m = summary["overshoot_trial_mean"].to_numpy()
+    err = np.stack([m - summary["overshoot_lo"].to_numpy(), summary["overshoot_hi"].to_numpy() - m])
+    axs[1].errorbar(summary["contrast"], m, yerr=np.nan_to_num(err), marker="o", capsize=3)
+    axs[1].axhline(0, color="k", lw=0.6)
+    axs[1].set_xlabel("contrast")
+    axs[1].set_ylabel("onset overshoot above sustained")
+    fig.suptitle("onset / offset transients by contrast (95% bootstrap intervals over trials)", fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,1 @@
+"""Pure, batched measures of recorded activity (torch; any device)."""
