@@ -363,9 +363,11 @@ class NRFLVSuite(ModelSuite):
         site_x = torch.as_tensor(table[[f"{s}_x" for s in sites]].to_numpy(), dtype=torch.int64)
         img = ("trial", "channel", "height", "width")
         coords = {k: table[k].to_numpy() for k in table.columns if k != "trial"}
-        figures = {f"contact_sheet_{name}": contact_sheet(images[(table["stimulus_set"] == name).to_numpy()],
-                                                          table[table["stimulus_set"] == name].reset_index(drop=True))
-                   for name in self.cfg.stimulus_sets}
+        figures = {}
+        for name in self.cfg.stimulus_sets:
+            sel = (table["stimulus_set"] == name).to_numpy()
+            figures[f"contact_sheet_{name}"] = contact_sheet(images[torch.from_numpy(sel.copy())],
+                                                             table[sel].reset_index(drop=True))
         return StimulusSet(
             inputs={"stimulus": Labelled(images, img), "burn_in": Labelled(burn_in, img),
                     "blank": Labelled(blank.contiguous(), img),

@@ -89,10 +89,17 @@ class RSAConfig(BaseConfig):
                                "grating orientation")
     compare_coord_units: str = param("degrees", "units of compare_coord", choices=["degrees", "radians"])
     compare_variables: list[str] = param([], "recorded variables to compare (empty: all numeric ones)")
+    compare_where: list[str] = param([], "KEY=VALUE conditions on the recording's per-trial coordinates "
+                                     "selecting the trials compared (e.g. stimulus_set=just_angle)")
+    compare_time_window: list[int] = param([], "first and last+1 time index compared (e.g. an NRFLV "
+                                            "recording's stimulus phase); empty: every time step", min=0)
     compare_time_stride: int = param(1, "compare every N-th time step of (trial, time, unit) variables",
                                      min=1)
 
     def check(self) -> None:
+        if len(self.compare_time_window) not in (0, 2) or (
+                len(self.compare_time_window) == 2 and self.compare_time_window[0] >= self.compare_time_window[1]):
+            raise UserError(f"--compare_time_window: give START,STOP with START < STOP, got {self.compare_time_window}")
         if self.kernel_size % 2 == 0:
             raise UserError(f"--kernel_size: expected an odd number, got {self.kernel_size}")
         valid = LAYERS[self.arch]

@@ -26,9 +26,34 @@ from rsa.gratings import wrap_orientation
 from rsa.rdm import CONSTANT_RTOL, rdm, upper_tri
 
 
-def orientation_conditions(store, coord: str, units: str = "degrees") -> tuple[np.ndarray, np.ndarray]:
-    """Per-trial condition index ``(trials,)`` and the distinct orientations ``(C,)`` in
-    degrees, wrapped into [-90, 90) (orientation has period 180 degrees)."""
+def trial_filter(store, where: Sequence[str] = ()) -> np.ndarray:
+    """``(trials,)`` bool: the trials whose per-trial coordinates satisfy every ``KEY=VALUE`` of
+    ``where`` (e.g. ``stimulus_set=just_angle``; numbers compare as numbers)."""
+    coords = store.coords
+    keep = np.ones(store.n_trials, dtype=bool)
+    for cond in where:
+        key, sep, value = cond.partition("=")
+        if not sep or key not in coords:
+            raise UserError(f"compare_where: {cond!r} must be KEY=VALUE with KEY one of the recording's "
+                            f"coordinates: {', '.join(coords) or 'none'}")
+        have = np.asarray(coords[key])
+        if have.dtype.kind in "iuf":
+            try:
+                keep &= np.isclose(have.astype(np.float64), float(value))
+            except ValueError:
+                raise UserError(f"compare_where: {key} is numeric, {value!r} is not") from None
+        else:
+            keep &= np.array([str(v) for v in have.tolist()]) == value
+    if not keep.any():
+        raise UserError(f"compare_where: no trial of {store.path} has {' and '.join(where)}")
+    return keep
+
+
+def orientation_conditions(store, coord: str, units: str = "degrees", where: Sequence[str] = ()
+                           ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-trial condition index ``(trials,)`` (-1 for trials left out by ``where``, see
+    :func:`trial_filter`) and the distinct orientations ``(C,)`` in degrees, wrapped into
+    [-90, 90) (orientation has period 180 degrees)."""
     coords = store.coords
     if coord not in coords:
         raise UserError(f"recording {store.path} has no per-trial coordinate {coord!r}; it has: "
@@ -37,9 +62,15 @@ def orientation_conditions(store, coord: str, units: str = "degrees") -> tuple[n
     if values.dtype.kind not in "iuf":
         raise UserError(f"coordinate {coord!r} of {store.path} is not numeric; compare_coord must name "
                         "the orientation each trial saw")
+    keep = trial_filter(store, where)
     deg = values.astype(np.float64) * (180.0 / np.pi if units == "radians" else 1.0)
     deg = wrap_orientation(torch.from_numpy(deg)).numpy().round(6)
-    conditions, index = np.unique(deg, return_inverse=True)
+    if not np.isfinite(deg[keep]).all():
+        raise UserError(f"coordinate {coord!r} is not finite for some trials compared; restrict them with "
+                        "compare_where")
+    conditions, sub = np.unique(deg[keep], return_inverse=True)
+    index = np.full(store.n_trials, -1, dtype=np.int64)
+    index[keep] = sub
     if conditions.size < 3:
         raise UserError(f"coordinate {coord!r} has {conditions.size} distinct orientation(s); "
                         "an RDM comparison needs at least 3")
@@ -66,7 +97,7 @@ def condition_means(store, variable: str, condition: np.ndarray, n_conditions: i
         else:
             x = x.unsqueeze(1)
         x = x.reshape(x.shape[0], x.shape[1], -1)
-        ok = torch.as_tensor(done[sl], device=device)
+        ok = torch.as_tensor(done[sl] & (condition[sl] >= 0), device=device)
         idx = torch.as_tensor(condition[sl], device=device)[ok]
         if sums is None:
             sums = torch.zeros(n_conditions, *x.shape[1:], dtype=torch.float64, device=device)
@@ -97,7 +128,8 @@ def v1_likeness(store, v1_at: Callable[[np.ndarray], torch.Tensor], *, coord: st
                 units: str = "degrees", variables: Sequence[str] = (), metric: str = "correlation",
                 methods: Sequence[str] = ("pearson", "spearman", "kendall_tau_a"), cka: bool = True,
                 time_stride: int = 1, device: torch.device | str = "cpu", cka_permutations: int = 100,
-                generator: torch.Generator | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+                generator: torch.Generator | None = None, where: Sequence[str] = (),
+                time_window: Sequence[int] = ()) -> tuple[pd.DataFrame, np.ndarray]:
     """Compare every variable and time step of a recording with V1.
 
     Args:
@@ -112,19 +144,27 @@ def v1_likeness(store, v1_at: Callable[[np.ndarray], torch.Tensor], *, coord: st
             chance level over ``cka_permutations`` shuffles of the orientations
             (``generator``: their seed).
         time_stride: compare every ``time_stride``-th time step.
+        time_window: ``(start, stop)`` time indices compared (default: all).
+        where: ``KEY=VALUE`` conditions on per-trial coordinates selecting the trials compared
+            (e.g. ``stimulus_set=just_angle`` for an NRFLV recording of several sets).
     Returns:
         (table with one row per variable and time step: ``variable, time, n_units``, one
         column per measure, ``n_pairs_dropped`` (NaN dissimilarities left out) and, with
         ``cka``, ``cka, cka_debiased, cka_chance``; the orientations compared ``(C,)``).
     """
-    condition, orientations = orientation_conditions(store, coord, units)
+    condition, orientations = orientation_conditions(store, coord, units, where)
     v1 = torch.as_tensor(v1_at(orientations)).to(device).double()
     v1_vec = upper_tri(rdm(v1, metric))
     v1_gram = centred_gram(v1) if cka else None
     rows = []
     for var in recorded_variables(store, variables):
         means = condition_means(store, var, condition, orientations.size, device=device)
-        steps = list(range(0, means.shape[1], time_stride))
+        start, stop = (list(time_window) + [0, means.shape[1]][len(time_window):])[:2]
+        if "time" not in store.dims(var):      # a per-trial variable: its one "step"
+            start, stop = 0, 1
+        if not 0 <= start < min(stop, means.shape[1]):
+            raise UserError(f"compare_time_window {list(time_window)}: {var!r} has {means.shape[1]} time steps")
+        steps = list(range(start, min(stop, means.shape[1]), time_stride))
         reps = means[:, steps].movedim(1, 0)                                  # (T, C, U)
         varies = [_varies(r) for r in reps]
         model_vecs = torch.stack([upper_tri(rdm(r, metric)) for r in reps])   # (T, m)

@@ -343,6 +343,7 @@ class RSASuite(ModelSuite):
         table, ori = v1_likeness(store, self.v1_at, coord=c.compare_coord, units=c.compare_coord_units,
                                  variables=c.compare_variables, metric=c.rdm_metric,
                                  methods=c.similarity_methods, time_stride=c.compare_time_stride,
+                                 where=c.compare_where, time_window=c.compare_time_window,
                                  device=self.device, cka_permutations=c.cka_permutations,
                                  generator=torch.Generator().manual_seed(derive_seed(c.seed, "cka_chance") % 2**63))
         table.insert(0, "recording", str(store.path))

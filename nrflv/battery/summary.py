@@ -32,8 +32,9 @@ def headlines(results: dict[str, AnalysisResult], skipped: dict[str, str]) -> li
                                 f"{_fmt(100 * x['fraction_channels_lag_positive'])}% of channels significantly positive"))
     if "transients" in s:
         x = s["transients"]
-        lines.append(("transients", f"onset overshoot {_fmt(x['overshoot_top_contrast'])} at the top contrast, "
-                                    f"corr(overshoot, contrast) = {_fmt(x['overshoot_contrast_corr'])}"))
+        lines.append(("transients", f"onset overshoot {_fmt(x['overshoot_top_contrast'])} at the top contrast "
+                                    f"({_fmt(x['overshoot_above_control_top_contrast'])} above the contrast-0 "
+                                    f"floor), corr(overshoot, contrast) = {_fmt(x['overshoot_contrast_corr'])}"))
     if "synchrony" in s:
         x = s["synchrony"]
         lines.append(("synchrony", f"{_fmt(100 * x['fraction_groups_synchronous'])}% of pair groups synchronous "

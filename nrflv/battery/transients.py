@@ -4,6 +4,11 @@ The trace of a trial is the mean state of the matched channels (all channels whe
 site 0's unit; traces are averaged by contrast, and each contrast's mean trace is measured by
 :func:`nrflv.measures.transients.step_response` -- baseline, peak after onset, sustained level,
 overshoot above it, offset response -- with bootstrap intervals of the overshoot over trials.
+
+A peak taken from a noisy trace is biased upwards (the maximum of noise is positive), so a
+single trial "overshoots" even without a stimulus. The contrast-0 trials measure that floor:
+``overshoot_above_control`` is a contrast's overshoot minus contrast 0's (of the trial-mean
+traces), and the figure draws the floor.
 """
 from __future__ import annotations
 
@@ -54,8 +59,12 @@ def run(exp: Experiment, cfg, preferences: pd.DataFrame | None = None) -> Analys
     t_ms = exp.time_ms()
     trace_table = pd.DataFrame(means.cpu().numpy().T, columns=[f"contrast_{c:g}" for c in levels])
     trace_table.insert(0, "time_ms", t_ms)
+    control = summary[summary["contrast"] == 0]
+    floor = float(control["overshoot"].iloc[0]) if not control.empty else float("nan")
+    summary["overshoot_above_control"] = summary["overshoot"] - floor
     top = summary.iloc[-1]
     scalars = {"overshoot_top_contrast": float(top["overshoot"]),
+               "overshoot_above_control_top_contrast": float(top["overshoot_above_control"]),
                "overshoot_contrast_corr": _corr(summary["contrast"], summary["overshoot"]),
                "peak_latency_ms_top_contrast": float(top["peak_latency_ms"]),
                "offset_response_top_contrast": float(top["offset_response"])}
@@ -84,8 +93,15 @@ def _figure(t_ms, means, levels, summary: pd.DataFrame, how: str, exp: Experimen
     axs[0].legend(fontsize=6, ncol=2)
     m = summary["overshoot_trial_mean"].to_numpy()
     err = np.stack([m - summary["overshoot_lo"].to_numpy(), summary["overshoot_hi"].to_numpy() - m])
-    axs[1].errorbar(summary["contrast"], m, yerr=np.nan_to_num(err), marker="o", capsize=3)
+    axs[1].errorbar(summary["contrast"], m, yerr=np.nan_to_num(err), marker="o", capsize=3,
+                    label="single trials (mean, 95% CI)")
+    axs[1].plot(summary["contrast"], summary["overshoot"], "s--", ms=4, color="C1", label="of the trial-mean trace")
+    control = summary[summary["contrast"] == 0]
+    if not control.empty:
+        axs[1].axhline(float(control["overshoot_trial_mean"].iloc[0]), color="0.5", ls=":", lw=0.8,
+                       label="noise floor (contrast 0)")
     axs[1].axhline(0, color="k", lw=0.6)
+    axs[1].legend(fontsize=6)
     axs[1].set_xlabel("contrast")
     axs[1].set_ylabel("onset overshoot above sustained")
     fig.suptitle("onset / offset transients by contrast (95% bootstrap intervals over trials)", fontsize=9)

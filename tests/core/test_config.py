@@ -91,3 +91,18 @@ def test_derived_keys_stay_out_of_the_saved_config():
     cfg = C.from_dict(Derived, {"epochs": 3})
     assert cfg.steps == 30 and C.to_dict(cfg)["steps"] == 30
     assert "steps" not in C.to_dict(cfg, derived=False)
+
+
+def test_presets_inherit(tmp_path):
+    (tmp_path / "base.yaml").write_text("model: m\nlr: 0.1\nsteps: 5\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub/child.yaml").write_text("inherit: ../base.yaml\nlr: 0.2\n")
+    assert C.load_preset(tmp_path / "sub/child.yaml") == {"model": "m", "lr": 0.2, "steps": 5}
+    (tmp_path / "loop.yaml").write_text("inherit: loop.yaml\n")
+    with pytest.raises(UserError, match="inherits from itself"):
+        C.load_preset(tmp_path / "loop.yaml")
+    (tmp_path / "orphan.yaml").write_text("inherit: gone.yaml\n")
+    with pytest.raises(UserError, match="inherited by"):
+        C.load_preset(tmp_path / "orphan.yaml")
+    thesis = C.load_preset("configs/nrflv_thesis_pairs.yaml")
+    assert thesis["stimulus_sets"] == ["pairs"] and thesis["num_it_neg"] == 500

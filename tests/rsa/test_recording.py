@@ -73,3 +73,27 @@ def test_condition_means_streamed_and_unfinished_trials_ignored(tmp_path):
     store.group["_done"][0] = False
     means = condition_means(store, "rates", index, conditions.size)
     np.testing.assert_allclose(means[0].numpy(), rates[1:3].mean(0), atol=1e-6)
+
+
+def test_trials_selected_by_coordinate_and_time_window(tmp_path):
+    """Only the trials named by ``where`` enter the comparison (an NRFLV recording holds several
+    stimulus sets), and only the time steps of ``time_window``."""
+    store, rates, cond = make_recording(tmp_path / "activity.zarr", hidden_time=3)
+    # a second "set": the same orientations, activity that hides nothing
+    kind = np.array(["gratings"] * store.n_trials, dtype=object)
+    kind[::3] = "noise"
+    store.set_coord("stimulus_set", kind)
+    store.set_coord("contrast", np.where(kind == "noise", 0.0, 1.0))
+    index, conditions = orientation_conditions(store, "orientation", where=["stimulus_set=gratings"])
+    assert (index[kind == "noise"] == -1).all() and (index[kind == "gratings"] >= 0).all()
+    means = condition_means(store, "rates", index, conditions.size)
+    keep = kind == "gratings"
+    ref = np.stack([rates[keep & (cond == c)].mean(0) for c in range(len(ORIS))]).reshape(len(ORIS), 5, -1)
+    np.testing.assert_allclose(means.numpy(), ref, atol=1e-6)
+    table, _ = v1_likeness(store, v1_at, where=["contrast=1"], time_window=(2, 5), methods=("pearson",), cka=False)
+    assert table[table.variable == "rates"]["time"].tolist() == [2, 3, 4]
+    assert most_v1_like(table, "pearson")["time"] == 3
+    with pytest.raises(UserError, match="KEY=VALUE"):
+        orientation_conditions(store, "orientation", where=["colour=red"])
+    with pytest.raises(UserError, match="no trial"):
+        orientation_conditions(store, "orientation", where=["stimulus_set=pairs"])

@@ -1,0 +1,827 @@
+"""NRFLV analysis battery: its speed and its recording's size, against the original's layout, in one run.
+
+    python bench/bench_nrflv_analysis.py                      # 5 sets x 16 trials x 540 steps, 32 channels
+    python bench/bench_nrflv_analysis.py --trials_per_set 32 --steps 1080 --rounds 5
+    python bench/bench_nrflv_analysis.py --baseline_layer_hw 8 --sets just_angle,contrast_and_angle
+
+**Recording.** A synthetic recording (:func:`nrflv.battery.synthetic.synthetic_recording`, the
+layout ``--experiment`` writes: state and momentum, a 3x3 window of every channel around each of
+2 sites per trial, float16 or float32 in the chunked zstd zarr store) of the stimulus sets
+(:mod:`nrflv.stimuli`, ``--trials_per_set`` trials each) through the thesis protocol scaled to
+``--steps`` (burn-in / blank / stimulus / blank = 100 / 1000 / 1000 / 600 of 2,700). Its activity
+has something for every analysis to find: during the stimulus each unit's state rises by a
+contrast- and orientation-tuned level (von Mises in orientation around the channel's preferred
+orientation, channel c preferring ``-90 + 180 c / C`` degrees) with an onset overshoot, plus a
+tuned oscillation at ``35 + 5 x contrast`` Hz whose phase is random per trial and shared by the
+channels and, except orthogonal pairs, by the two sites; Gaussian noise everywhere; the momentum
+is ``p[t] = -s[t - 1]`` plus a little noise, so ``-p`` lags the state by one step.
+
+**Toolkit.** The whole battery as ``NRFLVSuite`` runs it (``active_units``,
+``orientation_tuning``, ``spectra`` and ``transients`` with the tuning's channel preferences,
+``ei_lag``, ``synchrony``, ``summary``; each module's ``run`` on one
+:class:`nrflv.battery.reading.Experiment`; figures made and closed, nothing written to disk), and,
+apart, the lines of those modules that compute the baseline's quantities.
+
+**Baseline.** What a straightforward user of the ORIGINAL layout writes: the same recorded values
+saved as one float32 ``.npy`` per stimulus set per step per variable, each holding the layer
+``(trials, channels, H, W)`` (``H = W = --baseline_layer_hw``; the original's SL1 is 32 x 32; the
+recorded windows are placed at their sites, the rest is zeros), and numpy/scipy code that
+``np.load``s every step's file it needs and stacks the units it wants:
+
+* ``tuning``: mean state during the stimulus minus the blank before it (each leaving out
+  ``onset_skip_ms``) of the unit at site 0, per channel, over ``just_angle``'s directions; least
+  squares (``np.linalg.lstsq``) on ``1, cos, sin`` of theta and 2 theta; preferred orientation,
+  R^2, tuned when R^2 >= ``tuned_r2``;
+* ``spectra``: per ``contrast_and_angle`` trial, the LFP (state summed over the 3x3 window at
+  site 0 and the channels matched to the trial's orientation, all channels where none is),
+  ``scipy.signal.welch`` of its stimulus and blank samples, and each spectrum's peak (Hz, power);
+* ``ei_lag``: per trial with contrast > 0 and channel, ``np.correlate`` of ``-p`` with ``s`` at the
+  unit at site 0 (normalised, lags +- ``max_lag_ms``), the peak within half the period of the
+  channel's mean correlogram, interpolated by a parabola, in ms.
+
+The toolkit's numbers for the same quantities are compared with the baseline's (max differences
+printed), so the timings compare like with like. Before timing, everything runs once untimed
+(warm-up; the baseline's files were just written, so both read from a warm page cache -- a
+cold disk costs the baseline far more). Then ``--rounds`` interleaved rounds (``bench/interleave``:
+each round every variant in turn, order reversed every other round). Printed: sizes, median
+(min-max) seconds over rounds, per-quantity speed-ups (median (min-max) of per-round ratios
+baseline / toolkit) and a projection to the thesis scale (five sets x 128 trials x 2,700 steps).
+Figures are printed, never asserted.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+#: the thesis protocol (steps) and recording
+THESIS_PHASES = (100, 1000, 1000, 600)
+THESIS_STEPS = sum(THESIS_PHASES)
+THESIS_SETS, THESIS_TRIALS_PER_SET, THESIS_CHANNELS, THESIS_LAYER_HW = 5, 128, 32, 32
+THESIS_SITES, THESIS_PATCH, THESIS_RECORDED_VARIABLES, ORIGINAL_VARIABLES = 2, 3, 2, 4
+IMAGE_HW = (32, 32)
+SETS = ("just_angle", "contrast_and_angle", "few_angles", "long_bars", "pairs")
+VARIABLES = ("state", "momentum")
+LAG_STEPS = 1        # -p is s delayed by this many steps
+ONSET_TAU_STEPS = 12.0
+
+
+# ---------------------------------------------------------------------------------------------
+# arguments
+# ---------------------------------------------------------------------------------------------
+def parse(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--trials_per_set", type=int, default=16, help="trials per stimulus set (a multiple of 16)")
+    p.add_argument("--steps", type=int, default=540,
+                   help="protocol steps in all (burn-in/blank/stimulus/blank scaled from 100/1000/1000/600)")
+    p.add_argument("--channels", type=int, default=32, help="channels of the recorded layer")
+    p.add_argument("--sets", default=",".join(SETS), help="comma-separated stimulus sets (need just_angle and "
+                                                          "contrast_and_angle)")
+    p.add_argument("--dtype", default="float16", choices=["float16", "float32"], help="the store's precision")
+    p.add_argument("--baseline_layer_hw", type=int, default=32,
+                   help="H = W of the layer in the baseline's .npy files (the original: 32; lowered, with a "
+                        "note, when the files would take more than half the free disk)")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds")
+    p.add_argument("--threads", type=int, default=1, help="torch (and BLAS) CPU threads")
+    p.add_argument("--device", default="cpu", help="the toolkit's device (the baseline is numpy)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workdir", default=None, help="where the store and .npy files go (default: a temporary "
+                                                   "folder, removed at the end)")
+    p.add_argument("--keep", action="store_true", help="keep the work folder")
+    a = p.parse_args(argv)
+    a.sets = [s.strip() for s in a.sets.split(",") if s.strip()]
+    bad = [s for s in a.sets if s not in SETS]
+    if bad or len(set(a.sets)) != len(a.sets):
+        p.error(f"--sets: unknown or repeated {bad or a.sets}; choose from {', '.join(SETS)}")
+    if not {"just_angle", "contrast_and_angle"} <= set(a.sets):
+        p.error("--sets must include just_angle (tuning) and contrast_and_angle (spectra): the baseline "
+                "computes those quantities")
+    if a.trials_per_set < 16 or a.trials_per_set % 16:
+        p.error(f"--trials_per_set must be a positive multiple of 16, got {a.trials_per_set}")
+    if a.steps < 270:
+        p.error(f"--steps must be >= 270 (the stimulus phase must outlast onset_skip_ms), got {a.steps}")
+    if a.channels < 2:
+        p.error(f"--channels must be >= 2, got {a.channels}")
+    if a.baseline_layer_hw < 8:
+        p.error(f"--baseline_layer_hw must be >= 8 (the sites' windows must fit), got {a.baseline_layer_hw}")
+    if a.rounds < 1 or a.threads < 1:
+        p.error("--rounds and --threads must be >= 1")
+    return a
+
+
+# ---------------------------------------------------------------------------------------------
+# the synthetic experiment
+# ---------------------------------------------------------------------------------------------
+def scaled_protocol(steps: int):
+    """The thesis protocol's phases scaled to ``steps`` in all (rounded; the rest to the last blank)."""
+    from nrflv.experiment import Protocol
+
+    burn, before, stim = (round(n * steps / THESIS_STEPS) for n in THESIS_PHASES[:3])
+    return Protocol(burn, before, stim, steps - burn - before - stim)
+
+
+def bench_design(trials_per_set: int):
+    """A :class:`nrflv.stimuli.GaborDesign` with ``trials_per_set`` trials in every set (a multiple of
+    16): just_angle n directions; contrast_and_angle 4 contrasts (8 from 64 trials) x n/4 (n/8)
+    directions; few_angles and long_bars 8 directions x n/8 repeats; pairs 2 (4 from 32 trials)
+    displacements x n/(4 d) distances (at most 4) x 2 relations x 2 (4 from 128 trials) repeats."""
+    from nrflv.stimuli import GaborDesign
+
+    n = trials_per_set
+    contrasts = (0.0, 0.4, 0.8, 1.2, 1.6, 2.0, 2.4, 2.8) if n >= 64 else (0.0, 0.8, 1.6, 2.4)
+    pair_dirs, pair_reps = (4 if n >= 32 else 2), (4 if n >= 128 else 2)
+    n_dist = min(4, n // (pair_dirs * 2 * pair_reps))
+    return GaborDesign(just_angle_directions=n, contrasts=contrasts, contrast_directions=n // len(contrasts),
+                       few_angles_directions=8, few_angles_repeats=n // 8, long_bars_directions=8,
+                       long_bars_repeats=n // 8, pair_directions=pair_dirs, pair_distances=(3, 5, 7, 10)[:n_dist],
+                       pair_repeats=pair_reps)
+
+
+def preferred_orientations(channels: int):
+    """``(C,)`` degrees: channel c prefers ``-90 + 180 c / C``."""
+    import numpy as np
+
+    return -90.0 + 180.0 * np.arange(channels) / channels
+
+
+def orientation_gain(orientation, preferred, kappa: float = 2.0):
+    """Von Mises gain in orientation: ``orientation (b,)`` and ``preferred (C,)`` degrees -> ``(b, C)``
+    in (0, 1], 1 at the preferred orientation."""
+    import numpy as np
+
+    d = np.deg2rad(orientation[:, None] - preferred[None, :])
+    return np.exp(kappa * (np.cos(2 * d) - 1))
+
+
+def stimulus_envelope(t, protocol):
+    """``(T,)`` sustained level with an onset overshoot (1 + exp decay) while the stimulus is on, an
+    offset response after it, 0 before."""
+    import numpy as np
+
+    on = (t >= protocol.onset) & (t < protocol.offset)
+    after = t >= protocol.offset
+    env = np.where(on, 1.0 + np.exp(-(t - protocol.onset) / ONSET_TAU_STEPS), 0.0)
+    return env + np.where(after, 0.5 * np.exp(-(t - protocol.offset) / ONSET_TAU_STEPS), 0.0)
+
+
+def site_orientations(rows):
+    """``(b, 2)`` orientation (degrees) of the stimulus at each site: a pair's second Gabor at site 1,
+    else the single Gabor's."""
+    import numpy as np
+    from nrflv.stimuli import wrap_orientation
+
+    o0 = rows["orientation"].to_numpy(float)
+    pair = (rows["relation"] != "single").to_numpy()
+    o1 = np.where(pair, wrap_orientation(np.nan_to_num(rows["direction2"].to_numpy(float))), o0)
+    return np.stack([o0, o1], 1)
+
+
+def site_phases(rows, rng):
+    """``(b, 2)`` oscillation phase at each site: random per trial; site 1 shares it except in
+    orthogonal pairs (random there)."""
+    import numpy as np
+
+    phi = rng.uniform(-np.pi, np.pi, len(rows))
+    ortho = (rows["relation"] == "orthogonal").to_numpy()
+    return np.stack([phi, np.where(ortho, rng.uniform(-np.pi, np.pi, len(rows)), phi)], 1)
+
+
+def lagged_copy(x, lag: int):
+    """``x (b, T, ...)`` delayed by ``lag`` steps along T (the first ``lag`` samples repeat x[:, 0])."""
+    import numpy as np
+
+    return np.concatenate([np.repeat(x[:, :1], lag, 1), x[:, :-lag]], 1) if lag else x
+
+
+def oscillating_activity(protocol, fs: float, channels: int, seed: int, noise: float = 0.1,
+                         level: float = 0.2, amplitude: float = 0.3) -> Callable:
+    """``activity(rows, t) -> {"state", "momentum": (b, T, 2, C, 3, 3)}`` for ``synthetic_recording``
+    (see the module doc); deterministic given ``seed`` and the rows' trial indices."""
+    import numpy as np
+
+    preferred = preferred_orientations(channels)
+    profile = np.full((3, 3), 0.6)
+    profile[1, 1] = 1.0
+
+    def activity(rows, t):
+        rng = np.random.default_rng([seed, int(rows["trial"].iloc[0])])
+        contrast = rows["contrast"].to_numpy(float)
+        gain = np.stack([orientation_gain(o, preferred) for o in site_orientations(rows).T], 1)  # (b, 2, C)
+        gain = gain * np.array([1.0, 0.7])[None, :, None] * (contrast / 2.4)[:, None, None]
+        freq = 35.0 + 5.0 * contrast                                                  # (b,) Hz
+        on = ((t >= protocol.onset) & (t < protocol.offset)).astype(float)            # (T,)
+        wave = np.cos(2 * np.pi * freq[:, None, None] * t[None, :, None] / fs
+                      + site_phases(rows, rng)[:, None, :])                          # (b, T, 2)
+        drive = level * stimulus_envelope(t, protocol)[None, :, None] + amplitude * on[None, :, None] * wave
+        shape = (len(rows), len(t), 2, channels, 3, 3)
+        state = (drive[..., None, None, None] * gain[:, None, :, :, None, None] * profile
+                 + noise * rng.standard_normal(shape))
+        momentum = -lagged_copy(state, LAG_STEPS) + 0.2 * noise * rng.standard_normal(shape)
+        return {"state": state, "momentum": momentum}
+
+    return activity
+
+
+def folder_bytes(path: Path) -> int:
+    """Bytes of the files under ``path``."""
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+# ---------------------------------------------------------------------------------------------
+# the baseline's files: one float32 .npy per set, step and variable, the whole layer
+# ---------------------------------------------------------------------------------------------
+def step_file(root: Path, stimulus_set: str, variable: str, step: int) -> Path:
+    return root / stimulus_set / variable / f"step_{step:05d}.npy"
+
+
+def baseline_file_bytes(trials: int, channels: int, hw: int) -> int:
+    """Bytes of one ``(trials, channels, hw, hw)`` float32 .npy (128-byte header)."""
+    return 128 + 4 * trials * channels * hw * hw
+
+
+def choose_layer_hw(wanted: int, bytes_at: Callable[[int], int], free: int) -> int:
+    """The largest of ``wanted, wanted/2, ...`` (>= 8) whose files take at most half of ``free``."""
+    hw = wanted
+    while hw > 8 and bytes_at(hw) > free / 2:
+        hw = max(8, hw // 2)
+    return hw
+
+
+def layer_windows(table, site: int, layer_hw: int):
+    """Row and column indices ``(b, 3, 1)``, ``(b, 1, 3)`` of each trial's 3x3 window at ``site`` in a
+    ``layer_hw`` layer."""
+    import torch
+    from nrflv.experiment import layer_sites, window_index
+
+    ys = torch.tensor(table[f"site{site}_y"].to_numpy())[:, None]
+    xs = torch.tensor(table[f"site{site}_x"].to_numpy())[:, None]
+    ly, lx = layer_sites(ys, xs, IMAGE_HW, (layer_hw, layer_hw))
+    rows, cols = window_index(ly, lx, 3, (layer_hw, layer_hw))
+    return rows[:, 0].numpy(), cols[:, 0].numpy()
+
+
+def write_baseline(store, table, root: Path, layer_hw: int) -> int:
+    """Write every set's recorded values as the original's files; returns the number of files.
+    Site 1's window is placed first, so site 0's wins where they overlap (the baseline reads site 0)."""
+    import numpy as np
+
+    n_files = 0
+    for name in dict.fromkeys(table["stimulus_set"]):
+        sub = table[table["stimulus_set"] == name]
+        idx = sub["trial"].to_numpy()
+        b = np.arange(len(idx))[:, None, None]
+        windows = [layer_windows(sub, s, layer_hw) for s in (1, 0)]
+        for var in VARIABLES:
+            values = np.asarray(store.group[var].get_orthogonal_selection((idx,)), dtype=np.float32)
+            folder = root / name / var
+            folder.mkdir(parents=True, exist_ok=True)
+            layer = np.zeros((len(idx), values.shape[3], layer_hw, layer_hw), np.float32)
+            for t in range(values.shape[1]):
+                for site, (rows, cols) in zip((1, 0), windows):
+                    layer[b, :, rows, cols] = values[:, t, site].transpose(0, 2, 3, 1)
+                np.save(step_file(root, name, var, t), layer)
+                n_files += 1
+    return n_files
+
+
+# ---------------------------------------------------------------------------------------------
+# the baseline's analysis: straightforward numpy / scipy on the per-step files
+# ---------------------------------------------------------------------------------------------
+def load_centre_traces(root: Path, stimulus_set: str, variable: str, steps, ys, xs):
+    """``(N, C, T)`` float32: the unit at ``(ys, xs)`` (layer grid, per trial) of every channel,
+    one ``np.load`` per step."""
+    import numpy as np
+
+    n = np.arange(len(ys))
+    out = []
+    for t in steps:
+        layer = np.load(step_file(root, stimulus_set, variable, t))    # (N, C, H, W)
+        out.append(layer[n, :, ys, xs])                                # (N, C)
+    return np.stack(out, -1)
+
+
+def load_window_sums(root: Path, stimulus_set: str, steps, rows, cols):
+    """``(N, C, T)`` float32: the state summed over each trial's 3x3 window, every channel."""
+    import numpy as np
+
+    b = np.arange(len(rows))[:, None, None]
+    out = []
+    for t in steps:
+        layer = np.load(step_file(root, stimulus_set, "state", t))
+        out.append(layer[b, :, rows, cols].sum((1, 2)))                 # (N, 3, 3, C) -> (N, C)
+    return np.stack(out, -1)
+
+
+def phase_steps(protocol, dt_ms: float, skip_ms: float):
+    """``(blank, stimulus)`` step ranges, each leaving out ``skip_ms`` after its start."""
+    skip = int(round(skip_ms / dt_ms))
+    return (range(protocol.burn_in + skip, protocol.onset), range(protocol.onset + skip, protocol.offset))
+
+
+def centre_sites(table, layer_hw: int):
+    """``(ys, xs)`` of site 0 on the layer grid, per trial."""
+    return (table["site0_y"].to_numpy() * layer_hw // IMAGE_HW[0],
+            table["site0_x"].to_numpy() * layer_hw // IMAGE_HW[1])
+
+
+def baseline_tuning(root: Path, table, protocol, dt_ms: float, cfg, layer_hw: int) -> dict:
+    """Tuning of the unit at site 0 per channel over ``just_angle``: ``pref_orientation``, ``r2``,
+    ``tuned`` (each ``(C,)``)."""
+    import numpy as np
+
+    blank, during = phase_steps(protocol, dt_ms, cfg.onset_skip_ms)
+    ys, xs = centre_sites(table, layer_hw)
+    resp = (load_centre_traces(root, "just_angle", "state", during, ys, xs).mean(-1)
+            - load_centre_traces(root, "just_angle", "state", blank, ys, xs).mean(-1)).astype(np.float64)
+    theta = np.deg2rad(table["direction"].to_numpy(float))
+    design = np.stack([np.ones_like(theta), np.cos(theta), np.sin(theta), np.cos(2 * theta), np.sin(2 * theta)], 1)
+    coef, *_ = np.linalg.lstsq(design, resp, rcond=None)
+    ss_res = ((resp - design @ coef) ** 2).sum(0)
+    ss_tot = ((resp - resp.mean(0)) ** 2).sum(0)
+    r2 = 1 - ss_res / ss_tot
+    pref = np.remainder(np.rad2deg(np.arctan2(coef[4], coef[3])) / 2 + 90, 180) - 90
+    return {"pref_orientation": pref, "r2": r2, "tuned": r2 >= cfg.tuned_r2}
+
+
+def baseline_matched(tuning: dict, table, tolerance: float):
+    """``(N, C)`` bool: tuned channels within ``tolerance`` degrees of the trial's orientation; all
+    channels for a trial with none."""
+    import numpy as np
+
+    d = np.remainder(tuning["pref_orientation"][None, :] - table["orientation"].to_numpy(float)[:, None], 180)
+    mask = (np.minimum(d, 180 - d) <= tolerance) & tuning["tuned"][None, :]
+    mask[~mask.any(1)] = True
+    return mask
+
+
+def baseline_spectra(root: Path, table, protocol, dt_ms: float, cfg, layer_hw: int, tuning: dict) -> dict:
+    """Per ``contrast_and_angle`` trial, the LFP's Welch peak: ``peak_hz``, ``peak_power``,
+    ``blank_peak_hz``, ``blank_peak_power`` (each ``(N,)``)."""
+    import numpy as np
+    import scipy.signal
+
+    fs = 1000.0 / dt_ms
+    blank, during = phase_steps(protocol, dt_ms, cfg.onset_skip_ms)
+    mask = baseline_matched(tuning, table, cfg.match_tolerance).astype(np.float32)
+    rows, cols = layer_windows(table, 0, layer_hw)
+    nper = min(cfg.spectrum_nperseg, len(during), len(blank))
+    out = {}
+    for key, steps in (("", during), ("blank_", blank)):
+        lfp = (load_window_sums(root, "contrast_and_angle", steps, rows, cols) * mask[:, :, None]).sum(1)
+        f, psd = scipy.signal.welch(lfp.astype(np.float64), fs, nperseg=nper)
+        k = psd[:, 1:].argmax(1) + 1
+        out[key + "peak_hz"], out[key + "peak_power"] = f[k], psd[np.arange(len(k)), k]
+    return out
+
+
+def half_period_lags(mean_xc):
+    """Half the dominant period (lags, in [1, n//2]) of correlograms ``(C, n)``."""
+    import numpy as np
+
+    n = mean_xc.shape[-1]
+    amp = np.abs(np.fft.rfft(mean_xc - mean_xc.mean(-1, keepdims=True), n=4 * n))
+    k = amp[:, 1:].argmax(-1) + 1
+    return np.clip(4 * n / k / 2, 1, n // 2)
+
+
+def parabolic_peak(xc, lags):
+    """Sub-sample lag of the maximum of each row of ``xc (..., n)`` (``-inf`` outside the search)."""
+    import numpy as np
+
+    i = xc.argmax(-1)
+    n = xc.shape[-1]
+    y1 = np.take_along_axis(xc, i[..., None], -1)[..., 0]
+    y0 = np.take_along_axis(xc, np.clip(i - 1, 0, n - 1)[..., None], -1)[..., 0]
+    y2 = np.take_along_axis(xc, np.clip(i + 1, 0, n - 1)[..., None], -1)[..., 0]
+    with np.errstate(invalid="ignore"):
+        curv = y0 - 2 * y1 + y2
+        ok = (i > 0) & (i < n - 1) & np.isfinite(curv) & (curv != 0)
+        delta = np.clip(np.where(ok, 0.5 * (y0 - y2) / np.where(ok, curv, 1.0), 0.0), -0.5, 0.5)
+    return lags[i] + delta
+
+
+def baseline_ei_lag(root: Path, table, protocol, dt_ms: float, cfg, layer_hw: int):
+    """``(N, C)`` lag (ms) of ``-p`` behind ``s`` per driven trial (contrast > 0) and channel."""
+    import numpy as np
+
+    _, during = phase_steps(protocol, dt_ms, cfg.onset_skip_ms)
+    max_lag = max(1, int(round(cfg.max_lag_ms / dt_ms)))
+    s_all, p_all = [], []
+    for name in dict.fromkeys(table["stimulus_set"]):
+        sub = table[table["stimulus_set"] == name]
+        driven = (sub["contrast"] > 0).to_numpy()
+        if not driven.any():
+            continue
+        ys, xs = centre_sites(sub, layer_hw)        # the files hold every trial of the set: keep the driven
+        s_all.append(load_centre_traces(root, name, "state", during, ys, xs)[driven])
+        p_all.append(load_centre_traces(root, name, "momentum", during, ys, xs)[driven])
+    s = np.concatenate(s_all).astype(np.float64)
+    inhib = -np.concatenate(p_all).astype(np.float64)
+    n_time = s.shape[-1]
+    xc = np.empty(s.shape[:2] + (2 * max_lag + 1,))
+    for n in range(s.shape[0]):
+        for c in range(s.shape[1]):
+            a, b = inhib[n, c] - inhib[n, c].mean(), s[n, c] - s[n, c].mean()
+            full = np.correlate(a, b, "full")[n_time - 1 - max_lag:n_time + max_lag]
+            sd = np.sqrt((a * a).mean() * (b * b).mean())
+            xc[n, c] = full / (n_time * sd) if sd > 0 else 0.0
+    lags = np.arange(-max_lag, max_lag + 1)
+    half = half_period_lags(xc.mean(0))
+    inside = np.abs(lags)[None, :] <= half[:, None]
+    return parabolic_peak(np.where(inside[None], xc, -np.inf), lags.astype(float)) * dt_ms
+
+
+def baseline_read_bytes(table, protocol, dt_ms: float, cfg, channels: int, layer_hw: int) -> int:
+    """Bytes of the files the baseline's three quantities load."""
+    blank, during = phase_steps(protocol, dt_ms, cfg.onset_skip_ms)
+    per_set = table.groupby("stimulus_set", sort=False).size()
+    size = {k: baseline_file_bytes(int(v), channels, layer_hw) for k, v in per_set.items()}
+    driven_sets = table[table["contrast"] > 0]["stimulus_set"].unique()
+    tuning_and_spectra = (len(blank) + len(during)) * (size["just_angle"] + size["contrast_and_angle"])
+    return tuning_and_spectra + sum(len(VARIABLES) * len(during) * size[k] for k in driven_sets)
+
+
+# ---------------------------------------------------------------------------------------------
+# the toolkit
+# ---------------------------------------------------------------------------------------------
+def open_experiment(path: Path, device):
+    from core.store import RecordingStore
+    from nrflv.battery.reading import Experiment
+
+    return Experiment(RecordingStore.open(path), device)
+
+
+def toolkit_battery(path: Path, cfg, device, timings: list) -> dict:
+    """Every analysis of the battery in ``NRFLVSuite``'s order on one ``Experiment``; appends
+    ``{"times": {analysis: seconds}, "skipped": {analysis: why}}`` to ``timings``; returns the
+    summary's scalars."""
+    import matplotlib.pyplot as plt
+    from core.suite import AnalysisSkipped
+    from nrflv.battery import (active_units, ei_lag, orientation_tuning, spectra, summary, synchrony,
+                               transients)
+
+    times, results, skipped = {}, {}, {}
+    t0 = time.perf_counter()
+    exp = open_experiment(path, device)
+    times["open"] = time.perf_counter() - t0
+    prefs = None
+    steps = (("active_units", lambda: active_units.run(exp, cfg)),
+             ("orientation_tuning", lambda: orientation_tuning.run(exp, cfg)),
+             ("spectra", lambda: spectra.run(exp, cfg, prefs)),
+             ("ei_lag", lambda: ei_lag.run(exp, cfg)),
+             ("transients", lambda: transients.run(exp, cfg, prefs)),
+             ("synchrony", lambda: synchrony.run(exp, cfg)))
+    for name, fn in steps:
+        t0 = time.perf_counter()
+        try:
+            res = fn()
+            if name == "orientation_tuning":
+                res, prefs = res
+            results[name] = res
+        except AnalysisSkipped as exc:
+            skipped[name] = str(exc)
+        times[name] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    out = summary.run(results, skipped, f"NRFLV experiment: {', '.join(exp.sets)}")
+    times["summary"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    plt.close("all")
+    times["close figures"] = time.perf_counter() - t0
+    timings.append({"times": times, "skipped": skipped})
+    return out.scalars
+
+
+@contextmanager
+def figures_stubbed():
+    """Within the block, every battery module's private ``_*figure`` maker returns None (the
+    analyses' computation without matplotlib; the summary's one-page figure is still made)."""
+    import nrflv.battery as battery
+    import importlib
+    import pkgutil
+
+    saved = []
+    for info in pkgutil.iter_modules(battery.__path__):
+        mod = importlib.import_module(f"nrflv.battery.{info.name}")
+        for name, fn in vars(mod).items():
+            if name.startswith("_") and name.endswith("figure") and callable(fn):
+                saved.append((mod, name, fn))
+                setattr(mod, name, lambda *a, **k: None)
+    try:
+        yield len(saved)
+    finally:
+        for mod, name, fn in saved:
+            setattr(mod, name, fn)
+
+
+def toolkit_battery_without_figures(path: Path, cfg, device, timings: list) -> dict:
+    """:func:`toolkit_battery` with the analyses' figures stubbed out (:func:`figures_stubbed`)."""
+    with figures_stubbed():
+        return toolkit_battery(path, cfg, device, timings)
+
+
+def toolkit_tuning(path: Path, cfg, device):
+    """The channels' tuning at site 0 (``orientation_tuning.channel_preferences``' per-channel table)."""
+    from nrflv.battery.orientation_tuning import channel_preferences
+
+    return channel_preferences(open_experiment(path, device), cfg)[0]
+
+
+def toolkit_spectra(path: Path, cfg, device, prefs) -> dict:
+    """Per trial, the LFP's Welch peak during the stimulus and the blank: the lines of
+    ``spectra.run`` that compute them (``(N,)`` numpy arrays)."""
+    from nrflv.battery.spectra import contrast_trials, lfp_traces
+    from nrflv.measures.spectral import peak, welch
+
+    exp = open_experiment(path, device)
+    table = contrast_trials(exp)
+    lfp = lfp_traces(exp, table, prefs, cfg.match_tolerance)[0].double()
+    during, blank = exp.samples(cfg.onset_skip_ms, "stimulus"), exp.samples(cfg.onset_skip_ms, "blank")
+    nper = min(cfg.spectrum_nperseg, during.stop - during.start, blank.stop - blank.start)
+    out = {}
+    for key, sl in (("", during), ("blank_", blank)):
+        f, psd = welch(lfp[:, sl], exp.fs, nperseg=nper)
+        fpk, ppk = peak(f, psd)
+        out[key + "peak_hz"], out[key + "peak_power"] = fpk.cpu().numpy(), ppk.cpu().numpy()
+    return out
+
+
+def toolkit_ei_lag(path: Path, cfg, device):
+    """``(N, C)`` lag (ms) of ``-p`` behind ``s`` per driven trial and channel: the lines of
+    ``ei_lag.run`` that compute it."""
+    import torch
+    from nrflv.battery.ei_lag import driven_trials, half_period
+    from nrflv.measures.correlation import cross_correlation, peak_lag
+
+    exp = open_experiment(path, device)
+    table = driven_trials(exp)
+    during = exp.samples(cfg.onset_skip_ms, "stimulus")
+    max_lag = max(1, int(round(cfg.max_lag_ms / exp.dt_ms)))
+    xcs = []
+    for s_blk, p_blk in zip(exp.centre("state", table, 0, time=during), exp.centre("momentum", table, 0, time=during)):
+        lags, xc = cross_correlation(-p_blk.values.movedim(1, -1).double(), s_blk.values.movedim(1, -1).double(),
+                                     max_lag)
+        xcs.append(xc)
+    xc = torch.cat(xcs)
+    inside = lags.abs()[None, :] <= half_period(xc.mean(0))[:, None]
+    lag, _ = peak_lag(lags, xc.masked_fill(~inside, float("-inf")), interpolate=True)
+    return lag.cpu().numpy() * exp.dt_ms
+
+
+# ---------------------------------------------------------------------------------------------
+# printing
+# ---------------------------------------------------------------------------------------------
+def spread(xs, scale: float = 1.0, fmt: str = ".2f") -> str:
+    return f"{statistics.median(xs) * scale:{fmt}} ({min(xs) * scale:{fmt}}-{max(xs) * scale:{fmt}})"
+
+
+def ratio(slow, fast) -> str:
+    r = [a / b for a, b in zip(slow, fast)]
+    return f"{statistics.median(r):.1f}x ({min(r):.1f}-{max(r):.1f})"
+
+
+def human_bytes(n: float) -> str:
+    for unit, size in (("TiB", 2 ** 40), ("GiB", 2 ** 30), ("MiB", 2 ** 20), ("KiB", 2 ** 10)):
+        if n >= size:
+            return f"{n / size:.2f} {unit}"
+    return f"{n:.0f} B"
+
+
+def human_time(s: float) -> str:
+    if s >= 2 * 86400:
+        return f"{s / 86400:.1f} days"
+    if s >= 3600:
+        return f"{s / 3600:.1f} h"
+    if s >= 60:
+        return f"{s / 60:.1f} min"
+    return f"{s:.1f} s"
+
+
+def circular_max_diff(a, b, period: float = 180.0) -> float:
+    import numpy as np
+
+    d = np.remainder(np.asarray(a) - np.asarray(b), period)
+    return float(np.minimum(d, period - d).max())
+
+
+def agreement_lines(tk: dict, bl: dict) -> list[str]:
+    """Max differences of the toolkit's and the baseline's values of the same quantities."""
+    import numpy as np
+
+    tun_t, tun_b = tk["tuning"], bl["tuning"]
+    lines = [f"  tuning (site 0, {len(tun_t)} channels): max |d pref. orientation| "
+             f"{circular_max_diff(tun_t['pref_orientation'].to_numpy(), tun_b['pref_orientation']):.2e} deg, "
+             f"max |d R^2| {np.abs(tun_t['r2'].to_numpy() - tun_b['r2']).max():.2e}, tuned flags equal "
+             f"{int((tun_t['tuned'].to_numpy() == tun_b['tuned']).sum())}/{len(tun_t)} "
+             f"({int(tun_b['tuned'].sum())} tuned)"]
+    sp_t, sp_b = tk["spectra"], bl["spectra"]
+    for key, label in (("", "stimulus"), ("blank_", "blank")):
+        hz = np.abs(sp_t[key + "peak_hz"] - sp_b[key + "peak_hz"]).max()
+        rel = (np.abs(sp_t[key + "peak_power"] - sp_b[key + "peak_power"]) / np.abs(sp_b[key + "peak_power"])).max()
+        lines.append(f"  spectra ({label}, {len(sp_b['peak_hz'])} trials): max |d peak| {hz:.2e} Hz, max rel. "
+                     f"|d peak power| {rel:.2e}; median peak {np.median(sp_b[key + 'peak_hz']):.1f} Hz")
+    ei_t, ei_b = tk["ei_lag"], bl["ei_lag"]
+    lines.append(f"  ei_lag ({ei_b.shape[0]} trials x {ei_b.shape[1]} channels): max |d lag| "
+                 f"{np.abs(ei_t - ei_b).max():.2e} ms, max |d channel mean| "
+                 f"{np.abs(ei_t.mean(0) - ei_b.mean(0)).max():.2e} ms; mean lag {ei_b.mean():.2f} ms "
+                 f"(built in: {LAG_STEPS} step)")
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------
+# the bench
+# ---------------------------------------------------------------------------------------------
+def main(argv=None) -> None:
+    args = parse(argv)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(args.threads)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="bench_nrflv_analysis_"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        run(args, work)
+    finally:
+        if args.keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def run(args, work: Path) -> None:
+    import numpy as np
+    import torch
+    from core.config import from_dict
+    from core.store import RecordingStore
+    from interleave import interleaved
+    from nrflv.battery.synthetic import synthetic_recording
+    from nrflv.config import NRFLVConfig
+    from nrflv.stimuli import conditions_table
+
+    cfg = from_dict(NRFLVConfig, {})
+    device = torch.device(args.device)
+    protocol = scaled_protocol(args.steps)
+    table = conditions_table(args.sets, bench_design(args.trials_per_set), *IMAGE_HW)
+    n_trials, ms_per_step = len(table), 70.0 / 17.0
+    fs = 1000.0 / ms_per_step
+    trial_steps = n_trials * protocol.total
+    print(f"NRFLV analysis battery bench: torch {torch.__version__}, device {device}, threads "
+          f"{torch.get_num_threads()} ({os.cpu_count()} CPUs), {args.rounds} interleaved rounds")
+    counts = ", ".join(f"{k} {v}" for k, v in table.groupby("stimulus_set", sort=False).size().items())
+    print(f"recording: {n_trials} trials ({counts}) x {protocol.total} steps (burn-in {protocol.burn_in} / blank "
+          f"{protocol.blank_before} / stimulus {protocol.stimulus} / blank {protocol.blank_after}; 1 step = "
+          f"{ms_per_step:.3f} ms) = {trial_steps:,} trial-steps; {args.channels} channels, 3x3 windows at 2 "
+          f"sites, state + momentum, {args.dtype}")
+
+    # -- the toolkit's store
+    t0 = time.perf_counter()
+    path = work / "activity.zarr"
+    dtype = np.float16 if args.dtype == "float16" else np.float32
+    store = synthetic_recording(path, table, protocol,
+                                oscillating_activity(protocol, fs, args.channels, args.seed),
+                                dtype=dtype, channels=args.channels, ms_per_step=ms_per_step)
+    t_store = time.perf_counter() - t0
+    store_bytes = folder_bytes(path)
+    raw_per = len(VARIABLES) * 2 * args.channels * 9 * np.dtype(dtype).itemsize
+    print(f"toolkit store: {human_bytes(store_bytes)} on disk ({store_bytes / trial_steps:.0f} B per trial-step; "
+          f"{raw_per:,} B uncompressed = 2 variables x 2 sites x {args.channels} channels x 9 units x "
+          f"{np.dtype(dtype).itemsize} B; zstd ratio {raw_per * trial_steps / store_bytes:.2f}); written in "
+          f"{t_store:.1f} s")
+
+    # -- the baseline's files
+    per_set = table.groupby("stimulus_set", sort=False).size()
+
+    def baseline_bytes(hw: int) -> int:
+        return sum(len(VARIABLES) * protocol.total * baseline_file_bytes(int(n), args.channels, hw) for n in per_set)
+
+    free = shutil.disk_usage(work).free
+    hw = choose_layer_hw(args.baseline_layer_hw, baseline_bytes, free)
+    if hw != args.baseline_layer_hw:
+        print(f"note: --baseline_layer_hw {args.baseline_layer_hw} would need {human_bytes(baseline_bytes(args.baseline_layer_hw))}"
+              f", more than half of the {human_bytes(free)} free; using {hw}")
+    t0 = time.perf_counter()
+    base_root = work / "original_layout"
+    n_files = write_baseline(RecordingStore.open(path), table, base_root, hw)
+    t_base = time.perf_counter() - t0
+    base_bytes = folder_bytes(base_root)
+    print(f"baseline files: {n_files:,} float32 .npy (one per set x step x variable), layer {args.channels} x {hw} x "
+          f"{hw}: {human_bytes(base_bytes)} ({base_bytes / trial_steps:,.0f} B per trial-step), written in "
+          f"{t_base:.1f} s; baseline / toolkit size {base_bytes / store_bytes:,.0f}x")
+
+    # -- variants, interleaved
+    tk, bl, battery_times, bare_times = {}, {}, [], []
+    prefs = toolkit_tuning(path, cfg, device)
+
+    def keep(d: dict, key: str, fn: Callable) -> Callable:
+        def call():
+            d[key] = fn()
+        return call
+
+    ja = table[table["stimulus_set"] == "just_angle"]
+    ca = table[table["stimulus_set"] == "contrast_and_angle"]
+    bl_tuning = baseline_tuning(base_root, ja, protocol, ms_per_step, cfg, hw)
+    variants = {
+        "toolkit battery": (lambda: toolkit_battery(path, cfg, device, battery_times), args.threads),
+        "toolkit battery, no figures": (lambda: toolkit_battery_without_figures(path, cfg, device, bare_times),
+                                        args.threads),
+        "toolkit tuning": (keep(tk, "tuning", lambda: toolkit_tuning(path, cfg, device)), args.threads),
+        "baseline tuning": (keep(bl, "tuning", lambda: baseline_tuning(base_root, ja, protocol, ms_per_step, cfg,
+                                                                       hw)), args.threads),
+        "toolkit spectra": (keep(tk, "spectra", lambda: toolkit_spectra(path, cfg, device, prefs)), args.threads),
+        "baseline spectra": (keep(bl, "spectra", lambda: baseline_spectra(base_root, ca, protocol, ms_per_step, cfg,
+                                                                          hw, bl_tuning)), args.threads),
+        "toolkit ei_lag": (keep(tk, "ei_lag", lambda: toolkit_ei_lag(path, cfg, device)), args.threads),
+        "baseline ei_lag": (keep(bl, "ei_lag", lambda: baseline_ei_lag(base_root, table, protocol, ms_per_step, cfg,
+                                                                       hw)), args.threads),
+    }
+    t0 = time.perf_counter()
+    times = interleaved(variants, device, args.rounds, block=1, warmup=1)
+    t_timing = time.perf_counter() - t0
+
+    print("agreement, toolkit vs baseline (the same float32 values; float16 store "
+          if args.dtype == "float16" else "agreement, toolkit vs baseline (float32 store ", end="")
+    print("-> float32 .npy):")
+    for line in agreement_lines(tk, bl):
+        print(line)
+
+    print(f"seconds, median (min-max) over {args.rounds} interleaved rounds (warm page cache, after one untimed "
+          f"run of each; {human_time(t_timing)} in all):")
+    battery, bare = times["toolkit battery"], times["toolkit battery, no figures"]
+    print(f"  toolkit battery (every analysis, figures made and closed, nothing saved) {spread(battery)} s; "
+          f"with the analyses' figures stubbed out {spread(bare)} s")
+    for label, runs in (("with figures", battery_times), ("no figures", bare_times)):
+        last = [r["times"] for r in runs[-args.rounds:]]
+        print(f"    by analysis, {label}: "
+              + ", ".join(f"{k} {statistics.median(r[k] for r in last):.2f}" for k in last[0]))
+    skipped = battery_times[-1]["skipped"]
+    if skipped:
+        print("    skipped: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    quantities = ("tuning", "spectra", "ei_lag")
+    base_total = [sum(x) for x in zip(*(times[f"baseline {q}"] for q in quantities))]
+    tk_total = [sum(x) for x in zip(*(times[f"toolkit {q}"] for q in quantities))]
+    print("  the same quantities (speed-up = baseline / toolkit):")
+    for q in quantities:
+        print(f"    {q:9s} toolkit {spread(times['toolkit ' + q]):>18s} s   baseline "
+              f"{spread(times['baseline ' + q]):>18s} s   speed-up {ratio(times['baseline ' + q], times['toolkit ' + q])}")
+    print(f"    all three toolkit {spread(tk_total):>18s} s   baseline {spread(base_total):>18s} s   speed-up "
+          f"{ratio(base_total, tk_total)}")
+    print(f"  the baseline's three quantities / the toolkit's whole battery: {ratio(base_total, battery)} "
+          f"(no figures: {ratio(base_total, bare)})")
+    read = baseline_read_bytes(table, protocol, ms_per_step, cfg, args.channels, hw)
+    print(f"  the baseline's three loaded {human_bytes(read)} of .npy per round "
+          f"({read / statistics.median(base_total) / 2 ** 30:.2f} GiB/s)")
+
+    project(args, store_bytes, trial_steps, times, base_total, read, hw)
+
+
+def project(args, store_bytes: int, trial_steps: int, times: dict, base_total: list, read: int, hw: int) -> None:
+    """Print the thesis-scale projection, arithmetic shown."""
+    import torch
+
+    thesis = THESIS_SETS * THESIS_TRIALS_PER_SET * THESIS_STEPS
+    ch = THESIS_CHANNELS / args.channels
+    per_store = store_bytes / trial_steps * ch
+    print(f"projection to the thesis scale: {THESIS_SETS} sets x {THESIS_TRIALS_PER_SET} trials x {THESIS_STEPS:,} "
+          f"steps = {thesis:,} trial-steps, {THESIS_CHANNELS} channels, 3x3 windows at 2 sites, state + momentum "
+          f"(linear in trial-steps" + (f", x {THESIS_CHANNELS}/{args.channels} channels" if ch != 1 else "") + "):")
+    print(f"  toolkit store ({args.dtype}, zstd): {per_store:.0f} B/trial-step x {thesis:,} = "
+          f"{human_bytes(per_store * thesis)} (synthetic noise; real activity compresses differently)")
+    sec, bare = statistics.median(times["toolkit battery"]), statistics.median(times["toolkit battery, no figures"])
+    per, per_bare, figs = sec / trial_steps * ch, bare / trial_steps * ch, max(sec - bare, 0.0)
+    print(f"  toolkit battery on this CPU (threads {torch.get_num_threads()}): {sec:.2f} s / {trial_steps:,} "
+          f"trial-steps = {per * 1e6:.2f} us/trial-step x {thesis:,} = {human_time(per * thesis)} if all of it grew "
+          f"with the data; figures are a fixed cost ({sec:.2f} - {bare:.2f} = {figs:.2f} s here), so "
+          f"{bare:.2f} s / {trial_steps:,} = {per_bare * 1e6:.2f} us/trial-step x {thesis:,} + {figs:.2f} s = "
+          f"{human_time(per_bare * thesis + figs)}")
+    orig_per = ORIGINAL_VARIABLES * THESIS_CHANNELS * THESIS_LAYER_HW ** 2 * 4
+    print(f"  original's full protocol: {ORIGINAL_VARIABLES} variables x {THESIS_CHANNELS} x {THESIS_LAYER_HW} x "
+          f"{THESIS_LAYER_HW} units x 4 B = {orig_per:,} B/trial-step x {thesis:,} = {human_bytes(orig_per * thesis)} "
+          f"({human_bytes(orig_per * thesis / THESIS_SETS)} per set); {orig_per * thesis / (per_store * thesis):,.0f}x "
+          f"the toolkit's store")
+    bsec = statistics.median(base_total)
+    layer = (THESIS_LAYER_HW / hw) ** 2
+    bper = bsec / trial_steps * ch
+    read_thesis = read / trial_steps * ch * layer * thesis
+    print(f"  baseline's three quantities: {bsec:.2f} s / {trial_steps:,} = {bper * 1e6:.2f} us/trial-step x "
+          f"{thesis:,} = {human_time(bper * thesis)}"
+          + (f" at this {hw}x{hw} layer (the 32x32 layer's files are {layer:.0f}x larger)" if hw != THESIS_LAYER_HW
+             else "")
+          + f", from a warm page cache; they load {human_bytes(read_thesis)} of the 32x32 layer's state + momentum "
+            f"files, more than this machine's page cache holds: at an assumed 0.5 GiB/s from disk "
+            f"{human_time(read_thesis / 2 ** 29)} of reading alone")
+
+
+if __name__ == "__main__":
+    main()
