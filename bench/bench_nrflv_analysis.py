@@ -51,7 +51,6 @@ Figures are printed, never asserted.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import shutil
 import statistics
@@ -74,6 +73,7 @@ THESIS_SITES, THESIS_PATCH, THESIS_RECORDED_VARIABLES, ORIGINAL_VARIABLES = 2, 3
 IMAGE_HW = (32, 32)
 SETS = ("just_angle", "contrast_and_angle", "few_angles", "long_bars", "pairs")
 VARIABLES = ("state", "momentum")
+MS_PER_STEP = 70.0 / 17.0   # the thesis's time base
 LAG_STEPS = 1        # -p is s delayed by this many steps
 ONSET_TAU_STEPS = 12.0
 
@@ -97,8 +97,8 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1, help="torch (and BLAS) CPU threads")
     p.add_argument("--device", default="cpu", help="the toolkit's device (the baseline is numpy)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workdir", default=None, help="where the store and .npy files go (default: a temporary "
-                                                   "folder, removed at the end)")
+    p.add_argument("--workdir", default=None, help="folder in which a new temporary folder holds the store and "
+                                                   "the .npy files (removed at the end; default: the system's)")
     p.add_argument("--keep", action="store_true", help="keep the work folder")
     a = p.parse_args(argv)
     a.sets = [s.strip() for s in a.sets.split(",") if s.strip()]
@@ -632,10 +632,14 @@ def agreement_lines(tk: dict, bl: dict) -> list[str]:
         lines.append(f"  spectra ({label}, {len(sp_b['peak_hz'])} trials): max |d peak| {hz:.2e} Hz, max rel. "
                      f"|d peak power| {rel:.2e}; median peak {np.median(sp_b[key + 'peak_hz']):.1f} Hz")
     ei_t, ei_b = tk["ei_lag"], bl["ei_lag"]
+    both = np.isfinite(ei_t) & np.isfinite(ei_b)
+    nan_note = (f"; NaN lags: toolkit {int(np.isnan(ei_t).sum())}, baseline {int(np.isnan(ei_b).sum())} (not compared)"
+                if not both.all() else "")
+    mean_t, mean_b = (np.where(both, x, 0).sum(0) / np.maximum(both.sum(0), 1) for x in (ei_t, ei_b))
     lines.append(f"  ei_lag ({ei_b.shape[0]} trials x {ei_b.shape[1]} channels): max |d lag| "
-                 f"{np.abs(ei_t - ei_b).max():.2e} ms, max |d channel mean| "
-                 f"{np.abs(ei_t.mean(0) - ei_b.mean(0)).max():.2e} ms; mean lag {ei_b.mean():.2f} ms "
-                 f"(built in: {LAG_STEPS} step)")
+                 f"{np.abs(ei_t - ei_b)[both].max(initial=0.0):.2e} ms, max |d channel mean| "
+                 f"{np.abs(mean_t - mean_b).max():.2e} ms; mean lag {ei_b[np.isfinite(ei_b)].mean():.2f} ms "
+                 f"(built in: {LAG_STEPS} step){nan_note}")
     return lines
 
 
@@ -649,8 +653,9 @@ def main(argv=None) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="bench_nrflv_analysis_"))
-    work.mkdir(parents=True, exist_ok=True)
+    if args.workdir:
+        Path(args.workdir).mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="bench_nrflv_analysis_", dir=args.workdir))
     try:
         run(args, work)
     finally:
@@ -674,7 +679,7 @@ def run(args, work: Path) -> None:
     device = torch.device(args.device)
     protocol = scaled_protocol(args.steps)
     table = conditions_table(args.sets, bench_design(args.trials_per_set), *IMAGE_HW)
-    n_trials, ms_per_step = len(table), 70.0 / 17.0
+    n_trials, ms_per_step = len(table), MS_PER_STEP
     fs = 1000.0 / ms_per_step
     trial_steps = n_trials * protocol.total
     print(f"NRFLV analysis battery bench: torch {torch.__version__}, device {device}, threads "
@@ -709,8 +714,9 @@ def run(args, work: Path) -> None:
     free = shutil.disk_usage(work).free
     hw = choose_layer_hw(args.baseline_layer_hw, baseline_bytes, free)
     if hw != args.baseline_layer_hw:
-        print(f"note: --baseline_layer_hw {args.baseline_layer_hw} would need {human_bytes(baseline_bytes(args.baseline_layer_hw))}"
-              f", more than half of the {human_bytes(free)} free; using {hw}")
+        need = human_bytes(baseline_bytes(args.baseline_layer_hw))
+        print(f"note: --baseline_layer_hw {args.baseline_layer_hw} would need {need}, more than half of the "
+              f"{human_bytes(free)} free; using {hw}")
     t0 = time.perf_counter()
     base_root = work / "original_layout"
     n_files = write_baseline(RecordingStore.open(path), table, base_root, hw)
@@ -774,7 +780,8 @@ def run(args, work: Path) -> None:
     print("  the same quantities (speed-up = baseline / toolkit):")
     for q in quantities:
         print(f"    {q:9s} toolkit {spread(times['toolkit ' + q]):>18s} s   baseline "
-              f"{spread(times['baseline ' + q]):>18s} s   speed-up {ratio(times['baseline ' + q], times['toolkit ' + q])}")
+              f"{spread(times['baseline ' + q]):>18s} s   speed-up "
+              f"{ratio(times['baseline ' + q], times['toolkit ' + q])}")
     print(f"    all three toolkit {spread(tk_total):>18s} s   baseline {spread(base_total):>18s} s   speed-up "
           f"{ratio(base_total, tk_total)}")
     print(f"  the baseline's three quantities / the toolkit's whole battery: {ratio(base_total, battery)} "
@@ -783,10 +790,10 @@ def run(args, work: Path) -> None:
     print(f"  the baseline's three loaded {human_bytes(read)} of .npy per round "
           f"({read / statistics.median(base_total) / 2 ** 30:.2f} GiB/s)")
 
-    project(args, store_bytes, trial_steps, times, base_total, read, hw)
+    project(args, store_bytes, trial_steps, times, base_total, hw)
 
 
-def project(args, store_bytes: int, trial_steps: int, times: dict, base_total: list, read: int, hw: int) -> None:
+def project(args, store_bytes: int, trial_steps: int, times: dict, base_total: list, hw: int) -> None:
     """Print the thesis-scale projection, arithmetic shown."""
     import torch
 
@@ -811,16 +818,27 @@ def project(args, store_bytes: int, trial_steps: int, times: dict, base_total: l
           f"({human_bytes(orig_per * thesis / THESIS_SETS)} per set); {orig_per * thesis / (per_store * thesis):,.0f}x "
           f"the toolkit's store")
     bsec = statistics.median(base_total)
-    layer = (THESIS_LAYER_HW / hw) ** 2
     bper = bsec / trial_steps * ch
-    read_thesis = read / trial_steps * ch * layer * thesis
-    print(f"  baseline's three quantities: {bsec:.2f} s / {trial_steps:,} = {bper * 1e6:.2f} us/trial-step x "
-          f"{thesis:,} = {human_time(bper * thesis)}"
-          + (f" at this {hw}x{hw} layer (the 32x32 layer's files are {layer:.0f}x larger)" if hw != THESIS_LAYER_HW
-             else "")
-          + f", from a warm page cache; they load {human_bytes(read_thesis)} of the 32x32 layer's state + momentum "
-            f"files, more than this machine's page cache holds: at an assumed 0.5 GiB/s from disk "
-            f"{human_time(read_thesis / 2 ** 29)} of reading alone")
+    read_thesis = thesis_baseline_read_bytes()
+    at = f" at this {hw}x{hw} layer" if hw != THESIS_LAYER_HW else ""
+    print(f"  baseline's three quantities{at}: {bsec:.2f} s / {trial_steps:,} = {bper * 1e6:.2f} us/trial-step x "
+          f"{thesis:,} = {human_time(bper * thesis)} from a warm page cache; at the thesis scale they load "
+          f"{human_bytes(read_thesis)} of the 32x32 layer's files (thesis protocol, onset_skip_ms as configured), "
+          f"more than this machine's page cache holds: at an assumed 0.5 GiB/s from disk "
+          f"{human_time(read_thesis / 2 ** 29)} of reading alone")
+
+
+def thesis_baseline_read_bytes() -> int:
+    """Bytes the baseline's three quantities load from the original's files at the thesis scale
+    (128 trials per set, the 2,700-step protocol, 32 channels, 32x32 layer)."""
+    from core.config import from_dict
+    from nrflv.config import NRFLVConfig
+    from nrflv.experiment import Protocol
+    from nrflv.stimuli import GaborDesign, conditions_table
+
+    table = conditions_table(SETS, GaborDesign(), *IMAGE_HW)
+    return baseline_read_bytes(table, Protocol(*THESIS_PHASES), MS_PER_STEP, from_dict(NRFLVConfig, {}),
+                               THESIS_CHANNELS, THESIS_LAYER_HW)
 
 
 if __name__ == "__main__":

@@ -64,3 +64,13 @@ def bootstrap_mean_ci(x: np.ndarray, n_boot: int, seed: int, level: float = 0.95
     means = x[rng.integers(0, x.size, size=(n_boot, x.size))].mean(1)
     a = (1 - level) / 2
     return float(x.mean()), float(np.quantile(means, a)), float(np.quantile(means, 1 - a))
+
+
+def correlation(a, b) -> float:
+    """Pearson correlation of two short sequences (e.g. a measure against contrast); NaN when
+    fewer than 3 finite pairs or either is constant."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    ok = np.isfinite(a) & np.isfinite(b)
+    if ok.sum() < 3 or a[ok].std() == 0 or b[ok].std() == 0:
+        return float("nan")
+    return float(np.corrcoef(a[ok], b[ok])[0, 1])

@@ -19,7 +19,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from core.suite import AnalysisResult  # noqa: E402
-from nrflv.battery.common import phase_means  # noqa: E402
+from nrflv.battery.common import matched_channels, phase_means  # noqa: E402
 from nrflv.battery.reading import Experiment  # noqa: E402
 from nrflv.measures.tuning import fit_direction_tuning, tuned  # noqa: E402
 
@@ -32,7 +32,7 @@ def channel_preferences(exp: Experiment, cfg) -> tuple[pd.DataFrame, pd.DataFram
     table = exp.table(SET)
     during, blank = phase_means(exp, "state", table, cfg.onset_skip_ms, site=0)   # (N, C, P, P)
     resp = (during - blank).double()
-    direction = torch.as_tensor(table["direction"].to_numpy(), dtype=torch.float64, device=resp.device)
+    direction = torch.tensor(table["direction"].to_numpy(), dtype=torch.float64, device=resp.device)
     fit = fit_direction_tuning(direction, resp)
     is_tuned = tuned(fit, cfg.tuned_r2)
     c, p = resp.shape[1], resp.shape[-1]
@@ -58,8 +58,13 @@ def run(exp: Experiment, cfg) -> tuple[AnalysisResult, pd.DataFrame]:
     scalars = {"fraction_tuned_centre": float(centre["tuned"].mean()),
                "fraction_tuned_units": float(units["tuned"].mean()),
                "median_r2_centre": float(centre["r2"].median())}
-    # which units of the other sets' trials are matched to their stimulus
-    return AnalysisResult(tables={"channel_tuning": centre, "unit_tuning": units},
+    # which channels each trial of every set drives at their preferred orientation
+    mask = matched_channels(centre, exp.conditions, cfg.match_tolerance).numpy()
+    matched = exp.conditions[["trial", "stimulus_set", "direction", "orientation", "contrast"]].copy()
+    matched["n_matched"] = mask.sum(1)
+    matched["matched_channels"] = [" ".join(map(str, np.flatnonzero(m))) for m in mask]
+    scalars["mean_matched_channels_per_trial"] = float(mask.sum(1).mean())
+    return AnalysisResult(tables={"channel_tuning": centre, "unit_tuning": units, "matched_channels": matched},
                           figures={"polar_tuning": fig, "tuning_r2": hist}, scalars=scalars), centre
 
 

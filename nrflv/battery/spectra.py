@@ -23,7 +23,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from core.suite import AnalysisResult, AnalysisSkipped  # noqa: E402
-from nrflv.battery.common import bootstrap_mean_ci, channel_mask_or_all, matched_channels  # noqa: E402
+from nrflv.battery.common import bootstrap_mean_ci, channel_mask_or_all, correlation, matched_channels  # noqa: E402
 from nrflv.battery.reading import Experiment  # noqa: E402
 from nrflv.measures.spectral import peak, spectrogram, welch  # noqa: E402
 
@@ -96,7 +96,7 @@ def run(exp: Experiment, cfg, preferences: pd.DataFrame | None = None) -> Analys
     top = summary.iloc[-1]
     scalars = {"peak_hz_top_contrast": float(top["peak_hz"]), "peak_power_top_contrast": float(top["peak_power"]),
                "power_ratio_top_contrast": float(top["power_ratio_at_peak"]),
-               "peak_hz_contrast_corr": _corr(summary["contrast"], summary["peak_hz"]),
+               "peak_hz_contrast_corr": correlation(summary["contrast"], summary["peak_hz"]),
                "resolution_hz": float(f_np[1] - f_np[0])}
     figures = {"lfp_spectra": _spectra_figure(spectra, levels, how),
                "peak_vs_contrast": _peak_figure(summary),
@@ -104,13 +104,6 @@ def run(exp: Experiment, cfg, preferences: pd.DataFrame | None = None) -> Analys
     return AnalysisResult(tables={"spectra_by_contrast": spectra, "peak_by_contrast": summary,
                                   "peak_per_trial": per_trial}, figures=figures, scalars=scalars)
 
-
-def _corr(a, b) -> float:
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    ok = np.isfinite(a) & np.isfinite(b)
-    if ok.sum() < 3 or a[ok].std() == 0 or b[ok].std() == 0:
-        return float("nan")
-    return float(np.corrcoef(a[ok], b[ok])[0, 1])
 
 
 def _spectra_figure(spectra: pd.DataFrame, levels, how: str) -> plt.Figure:

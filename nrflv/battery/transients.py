@@ -21,7 +21,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from core.suite import AnalysisResult  # noqa: E402
-from nrflv.battery.common import bootstrap_mean_ci, channel_mask_or_all, matched_channels  # noqa: E402
+from nrflv.battery.common import bootstrap_mean_ci, channel_mask_or_all, correlation, matched_channels  # noqa: E402
 from nrflv.battery.reading import Experiment  # noqa: E402
 from nrflv.battery.spectra import contrast_trials  # noqa: E402
 from nrflv.measures.transients import step_response  # noqa: E402
@@ -65,19 +65,13 @@ def run(exp: Experiment, cfg, preferences: pd.DataFrame | None = None) -> Analys
     top = summary.iloc[-1]
     scalars = {"overshoot_top_contrast": float(top["overshoot"]),
                "overshoot_above_control_top_contrast": float(top["overshoot_above_control"]),
-               "overshoot_contrast_corr": _corr(summary["contrast"], summary["overshoot"]),
+               "overshoot_contrast_corr": correlation(summary["contrast"], summary["overshoot"]),
                "peak_latency_ms_top_contrast": float(top["peak_latency_ms"]),
                "offset_response_top_contrast": float(top["offset_response"])}
     return AnalysisResult(tables={"transients_by_contrast": summary, "mean_traces": trace_table},
                           figures={"transients": _figure(t_ms, means.cpu().numpy(), levels, summary, how, exp)},
                           scalars=scalars)
 
-
-def _corr(a, b) -> float:
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    if len(a) < 3 or a.std() == 0 or b.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(a, b)[0, 1])
 
 
 def _figure(t_ms, means, levels, summary: pd.DataFrame, how: str, exp: Experiment) -> plt.Figure:

@@ -152,7 +152,8 @@ def peak_lag(lags: torch.Tensor, c: torch.Tensor, interpolate: bool = True,
     With ``absolute`` the maximum of ``|c|`` is sought (the returned value keeps its sign).
     With ``interpolate`` a parabola through the peak and its two neighbours gives a sub-sample
     lag ``lags[i] + delta * step`` (``|delta| <= 1/2``) and the parabola's vertex value; a peak
-    at either end of the range, or a flat top, is not interpolated.
+    at either end of the range, a flat top, or a peak beside a non-finite value (e.g. lags masked
+    with ``-inf`` to restrict the search) is not interpolated.
 
     Returns ``lag (...)`` (float, in the units of ``lags``) and ``value (...)``.
     """
@@ -173,12 +174,13 @@ def peak_lag(lags: torch.Tensor, c: torch.Tensor, interpolate: bool = True,
         y0 = c.gather(-1, (idx - 1).clamp(0, n - 1))
         y2 = c.gather(-1, (idx + 1).clamp(0, n - 1))
         curvature = y0 - 2 * value + y2
-        ok = inner & (curvature != 0)
-        delta = torch.where(ok, 0.5 * (y0 - y2) / torch.where(ok, curvature, torch.ones_like(curvature)),
-                            torch.zeros_like(value)).clamp(-0.5, 0.5)
+        ok = inner & (curvature != 0) & torch.isfinite(y0) & torch.isfinite(y2)
+        safe = torch.where(ok, curvature, torch.ones_like(curvature))
+        diff = torch.where(ok, y0 - y2, torch.zeros_like(value))
+        delta = (0.5 * diff / safe).clamp(-0.5, 0.5)
         step = lags_f[1] - lags_f[0]
         lag = lag + delta * step
-        value = value - 0.25 * (y0 - y2) * delta
+        value = value - 0.25 * diff * delta
     return lag.squeeze(-1), value.squeeze(-1)
 
 

@@ -434,3 +434,15 @@ def test_runs_on_the_inputs_device():
     assert torch.allclose(plv.cpu(), phase_locking_value(x, y, FS, (30.0, 50.0)), atol=1e-12)
     est, lo, hi = bootstrap_ci(x.cuda(), n_boot=100, generator=torch.Generator(device="cuda").manual_seed(0))
     assert lo.is_cuda and torch.all(lo <= hi)
+
+
+def test_peak_lag_beside_a_masked_lag_is_not_interpolated_into_nan():
+    """A search restricted by masking lags with -inf (as the E-I lag does) must not turn a peak
+    at the window's edge into NaN."""
+    lags = torch.arange(-4, 5)
+    c = torch.tensor([[0.0, 0.1, 0.2, 0.5, 0.9, 0.95, 0.99, 0.3, 0.1]], dtype=torch.float64)
+    masked = c.masked_fill(lags.abs() > 2, float("-inf"))
+    lag, value = peak_lag(lags, masked, interpolate=True)
+    assert lag.item() == 2.0 and value.item() == 0.99
+    lag, _ = peak_lag(lags, c, interpolate=True)          # unmasked: interpolated near 2
+    assert 1.5 < lag.item() < 2.5
