@@ -323,8 +323,8 @@ class NRFLVSuite(ModelSuite):
         if self.cfg.record_units == "patch":
             c, lh, lw = self.arch.layers[self.cfg.record_layer]
             _, h, w = self.arch.layers[0]
-            ys = torch.as_tensor(table[["site0_y", "site1_y"]].to_numpy())
-            xs = torch.as_tensor(table[["site0_x", "site1_x"]].to_numpy())
+            ys = torch.tensor(table[["site0_y", "site1_y"]].to_numpy())
+            xs = torch.tensor(table[["site0_x", "site1_x"]].to_numpy())
             ly, lx = layer_sites(ys, xs, (h, w), (lh, lw))
             try:
                 window_index(ly, lx, self.cfg.record_patch, (lh, lw))
@@ -359,8 +359,8 @@ class NRFLVSuite(ModelSuite):
         burn_in = held[torch.arange(n) % len(held)]
         blank = self.background.expand(n, *self.background.shape)
         sites = ["site0", "site1"]
-        site_y = torch.as_tensor(table[[f"{s}_y" for s in sites]].to_numpy(), dtype=torch.int64)
-        site_x = torch.as_tensor(table[[f"{s}_x" for s in sites]].to_numpy(), dtype=torch.int64)
+        site_y = torch.tensor(table[[f"{s}_y" for s in sites]].to_numpy(), dtype=torch.int64)
+        site_x = torch.tensor(table[[f"{s}_x" for s in sites]].to_numpy(), dtype=torch.int64)
         img = ("trial", "channel", "height", "width")
         coords = {k: table[k].to_numpy() for k in table.columns if k != "trial"}
         figures = {}

@@ -33,9 +33,9 @@ def matched_channels(preferences: pd.DataFrame | None, table: pd.DataFrame, tole
     n = len(table)
     if preferences is None or preferences.empty:
         return torch.zeros(n, 0, dtype=torch.bool)
-    pref = torch.as_tensor(preferences["pref_orientation"].to_numpy(), dtype=torch.float64)
-    tuned = torch.as_tensor(preferences["tuned"].to_numpy().astype(bool))
-    stim = torch.as_tensor(table["orientation"].to_numpy(), dtype=torch.float64)
+    pref = torch.tensor(preferences["pref_orientation"].to_numpy(), dtype=torch.float64)
+    tuned = torch.tensor(preferences["tuned"].to_numpy().astype(bool))
+    stim = torch.tensor(table["orientation"].to_numpy(), dtype=torch.float64)
     return matched(pref[None, :], stim[:, None], tolerance=tolerance, period=180.0) & tuned[None, :]
 
 

@@ -92,8 +92,8 @@ class Experiment:
         return name
 
     def _layer_site(self, table: pd.DataFrame, site: int) -> tuple[torch.Tensor, torch.Tensor]:
-        ys = torch.as_tensor(table[f"site{site}_y"].to_numpy(), dtype=torch.int64)
-        xs = torch.as_tensor(table[f"site{site}_x"].to_numpy(), dtype=torch.int64)
+        ys = torch.tensor(table[f"site{site}_y"].to_numpy(), dtype=torch.int64)
+        xs = torch.tensor(table[f"site{site}_x"].to_numpy(), dtype=torch.int64)
         (ih, iw), (lh, lw) = self.image_hw, self.layer_hw
         return (ys * lh) // ih, (xs * lw) // iw
 

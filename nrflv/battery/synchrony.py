@@ -155,7 +155,7 @@ def centre_flank(exp: Experiment, cfg, during: slice, max_lag: int):
     for d in sorted(kept["distance"].unique()):
         per = {}
         for rel in ("collinear", "orthogonal"):
-            sel = torch.as_tensor(((kept["distance"] == d) & (kept["relation"] == rel)).to_numpy(), device=a.device)
+            sel = torch.tensor(((kept["distance"] == d) & (kept["relation"] == rel)).to_numpy(), device=a.device)
             if not bool(sel.any()):
                 continue
             label = {"comparison": "centre_flank", "distance": int(d), "relation": rel}
@@ -252,7 +252,7 @@ def _figure(groups: pd.DataFrame, diffs: list[dict]) -> plt.Figure:
             _errorbar(axs[0, col], ch["channel_distance"], ch, key)
             axs[0, col].set_xlabel("channel distance (circular)")
         cf = groups[groups["comparison"] == "centre_flank"]
-        for rel in ("collinear", "orthogonal"):
+        for rel in ("collinear", "orthogonal") if not cf.empty else ():
             g = cf[cf["relation"] == rel]
             if not g.empty:
                 _errorbar(axs[1, col], g["distance"], g, key, label=rel)

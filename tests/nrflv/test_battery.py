@@ -186,66 +186,92 @@ def test_spectra_blank_spectrum_is_the_blank_not_the_stimulus(spectra_run):
 # ---------------------------------------------------------------------------------- ei_lag
 
 
-def ei_trial_maker(lags: tuple[int, ...], oscillating: bool) -> TrialMaker:
-    """State: smooth broadband noise (or a 40 Hz narrowband rhythm); -momentum in channel c is
-    the state delayed by ``lags[c]`` steps (negative: leading), scaled by 0.5."""
+def ei_trial_maker(lags: tuple[int, ...], rhythm_hz: float | None) -> TrialMaker:
+    """State: smooth broadband noise (or a narrowband rhythm at ``rhythm_hz``); -momentum in
+    channel c is the state delayed by ``lags[c]`` sampler steps (negative: leading), times 0.5.
+    Made at every step, then read at the recorded steps ``t``."""
     pad = max(abs(k) for k in lags) + 2
 
     def make(row, t):
         rng = trial_rng(row, 2)
-        n = len(t) + 2 * pad
         shape = (SITES, len(lags), PATCH, PATCH)
         if row.contrast == 0:                     # undriven trials: momentum unrelated to the state
-            state = rng.standard_normal((len(t),) + shape)
-            return {"state": state, "momentum": rng.standard_normal((len(t),) + shape)}
-        if oscillating:
-            x = np.stack([narrowband(rng, n, GAMMA_HZ, 4.0) for _ in range(np.prod(shape))]).reshape(shape + (n,))
-        else:
+            return {"state": rng.standard_normal((len(t),) + shape),
+                    "momentum": rng.standard_normal((len(t),) + shape)}
+        n = STEPS + 2 * pad
+        if rhythm_hz is None:
             x = gaussian_filter1d(rng.standard_normal(shape + (n,)), 1.5, axis=-1)
-        state = x[..., pad:pad + len(t)]
-        inhib = np.stack([x[:, c, ..., pad - k:pad - k + len(t)] for c, k in enumerate(lags)], axis=1)
+        else:
+            x = np.stack([narrowband(rng, n, rhythm_hz, 4.0) for _ in range(np.prod(shape))]).reshape(shape + (n,))
+        state = x[..., pad + t]
+        inhib = np.stack([x[:, c][..., pad + t - k] for c, k in enumerate(lags)], axis=1)
         return {"state": np.moveaxis(state, -1, 0), "momentum": -0.5 * np.moveaxis(inhib, -1, 0)}
     return make
 
 
-EI_CASES = {"lagging": ((1, 2, 3, 4), False), "leading": ((-3, -1, -4, -2), False),
-            "gamma": ((1, 2, -1, -2), True)}
+class EICase(NamedTuple):
+    lags: tuple[int, ...]        # sampler steps, per channel
+    rhythm_hz: float | None      # None: broadband state
+    every: int = 1               # record_every
+
+
+EI_CASES = {"lagging": EICase((1, 2, 3, 4), None), "leading": EICase((-3, -1, -4, -2), None),
+            "gamma": EICase((1, 2, -1, -2), GAMMA_HZ), "every_2nd_step": EICase((2, 4, -2, 6), None, every=2)}
+
+
+def ei_recording(path, case: EICase) -> tuple[pd.DataFrame, Experiment]:
+    design = GaborDesign(contrast_directions=6, contrasts=(0.0, 2.4))
+    table = conditions_table(["contrast_and_angle"], design, IMAGE, IMAGE)
+    exp = record(path, table, ei_trial_maker(case.lags, case.rhythm_hz), channels=len(case.lags),
+                 record_every=case.every)
+    return table, exp
 
 
 @pytest.fixture(scope="module", params=list(EI_CASES))
-def ei_run(request, tmp_path_factory) -> tuple[tuple[int, ...], pd.DataFrame, AnalysisResult]:
-    lags, oscillating = EI_CASES[request.param]
-    design = GaborDesign(contrast_directions=6, contrasts=(0.0, 2.4))
-    table = conditions_table(["contrast_and_angle"], design, IMAGE, IMAGE)
-    exp = record(tmp_path_factory.mktemp("ei") / "rec.zarr", table, ei_trial_maker(lags, oscillating),
-                 channels=len(lags))
-    return lags, table, ei_lag.run(exp, config())
+def ei_run(request, tmp_path_factory) -> tuple[EICase, pd.DataFrame, AnalysisResult]:
+    case = EI_CASES[request.param]
+    table, exp = ei_recording(tmp_path_factory.mktemp("ei") / "rec.zarr", case)
+    assert exp.dt_ms == pytest.approx(case.every * DT_MS)
+    return case, table, ei_lag.run(exp, config())
 
 
 def test_ei_lag_per_channel_is_each_channels_own_delay_with_its_sign(ei_run):
-    lags, _, res = ei_run
+    case, _, res = ei_run
     per = res.tables["ei_lag_per_channel"]
-    truth = np.asarray(lags, float) * DT_MS
-    assert per["channel"].tolist() == list(range(len(lags)))
-    np.testing.assert_allclose(per["mean_lag_ms"].to_numpy(), truth, atol=0.25 * DT_MS)
+    truth = np.asarray(case.lags, float) * DT_MS
+    tol = 0.25 * case.every * DT_MS                         # a quarter of a recorded sample
+    assert per["channel"].tolist() == list(range(len(case.lags)))
+    np.testing.assert_allclose(per["mean_lag_ms"].to_numpy(), truth, atol=tol)
     np.testing.assert_allclose(per["lag_of_mean_xcorr_ms"].to_numpy(), truth, atol=1e-9)
     positive, negative = truth > 0, truth < 0
     assert (per["lag_ms_lo"].to_numpy()[positive] > 0).all()
     assert (per["lag_ms_hi"].to_numpy()[negative] < 0).all()
-    assert per["fraction_trials_positive"].tolist() == [float(k > 0) for k in lags]
+    assert per["fraction_trials_positive"].tolist() == [float(k > 0) for k in case.lags]
     assert res.scalars["fraction_channels_lag_positive"] == pytest.approx(positive.mean())
     assert res.scalars["fraction_channels_lag_negative"] == pytest.approx(negative.mean())
-    assert res.scalars["mean_lag_ms"] == pytest.approx(truth.mean(), abs=0.25 * DT_MS)
+    assert res.scalars["mean_lag_ms"] == pytest.approx(truth.mean(), abs=tol)
 
 
 def test_ei_lag_uses_only_driven_trials_and_keeps_trials_per_channel(ei_run):
-    lags, table, res = ei_run
+    case, table, res = ei_run
     trials = res.tables["ei_lag_per_trial"]
     assert trials["trial"].tolist() == table.loc[table["contrast"] > 0, "trial"].tolist()
-    values = trials[[f"ch{c}" for c in range(len(lags))]].to_numpy()
-    np.testing.assert_allclose(values, np.broadcast_to(np.asarray(lags, float) * DT_MS, values.shape),
-                               atol=0.5 * DT_MS)
+    values = trials[[f"ch{c}" for c in range(len(case.lags))]].to_numpy()
+    np.testing.assert_allclose(values, np.broadcast_to(np.asarray(case.lags, float) * DT_MS, values.shape),
+                               atol=0.5 * case.every * DT_MS)
     assert (res.tables["ei_lag_per_channel"]["trials"] == len(trials)).all()
+
+
+def test_ei_lag_at_the_edge_of_the_half_period_window_is_reported(tmp_path):
+    """35 Hz (period 6.9 steps, search window +-3.4 steps): a lag of +-3 steps (~156 degrees) lies
+    inside the window, on its last whole lag, whose outer neighbour is masked with -inf (before
+    peak_lag skipped interpolating beside a non-finite value, every such trial came out NaN)."""
+    case = EICase((3, 2, -3, 1), 35.0)
+    _, exp = ei_recording(tmp_path / "rec.zarr", case)
+    per = ei_lag.run(exp, config()).tables["ei_lag_per_channel"]
+    assert (per["search_half_window_ms"] > 3 * DT_MS).all()
+    np.testing.assert_allclose(per["mean_lag_ms"].to_numpy(), np.asarray(case.lags) * DT_MS, atol=0.25 * DT_MS)
+    assert (per["trials"] == 6).all()
 
 
 def test_ei_lag_without_momentum_is_skipped_with_a_helpful_message(active_run):
@@ -274,8 +300,11 @@ def tuning_response(direction: float) -> np.ndarray:
 
 
 def tuning_trial(row, t):
+    """The tuned step response during the stimulus on a level that differs from trial to trial
+    and channel to channel (sd 1, which the response, stimulus minus blank, removes)."""
     rng = trial_rng(row, 3)
-    s = stimulus_on(t)[:, None, None] * tuning_response(row.direction)[None, None, :]
+    level = rng.standard_normal(len(PREF_ORIENTATION))
+    s = level[None, None, :] + stimulus_on(t)[:, None, None] * tuning_response(row.direction)[None, None, :]
     return {"state": with_unit_noise(np.broadcast_to(s, (len(t), SITES, len(PREF_ORIENTATION))), rng, 1.0)}
 
 
@@ -312,7 +341,7 @@ def test_orientation_preferences_and_tuned_flags_match_the_truth(tuning_run):
 
 
 def test_matched_channels_are_those_within_tolerance_of_each_trials_orientation(tuning_run):
-    exp, _, prefs = tuning_run
+    exp, res, prefs = tuning_run
     table = exp.table("just_angle")
     tol = config().match_tolerance
     truth = np.asarray(PREF_ORIENTATION)
@@ -323,6 +352,10 @@ def test_matched_channels_are_those_within_tolerance_of_each_trials_orientation(
     mask = matched_channels(prefs, table, tol)
     assert mask.dtype == torch.bool and tuple(mask.shape) == expected.shape
     np.testing.assert_array_equal(mask.numpy(), expected)
+    listed = res.tables["matched_channels"]                   # the analysis's own per-trial listing
+    assert listed["trial"].tolist() == table["trial"].tolist()
+    np.testing.assert_array_equal(listed["n_matched"].to_numpy(), expected.sum(1))
+    assert listed["matched_channels"].tolist() == [" ".join(map(str, np.flatnonzero(m))) for m in expected]
     assert expected[:, tuned_truth].sum(0).min() >= 2          # every tuned channel is matched somewhere
     assert matched_channels(None, table, tol).shape == (len(table), 0)
 
@@ -331,6 +364,53 @@ def test_orientation_tuning_without_just_angle_is_skipped(active_run):
     exp, _ = active_run
     with pytest.raises(AnalysisSkipped, match="just_angle"):
         orientation_tuning.run(exp, config())
+
+
+# ------------------------------------------------------- matched channels in the LFP (pipeline)
+
+MATCHED_PREFS = (0.0, 45.0, -45.0, -90.0)     # one channel per orientation of 8 directions
+OTHER_HZ = 25.0
+
+
+def matched_gamma_trial(row, t):
+    """just_angle: a cosine-tuned rise (the channels' preferences). contrast_and_angle: the
+    channel matched to the trial's orientation oscillates at 40 Hz, every other channel at 25 Hz,
+    more strongly: the LFP of the matched channels peaks at 40 Hz, that of all channels at 25 Hz."""
+    rng = trial_rng(row, 8)
+    on = stimulus_on(t)[:, None, None]
+    prefs = np.deg2rad(np.asarray(MATCHED_PREFS))
+    if row.stimulus_set == "just_angle":
+        s = on * np.cos(2 * (np.deg2rad(row.direction) - prefs))[None, None, :]
+    else:
+        is_matched = circular_distance(np.asarray(MATCHED_PREFS), row.orientation, 180.0) < 1.0
+        phase = rng.uniform(0, 2 * np.pi)
+        gamma = np.cos(2 * np.pi * GAMMA_HZ * t / FS + phase)[:, None, None]
+        other = 1.5 * np.cos(2 * np.pi * OTHER_HZ * t / FS + phase)[:, None, None]
+        s = on * row.contrast * np.where(is_matched[None, None, :], gamma, other)
+    return {"state": with_unit_noise(np.broadcast_to(s, (len(t), SITES, len(MATCHED_PREFS))), rng, 1.0)}
+
+
+@pytest.fixture(scope="module")
+def matched_exp(tmp_path_factory) -> tuple[Experiment, pd.DataFrame]:
+    design = GaborDesign(just_angle_directions=24, contrast_directions=8, contrasts=(0.8, 2.4))
+    table = conditions_table(["just_angle", "contrast_and_angle"], design, IMAGE, IMAGE)
+    exp = record(tmp_path_factory.mktemp("matched") / "rec.zarr", table, matched_gamma_trial,
+                 channels=len(MATCHED_PREFS))
+    _, prefs = orientation_tuning.run(exp, config())
+    return exp, prefs
+
+
+def test_lfp_of_matched_channels_carries_only_their_rhythm(matched_exp):
+    exp, prefs = matched_exp
+    assert prefs["tuned"].all()
+    assert circular_distance(prefs["pref_orientation"], MATCHED_PREFS, 180.0).max() < 3.0
+    matched = spectra.run(exp, config(), prefs).tables["peak_by_contrast"]
+    assert set(matched["units"]) == {"matched channels"}
+    assert (matched["peak_hz"] - GAMMA_HZ).abs().max() <= RESOLUTION_HZ
+    everyone = spectra.run(exp, config()).tables["peak_by_contrast"]   # no tuning known: all channels
+    assert (everyone["peak_hz"] - OTHER_HZ).abs().max() <= RESOLUTION_HZ
+    by = transients.run(exp, config(), prefs).tables["transients_by_contrast"]
+    assert set(by["units"]) == {"matched channels"}
 
 
 # ------------------------------------------------------------------------------ transients
@@ -381,6 +461,11 @@ def test_transient_overshoot_grows_with_contrast_and_matches_the_second_order_tr
     # the return to the blank undershoots it by the same ratio
     np.testing.assert_allclose(driven["offset_response"].to_numpy(), -GAIN * c * OVERSHOOT_RATIO, rtol=0.06)
     assert res.scalars["overshoot_contrast_corr"] > 0.99
+    # contrast 0: the noise's own "overshoot", the maximum of 300 samples of the mean of 32 traces
+    # (sd 0.05 / sqrt(32)): ~3 sd
+    floor, noise_sd = float(by["overshoot"].iloc[0]), 0.05 / math.sqrt(32)
+    assert 1.5 * noise_sd < floor < 5 * noise_sd
+    np.testing.assert_allclose(by["overshoot_above_control"].to_numpy(), by["overshoot"].to_numpy() - floor)
     assert set(by["units"]) == {"all channels (no tuning known)"}
     traces = res.tables["mean_traces"]
     assert traces["time_ms"].iloc[ONSET] == 0.0
@@ -388,17 +473,27 @@ def test_transient_overshoot_grows_with_contrast_and_matches_the_second_order_tr
 
 # ---------------------------------------------------------------------------- active units
 
-RESPONDING = {"few_angles": {1: 0.8, 4: 0.8, 3: -0.8}, "long_bars": {2: 0.8}}  # channel -> stimulus change
+RESPONDING = {"few_angles": {1: 1.5, 4: 1.5, 3: -1.5}, "long_bars": {2: 1.5}}  # channel -> stimulus change
 ACTIVE_CHANNELS = 6
+NOISE_WIDTH = 2.0        # steps: the noise is autocorrelated like a sampler's trace (~7 steps)
+
+
+def smooth_noise(shape: tuple[int, ...], rng: np.random.Generator, width: float) -> np.ndarray:
+    """Unit-variance Gaussian noise ``shape (T, ...)`` smoothed along time by a Gaussian kernel of
+    sd ``width`` steps (integrated autocorrelation time ``2 sqrt(pi) width`` steps)."""
+    x = gaussian_filter1d(rng.standard_normal(shape), width, axis=0, mode="wrap")
+    return x * math.sqrt(2 * math.sqrt(math.pi) * width)
 
 
 def active_trial(row, t):
+    """A step change of the state during the stimulus in the set's responding channels, on
+    autocorrelated noise (single steps would make a t-test far too liberal)."""
     rng = trial_rng(row, 5)
     change = np.zeros(ACTIVE_CHANNELS)
     for ch, d in RESPONDING[row.stimulus_set].items():
         change[ch] = d
-    s = stimulus_on(t)[:, None, None] * change[None, None, :]
-    return {"state": with_unit_noise(np.broadcast_to(s, (len(t), SITES, ACTIVE_CHANNELS)), rng, 1.0)}
+    s = stimulus_on(t)[:, None, None, None, None] * change[None, None, :, None, None]
+    return {"state": s + smooth_noise((len(t), SITES, ACTIVE_CHANNELS, PATCH, PATCH), rng, NOISE_WIDTH)}
 
 
 @pytest.fixture(scope="module")
@@ -420,13 +515,14 @@ def test_active_units_are_the_responding_channels_of_each_set(active_run):
         assert (g["trials"] == 16).all()
         for ch in range(ACTIVE_CHANNELS):
             change = responding.get(ch, 0.0)
-            assert g.loc[ch, "mean_state_change"] == pytest.approx(change, abs=0.06)
+            assert g.loc[ch, "mean_state_change"] == pytest.approx(change, abs=0.08)
             if change > 0:
                 assert g.loc[ch, "fraction_active"] >= 0.95
             else:                                  # no rise: only the test's false positives
                 assert g.loc[ch, "fraction_active"] <= 2 * alpha
         null = [ch for ch in range(ACTIVE_CHANNELS) if ch not in responding]
-        assert g.loc[null, "fraction_active"].mean() <= alpha / 2 + 0.02  # one-sided: ~alpha/2
+        assert g.loc[null, "fraction_active"].mean() <= alpha  # one-sided: ~alpha/2 (a little more:
+        #                                                  adjacent block means correlate slightly)
         expected = (sum(change > 0 for change in responding.values()) + alpha / 2 * len(null)) / ACTIVE_CHANNELS
         assert res.scalars[f"fraction_active/{name}"] == pytest.approx(expected, abs=0.05)
     units = res.tables["active_units"]
@@ -499,26 +595,26 @@ def test_stimulus_locked_rhythm_is_removed_by_the_shift_predictor(locked_run):
     groups = locked_run.tables["synchrony_groups"]
     assert groups["comparison"].unique().tolist() == ["channels", "centre_flank"]
     assert (groups["xcorr_zero_lag_raw"] > 0.5).all()          # the raw correlation is the stimulus's
-    assert not groups["synchronous"].any()
-    assert groups["xcorr_zero_lag"].abs().max() < 0.05
+    assert groups["xcorr_zero_lag"].abs().max() < 0.05           # ... and the shift predictor removes it
     assert groups["plv"].abs().max() < 0.1
-    assert locked_run.scalars["fraction_groups_synchronous"] == 0.0
+    assert groups["coherence"].abs().max() < 0.1
+    # "synchronous" is a one-sided 2.5% test per group (40 realisations of this null gave 2.5-5%
+    # false positives per group); of these 6 null groups at most one may be a false positive
+    # (this realisation has one: channel distance 1, corrected 0.011 against a raw 0.68)
+    assert groups["synchronous"].sum() <= 1
     diffs = locked_run.tables["synchrony_differences"]
     assert diffs["difference_xcorr_zero_lag"].abs().max() < 0.05
     notes = groups.attrs["notes"]
     assert len(notes) == 1 and notes[0].startswith("long_bars:") and "long_bars" in notes[0]
 
 
-@pytest.mark.xfail(strict=True, raises=KeyError,
-                   reason="synchrony._figure reads groups['relation'], a column that exists only when the "
-                          "recording has 'pairs' trials (nrflv/battery/synchrony.py, line 256)")
 def test_synchrony_runs_on_a_recording_without_pairs(tmp_path):
     table = conditions_table(["few_angles"], SYNC_DESIGN, IMAGE, IMAGE)
     exp = record(tmp_path / "rec.zarr", table, locked_rhythm_trial, channels=SYNC_CHANNELS)
     res = synchrony.run(exp, config())
     groups = res.tables["synchrony_groups"]
     assert groups["comparison"].unique().tolist() == ["channels"]
-    assert not groups["synchronous"].any()
+    assert groups["xcorr_zero_lag"].abs().max() < 0.05
     notes = groups.attrs["notes"]
     assert any(n.startswith("centre_flank:") and "pairs" in n for n in notes)
     assert any(n.startswith("long_bars:") and "long_bars" in n for n in notes)
@@ -529,7 +625,7 @@ def test_collinear_pairs_are_more_synchronous_than_orthogonal_ones(sync_run):
     cf = groups[groups["comparison"] == "centre_flank"]
     assert sorted(cf["distance"].unique().tolist()) == [3, 5]
     col, orth = cf[cf["relation"] == "collinear"], cf[cf["relation"] == "orthogonal"]
-    assert col["synchronous"].all() and not orth["synchronous"].any()
+    assert col["synchronous"].all()
     np.testing.assert_allclose(col["xcorr_zero_lag"].to_numpy(), SHARED_RHO, atol=0.1)
     assert orth["xcorr_zero_lag"].abs().max() < 0.1
     diffs = sync_run.tables["synchrony_differences"]
@@ -540,7 +636,12 @@ def test_collinear_pairs_are_more_synchronous_than_orthogonal_ones(sync_run):
     lb = diffs[diffs["comparison"] == "long bar - short Gabor"].iloc[0]
     assert lb["different"] and lb["difference_xcorr_zero_lag"] > 0.4
     along = groups[groups["comparison"] == "along_bar"].set_index("stimulus_set")
-    assert along.loc["long_bars", "synchronous"] and not along.loc["few_angles", "synchronous"]
+    assert along.loc["long_bars", "synchronous"]
+    assert along.loc["long_bars", "xcorr_zero_lag"] == pytest.approx(SHARED_RHO, abs=0.1)
+    assert abs(along.loc["few_angles", "xcorr_zero_lag"]) < 0.1
+    # the three groups with nothing shared (orthogonal pairs, short Gabors along the bar) are
+    # nulls of a one-sided 2.5% test: at most one false positive
+    assert int(orth["synchronous"].sum()) + int(along.loc["few_angles", "synchronous"]) <= 1
     assert sync_run.scalars["fraction_differences_significant"] == 1.0
 
 
