@@ -8,8 +8,8 @@ contrast?
   ``onset_skip_ms`` after the switch), per trial, averaged by contrast; the peak frequency and
   peak power in Hz per trial, with bootstrap intervals by contrast.
 * Per-unit Welch spectra of the unit at the site, every channel, averaged by contrast.
-* Spectrograms of the LFP over the whole protocol, averaged by contrast; time in ms from the
-  stimulus onset.
+* Spectrograms of the LFP, and of the single units (averaged over channels), over the whole
+  protocol, averaged by contrast; time in ms from the stimulus onset.
 Frequencies are in Hz from the recording's time base (``ms_per_step``, ``record_every``).
 """
 from __future__ import annotations
@@ -62,11 +62,14 @@ def run(exp: Experiment, cfg, preferences: pd.DataFrame | None = None) -> Analys
     fpk, ppk = peak(f, p_during)
     fpk_b, ppk_b = peak(f, p_blank)
     # the units themselves (every channel at the site)
-    unit_psd = []
-    for blk in exp.centre("state", table, 0):
-        unit_psd.append(welch(blk.values[:, during].movedim(1, -1).double(), exp.fs, nperseg=nper)[1])
-    unit_psd = torch.cat(unit_psd)                                       # (N, C, F)
     seg = min(cfg.spectrogram_nperseg, lfp.shape[1])
+    unit_psd, unit_sxx = [], []
+    for blk in exp.centre("state", table, 0):
+        units = blk.values.movedim(1, -1).double()                      # (b, C, T)
+        unit_psd.append(welch(units[..., during], exp.fs, nperseg=nper)[1])
+        unit_sxx.append(spectrogram(units, exp.fs, nperseg=seg, noverlap=seg // 2)[2].mean(1))
+    unit_psd = torch.cat(unit_psd)                                       # (N, C, F)
+    unit_sxx = torch.cat(unit_sxx)                                       # (N, F, S): mean over channels
     sf, st, sxx = spectrogram(lfp, exp.fs, nperseg=seg, noverlap=seg // 2)   # (N, F, S)
 
     contrast = table["contrast"].to_numpy()
@@ -100,7 +103,10 @@ def run(exp: Experiment, cfg, preferences: pd.DataFrame | None = None) -> Analys
                "resolution_hz": float(f_np[1] - f_np[0])}
     figures = {"lfp_spectra": _spectra_figure(spectra, levels, how),
                "peak_vs_contrast": _peak_figure(summary),
-               "spectrograms": _spectrogram_figure(sf.cpu().numpy(), st.cpu().numpy(), sxx, contrast, levels, exp)}
+               "spectrograms": _spectrogram_figure(sf.cpu().numpy(), st.cpu().numpy(), sxx, contrast, levels, exp,
+                                                   "LFP spectrograms"),
+               "unit_spectrograms": _spectrogram_figure(sf.cpu().numpy(), st.cpu().numpy(), unit_sxx, contrast, levels,
+                                                        exp, "single-unit spectrograms (mean over channels)")}
     return AnalysisResult(tables={"spectra_by_contrast": spectra, "peak_by_contrast": summary,
                                   "peak_per_trial": per_trial}, figures=figures, scalars=scalars)
 
@@ -140,7 +146,7 @@ def _peak_figure(summary: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def _spectrogram_figure(f, t, sxx: torch.Tensor, contrast, levels, exp: Experiment) -> plt.Figure:
+def _spectrogram_figure(f, t, sxx: torch.Tensor, contrast, levels, exp: Experiment, what: str) -> plt.Figure:
     n = len(levels)
     cols = min(4, n)
     rows = -(-n // cols)
@@ -157,6 +163,6 @@ def _spectrogram_figure(f, t, sxx: torch.Tensor, contrast, levels, exp: Experime
         ax.set_ylabel("Hz")
     for ax in list(axs.flat)[n:]:
         ax.axis("off")
-    fig.suptitle("LFP spectrograms (log10 PSD), mean over trials; lines: stimulus on / off", fontsize=9)
+    fig.suptitle(f"{what} (log10 PSD), mean over trials; lines: stimulus on / off", fontsize=9)
     fig.tight_layout()
     return fig
