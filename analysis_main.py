@@ -33,7 +33,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--recording", metavar="PATH", help="activity.zarr to analyse (default: RUN's)")
     p.add_argument("--list", action="store_true", help="list the model's analyses and exit")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--data_root", default="data", help="root of real data sets (default ./data)")
+    p.add_argument("--data_root", default=None,
+                   help="root of real data sets (default: the run's, as main.py was given it; else ./data)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="override config keys used by the analyses (e.g. --set n_test_sets=10)")
     return p
@@ -86,7 +87,9 @@ def main(argv: list[str] | None = None) -> int:
 
             torch.set_num_threads(cfg.threads)
         seed_everything(cfg.seed)
-        ctx = RunContext(cfg=cfg, device=device, data_root=Path(args.data_root), run=run)
+        from main import run_data_root
+
+        ctx = RunContext(cfg=cfg, device=device, data_root=run_data_root(args.data_root, run), run=run)
         suite = suite_cls(ctx)
         suite.prepare()
         modules = suite.build()

@@ -68,7 +68,8 @@ def get_args_parser(suite: type[ModelSuite] | None = None, add_help: bool = True
     r.add_argument("--seed", type=int, default=None, help="random seed (overrides the preset's seed)")
     r.add_argument("--run_name", help="name of the run folder (default MODEL-DATE-TIME; never reused)")
     r.add_argument("--out_dir", default="runs", help="where run folders are made (default ./runs)")
-    r.add_argument("--data_root", default="data", help="root of real data sets (default ./data)")
+    r.add_argument("--data_root", default=None,
+                   help="root of real data sets (default ./data; a resumed run uses the one it was started with)")
     r.add_argument("--download", action="store_true", help="allow torchvision to download missing data sets")
     if suite is not None:
         m = p.add_argument_group(f"config of model {suite.name} (override any preset key)",
@@ -148,6 +149,14 @@ def parse_args(argv: list[str] | None = None):
             check_run_name(args.run_name)
         check_out_dir(Path(args.out_dir))
     return args, suite, cfg
+
+
+def run_data_root(given: str | None, run=None) -> Path:
+    """``--data_root`` if given; else the one a run was started with (meta.yaml); else ./data."""
+    if given is not None:
+        return Path(given)
+    stored = run.read_meta().get("data_root") if run is not None else None
+    return Path(stored) if stored else Path("data")
 
 
 def _check_stages(args, suite: type[ModelSuite]) -> None:
@@ -246,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
         stages = tuple(name for name, on in (("train", not args.no_train_model), ("viz", args.viz),
                                              ("gen_exp_stim", args.gen_exp_stim),
                                              ("experiment", args.experiment), ("analyze", args.analyze)) if on)
-        ctx = RunContext(cfg=cfg, device=device, env=env, data_root=Path(args.data_root),
+        data_root = run_data_root(args.data_root, existing)
+        ctx = RunContext(cfg=cfg, device=device, env=env, data_root=data_root,
                          download=args.download, run=existing, stages=stages)
         suite = suite_cls(ctx)
         suite.prepare()  # checks inputs (e.g. data sets) before anything is written
@@ -281,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
                 run.write_config({"model": args.model, **C.to_dict(cfg, derived=False)})
                 run.write_meta(model=args.model, seed=cfg.seed, device=device, world_size=env.world_size,
                                parent=str(args.load_checkpoint) if args.load_model else None,
-                               extra={"threads": torch.get_num_threads()})
+                               extra={"threads": torch.get_num_threads(), "data_root": str(data_root.resolve())})
             if loaded is not None:  # the new run starts from a copy of the loaded weights
                 save_checkpoint(checkpoint_dict(suite, modules, step=0), run.last_checkpoint)
         logger = RunLogger(run, enabled=env.is_main)

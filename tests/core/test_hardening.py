@@ -325,3 +325,27 @@ def test_threads_key_is_applied_and_recorded(run_main, tmp_path, monkeypatch):
     assert seen["threads"] == 1
     assert yaml.safe_load((tmp_path / "runs/t/meta.yaml").read_text())["threads"] == 1
     assert torch.get_num_threads() == before  # the test helper restores it
+
+
+def test_resume_and_analysis_use_the_runs_data_root(run_main, tmp_path, monkeypatch):
+    """--data_root is stored in meta.yaml; a resume (and analysis_main.py) without it uses that one."""
+    from tests import toy_suite
+
+    seen = []
+    real = toy_suite.ToySuite.prepare
+
+    def spy(self):
+        seen.append(self.ctx.data_root)
+        return real(self)
+    monkeypatch.setattr(toy_suite.ToySuite, "prepare", spy)
+    rc, err = run_main(*COMMON, "--steps", "4", "--run_name", "d", "--data_root", str(tmp_path / "mydata"))
+    assert rc == 0, err
+    run = tmp_path / "runs/d"
+    assert yaml.safe_load((run / "meta.yaml").read_text())["data_root"] == str((tmp_path / "mydata").resolve())
+    rc, err = run_main("--resume", str(run), "--steps", "6")
+    assert rc == 0, err
+    assert seen[-1] == (tmp_path / "mydata").resolve()
+    rc, err = run_main("--resume", str(run), "--steps", "8", "--data_root", str(tmp_path / "moved"))
+    assert rc == 0 and seen[-1] == tmp_path / "moved"
+    import analysis_main
+    assert analysis_main.main(["--run", str(run), "--list"]) == 0
