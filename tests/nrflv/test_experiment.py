@@ -103,3 +103,16 @@ def test_stimuli_that_do_not_fit_are_refused_before_anything_is_written(run_main
     rc, err = run_main(*TINY, *EXP, "--experiment", "--record_patch", "11", "--run_name", "bad2")
     assert rc == 2 and "record_patch" in err
     assert not (tmp_path / "runs/bad2").exists()
+
+
+def test_thesis_presets_record_at_their_real_size(run_main, tmp_path):
+    """The pairs set at the thesis size (32x32 image, distances up to 10 px, SL1 32x32x32): every
+    window fits, and the recording has the thesis layout."""
+    rc, err = run_main("--config", "configs/nrflv_thesis_pairs.yaml", "--dataset", "natural_patches",
+                       "--n_images", "32", "--no_train_model", "--gen_exp_stim", "--experiment",
+                       "--pair_repeats", "1", "--record_batch", "32", "--exp_burn_in", "1", "--exp_blank_before", "2",
+                       "--exp_stimulus", "2", "--exp_blank_after", "1", "--run_name", "thesis")
+    assert rc == 0, err
+    act = zarr.open_group(str(tmp_path / "runs/thesis/recordings/activity.zarr"), mode="r")
+    assert act["state"].shape == (32, 6, 2, 32, 3, 3)
+    assert sorted(set(act["coords/distance"][...])) == [3, 5, 7, 10]
