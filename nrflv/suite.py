@@ -27,13 +27,13 @@ import torch.nn.functional as F
 
 from core.data import epoch_batch_indices, load_real, natural_patches, tensors_of
 from core.errors import UserError
-from core.suite import AnalysisSkipped, Animation, Labelled, ModelSuite, StimulusSet, analysis, visualization
+from core.suite import Animation, ModelSuite, visualization
 from nrflv import plots
 from nrflv.architecture import get_architecture
 from nrflv.config import NRFLVConfig
 from nrflv.energy import NRFEnergy, uniform_states
-from nrflv.experiment import Protocol, Recorder, layer_sites, run_protocol, window_index
 from nrflv.nets import FFInit
+from nrflv.suite_experiments import ExperimentsMixin
 from nrflv.replay import ReplayBuffer
 from nrflv.schedule import NegItSchedule
 from nrflv.sghmc import SGHMC
@@ -86,7 +86,7 @@ class ClippedAdamAndSGD(torch.optim.Optimizer):
             self.sgd.load_state_dict(state["sgd"])
 
 
-class NRFLVSuite(ModelSuite):
+class NRFLVSuite(ExperimentsMixin, ModelSuite):
     name = "nrflv"
     Config = NRFLVConfig
     description = "Neural Random Field with Latent Variables sampled by SGHMC (gamma oscillations in V1)"
@@ -285,223 +285,3 @@ class NRFLVSuite(ModelSuite):
             sampler.run(lambda s, L=layer, c=channel: channel_energy_grad(energy, s, L, c), cfg.num_it_viz)
             figures[f"layer{layer}"] = plots.channels_figure(states[0], n_ch, per, layer, cfg.num_it_viz)
         return figures
-
-    # --- experiments: Gabor stimuli, recorded protocol ---------------------------------
-    @property
-    def protocol(self) -> Protocol:
-        c = self.cfg
-        return Protocol(c.exp_burn_in, c.exp_blank_before, c.exp_stimulus, c.exp_blank_after)
-
-    @property
-    def design(self):
-        from nrflv.stimuli import GaborDesign
-
-        c = self.cfg
-        return GaborDesign(sigma=c.gabor_sigma, wavelength=c.gabor_wavelength, gamma=c.gabor_gamma, psi=c.gabor_psi,
-                           nstds=c.gabor_nstds, contrast=c.stim_contrast,
-                           just_angle_directions=c.just_angle_directions,
-                           contrast_directions=c.contrast_directions, contrasts=tuple(c.contrast_levels),
-                           few_angles_directions=c.few_angles_directions, few_angles_repeats=c.few_angles_repeats,
-                           long_bars_gamma=c.long_bars_gamma, long_bars_directions=c.long_bars_directions,
-                           long_bars_repeats=c.long_bars_repeats, pair_directions=c.pair_directions,
-                           pair_distances=tuple(c.pair_distances), pair_repeats=c.pair_repeats,
-                           pair_weight=c.pair_weight, flank_distance=c.flank_distance)
-
-    def conditions(self):
-        """One row per trial of the configured sets (see :func:`nrflv.stimuli.conditions_table`)."""
-        from nrflv.stimuli import conditions_table
-
-        _, h, w = self.arch.layers[0]
-        try:
-            return conditions_table(self.cfg.stimulus_sets, self.design, h, w)
-        except ValueError as exc:
-            raise UserError(f"stimuli: {exc}") from None
-
-    def check_experiment(self) -> None:
-        """The stimuli fit the image and every recording window fits the recorded layer."""
-        table = self.conditions()
-        if self.cfg.record_units == "patch":
-            c, lh, lw = self.arch.layers[self.cfg.record_layer]
-            _, h, w = self.arch.layers[0]
-            ys = torch.tensor(table[["site0_y", "site1_y"]].to_numpy())
-            xs = torch.tensor(table[["site0_x", "site1_x"]].to_numpy())
-            ly, lx = layer_sites(ys, xs, (h, w), (lh, lw))
-            try:
-                window_index(ly, lx, self.cfg.record_patch, (lh, lw))
-            except ValueError as exc:
-                raise UserError(f"--record_patch {self.cfg.record_patch}: {exc}") from None
-
-    @cached_property
-    def background(self) -> torch.Tensor:
-        """The blank: the mean training image ``(C, H, W)`` in [0, 1] (CPU)."""
-        return ((self._images.mean(0) + 1) / 2).clamp(0, 1).cpu()
-
-    def held_out_images(self, n: int) -> torch.Tensor:
-        """``(n, C, H, W)`` burn-in images in [0, 1] that training never saw: the test split of a
-        real data set; for the embedded patches, other crops (another seed) of the photographs."""
-        cfg, (c, h, w) = self.cfg, self.arch.layers[0]
-        if cfg.dataset == "natural_patches":
-            x = natural_patches(n, h, colour=c == 3, seed=cfg.seed + 7919, standardise=False)
-        else:
-            x, _ = tensors_of(load_real(cfg.dataset, self.ctx.data_root, train=False, download=self.ctx.download))
-            x = x[:n]
-            if x.shape[-2:] != (h, w):
-                x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
-        return x.float().clamp(0, 1)
-
-    def stimulus_set(self, ctx):
-        from nrflv.stimuli import contact_sheet, render
-
-        table = self.conditions()
-        images = render(table, self.background, self.design)
-        n = len(table)
-        held = self.held_out_images(min(n, 1024))
-        burn_in = held[torch.arange(n) % len(held)]
-        blank = self.background.expand(n, *self.background.shape)
-        sites = ["site0", "site1"]
-        site_y = torch.tensor(table[[f"{s}_y" for s in sites]].to_numpy(), dtype=torch.int64)
-        site_x = torch.tensor(table[[f"{s}_x" for s in sites]].to_numpy(), dtype=torch.int64)
-        img = ("trial", "channel", "height", "width")
-        coords = {k: table[k].to_numpy() for k in table.columns if k != "trial"}
-        figures = {}
-        for name in self.cfg.stimulus_sets:
-            sel = (table["stimulus_set"] == name).to_numpy()
-            figures[f"contact_sheet_{name}"] = contact_sheet(images[torch.from_numpy(sel.copy())],
-                                                             table[sel].reset_index(drop=True))
-        return StimulusSet(
-            inputs={"stimulus": Labelled(images, img), "burn_in": Labelled(burn_in, img),
-                    "blank": Labelled(blank.contiguous(), img),
-                    "site_y": Labelled(site_y, ("trial", "site")), "site_x": Labelled(site_x, ("trial", "site"))},
-            coords=coords,
-            attrs={"stimulus_sets": list(self.cfg.stimulus_sets), "image_range": [0.0, 1.0],
-                   "background": "mean training image", "dataset": self.cfg.dataset},
-            figures=figures, tables={"conditions": table})
-
-    def recording_attrs(self):
-        c, p = self.cfg, self.protocol
-        return {"ms_per_step": c.ms_per_step, "record_every": c.record_every, "protocol": p.as_dict(),
-                "onset_step": p.onset, "offset_step": p.offset, "record_layer": c.record_layer,
-                "record_units": c.record_units, "record_patch": c.record_patch,
-                "layer_shape": list(self.arch.layers[c.record_layer]),
-                "image_shape": list(self.arch.layers[0]), "sites": ["site0", "site1"],
-                "momentum_sign": "p as stored; the inhibitory population is -p"}
-
-    def record(self, modules, inputs, ctx):
-        from tqdm import tqdm
-
-        cfg, arch, proto = self.cfg, self.arch, self.protocol
-        energy, layer = modules["energy"], cfg.record_layer
-        to_model = [(inputs[k].float() * 2 - 1) for k in ("burn_in", "blank", "stimulus", "blank")]
-        b = to_model[0].shape[0]
-        gen = torch.Generator(device=self.device).manual_seed(int(torch.randint(2 ** 62, (1,))))
-        if "initter" in modules:
-            latent = [p.detach().clamp(-1, 1) for p in modules["initter"](to_model[0])]
-        else:
-            latent = uniform_states(arch, b, gen, self.device)[1:]
-        states = self.layout([to_model[0].clone()] + [s.clone() for s in latent])
-        sampler = self.sampler(states, gen, fixed=[True] + [False] * (arch.n_layers - 1))
-        c, lh, lw = arch.layers[layer]
-        if cfg.record_units == "patch":
-            ly, lx = layer_sites(inputs["site_y"], inputs["site_x"], arch.layers[0][1:], (lh, lw))
-            rows, cols = window_index(ly, lx, cfg.record_patch, (lh, lw))
-        else:
-            rows = cols = None
-        dtype = torch.float16 if cfg.record_dtype == "float16" else torch.float32
-        recorder = Recorder(cfg.record_variables, proto.total, b, c, rows, cols, (lh, lw), dtype, self.device,
-                            every=cfg.record_every)
-        latent_layers = list(range(1, arch.n_layers))
-        with tqdm(total=proto.total, desc="sampler steps", leave=False, dynamic_ncols=True, mininterval=1.0,
-                  disable=not ctx.env.is_main) as bar:
-            out = run_protocol(proto, states, to_model, lambda s: energy.energy_and_grad(s, wrt=latent_layers),
-                               sampler, recorder, layer,
-                               unit_energy=lambda s: energy.unit_energies(s)[layer], progress=bar.update)
-        dims = ("trial", "time", "site", "channel", "y", "x")
-        return {k: Labelled(v, dims) for k, v in out.items()}
-
-    # --- the analysis battery (each streams the recording; see nrflv.battery) ----------
-    def _experiment(self, ctx):
-        from nrflv.battery.reading import Experiment
-
-        key = id(ctx.recording)
-        if getattr(self, "_exp_key", None) != key:
-            self._exp_key, self._exp, self._battery = key, Experiment(ctx.recording, self.device), {}
-        return self._exp
-
-    def _preferences(self, ctx):
-        """The channels' orientation preferences (from just_angle), or None without that set."""
-        exp = self._experiment(ctx)
-        if "just_angle" not in exp.sets:
-            return None
-        if "orientation_tuning" not in self._battery:
-            self.an_orientation_tuning(None, ctx)
-        return self._battery["orientation_tuning"][1]
-
-    def _run(self, name, ctx, fn):
-        exp = self._experiment(ctx)
-        if name not in self._battery:
-            self._battery[name] = (fn(exp), None)
-        return self._battery[name][0]
-
-    @analysis("active_units", "units more active during the stimulus than the blank (Welch test), activity maps",
-              needs_recording=True)
-    def an_active_units(self, modules, ctx):
-        from nrflv.battery import active_units
-
-        return self._run("active_units", ctx, lambda exp: active_units.run(exp, self.cfg))
-
-    @analysis("orientation_tuning", "cosine fits at 1 and 2 theta over just_angle's directions, polar plots",
-              needs_recording=True)
-    def an_orientation_tuning(self, modules, ctx):
-        from nrflv.battery import orientation_tuning
-
-        exp = self._experiment(ctx)
-        if "orientation_tuning" not in self._battery:
-            self._battery["orientation_tuning"] = orientation_tuning.run(exp, self.cfg)
-        return self._battery["orientation_tuning"][0]
-
-    @analysis("spectra", "LFP and unit spectra and spectrograms by contrast; peak Hz and power vs contrast",
-              needs_recording=True)
-    def an_spectra(self, modules, ctx):
-        from nrflv.battery import spectra
-
-        prefs = self._preferences(ctx)
-        return self._run("spectra", ctx, lambda exp: spectra.run(exp, self.cfg, prefs))
-
-    @analysis("ei_lag", "lag of -momentum behind the state per channel (ms, sign, CI)", needs_recording=True)
-    def an_ei_lag(self, modules, ctx):
-        from nrflv.battery import ei_lag
-
-        return self._run("ei_lag", ctx, lambda exp: ei_lag.run(exp, self.cfg))
-
-    @analysis("transients", "onset and offset responses by contrast, overshoot above the sustained level",
-              needs_recording=True)
-    def an_transients(self, modules, ctx):
-        from nrflv.battery import transients
-
-        prefs = self._preferences(ctx)
-        return self._run("transients", ctx, lambda exp: transients.run(exp, self.cfg, prefs))
-
-    @analysis("synchrony", "shift-corrected correlation, coherence and phase locking of channel, centre-flank and "
-                           "along-bar pairs", needs_recording=True)
-    def an_synchrony(self, modules, ctx):
-        from nrflv.battery import synchrony
-
-        return self._run("synchrony", ctx, lambda exp: synchrony.run(exp, self.cfg))
-
-    @analysis("summary", "one page with every analysis's headline; all their scalars", needs_recording=True)
-    def an_summary(self, modules, ctx):
-        from nrflv.battery import summary
-
-        exp = self._experiment(ctx)
-        before = set(self._battery)
-        results, skipped = {}, {}
-        for name in ("active_units", "orientation_tuning", "spectra", "ei_lag", "transients", "synchrony"):
-            try:
-                results[name] = self.analysis(name)(modules, ctx)
-            except AnalysisSkipped as exc:
-                skipped[name] = str(exc)
-        out = summary.run(results, skipped, f"NRFLV experiment: {', '.join(exp.sets)} "
-                                            f"({len(exp.conditions)} trials, 1 step = {exp.dt_ms:.3g} ms)")
-        # scalars of analyses not run on their own in this invocation (the others are already listed)
-        out.scalars = {f"{k}/{q}": v for k, r in results.items() if k not in before for q, v in r.scalars.items()}
-        return out
