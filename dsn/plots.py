@@ -10,20 +10,49 @@ import numpy as np
 from core.outputs import to_numpy
 
 
+def entropy_limits(entropy, reference_entropy: float | None = None, pad: float = 0.08) -> tuple[float, float]:
+    """y-limits of the entropy panel that hold every epoch's entropy *and* the reference.
+
+    Args:
+        entropy: (epochs,) H(q) per AL epoch (nats); non-finite values are ignored.
+        reference_entropy: the ceiling H* (nats) or None.
+        pad: margin on each side as a fraction of the span (so a line at an extreme is
+            drawn inside the frame, not under the spine).
+    Returns (low, high) with low < high.
+    """
+    values = np.asarray(to_numpy(entropy), dtype=float).ravel()
+    if reference_entropy is not None:
+        values = np.append(values, float(reference_entropy))
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return 0.0, 1.0
+    lo, hi = float(values.min()), float(values.max())
+    span = max(hi - lo, 1e-3 * max(1.0, abs(hi)), 1e-6)
+    return lo - pad * span, hi + pad * span
+
+
 def plot_traces(history: dict, stat_names: list[str], mu, best_epoch: int, reference_entropy=None):
     """Entropy per AL epoch, and E[T_j] against mu_j per epoch; dotted line at the kept epoch,
-    dashed lines where a restart begins (``history["restart"]``: restart index per epoch)."""
+    dashed lines where a restart begins (``history["restart"]``: restart index per epoch).
+
+    The entropy panel's y-range always holds the reference entropy H* (``reference_entropy``),
+    and its legend lists only what is drawn: "converged" only when an epoch was accepted, the
+    kept epoch only when there is one, H* with its value and the kept epoch's gap to it."""
     ep = np.arange(1, len(history["entropy"]) + 1)
     m = len(stat_names)
     fig, axes = plt.subplots(1, 1 + m, figsize=(3.0 * (1 + m), 2.8), squeeze=False)
     ax = axes[0, 0]
-    ax.plot(ep, to_numpy(history["entropy"]), "o-", color="k", ms=3)
+    H = np.asarray(to_numpy(history["entropy"]), dtype=float)
+    ax.plot(ep, H, "o-", color="k", ms=3, label="H(q), fresh samples")
     acc = to_numpy(history["accepted"]).astype(bool)
-    ax.plot(ep[acc], to_numpy(history["entropy"])[acc], "o", color="tab:green", ms=6, label="converged")
+    if acc.any():
+        ax.plot(ep[acc], H[acc], "o", color="tab:green", ms=6, label="converged (epoch test)")
     if reference_entropy is not None:
-        ax.axhline(reference_entropy, color="tab:red", ls="--", lw=1, label="max-ent reference")
+        ref = float(reference_entropy)
+        gap = f", gap {ref - H[best_epoch]:.2f}" if 0 <= best_epoch < len(H) else ""
+        ax.axhline(ref, color="tab:red", ls="--", lw=1.2, label=f"max-ent ceiling H* = {ref:.2f}{gap}")
+    ax.set_ylim(*entropy_limits(H, reference_entropy))
     ax.set(xlabel="AL epoch", ylabel="H(q) (nats)", title="entropy")
-    ax.legend(fontsize=7)
     R = to_numpy(history["R"]) if m else np.zeros((len(ep), 0))
     mu = to_numpy(mu)
     for j in range(m):
@@ -33,13 +62,15 @@ def plot_traces(history: dict, stat_names: list[str], mu, best_epoch: int, refer
         ax.set(xlabel="AL epoch", title=f"E[{stat_names[j]}]")
     restart = to_numpy(history.get("restart", np.zeros(len(ep)))).astype(int)
     starts = ep[1:][np.diff(restart) != 0] - 0.5  # between the last epoch of one restart and the next
-    for ax in axes[0]:
+    for k, ax in enumerate(axes[0]):
         if best_epoch >= 0:
-            ax.axvline(best_epoch + 1, color="k", ls=":", lw=1.2)
+            ax.axvline(best_epoch + 1, color="k", ls=":", lw=1.2, label="kept epoch" if k == 0 else None)
         for x in starts:
             ax.axvline(x, color="0.6", ls="--", lw=0.8)
+    axes[0, 0].legend(fontsize=6)
+    kept = "dotted: max-entropy converged epoch" if best_epoch >= 0 else "no converged epoch"
     extra = "; dashed: a restart begins" if len(starts) else ""
-    fig.suptitle(f"augmented-Lagrangian optimisation (dotted: max-entropy converged epoch{extra})", fontsize=10)
+    fig.suptitle(f"augmented-Lagrangian optimisation ({kept}{extra})", fontsize=10)
     fig.tight_layout()
     return fig
 
