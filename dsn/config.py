@@ -7,7 +7,7 @@ from typing import Literal, Optional
 from core.config import BaseConfig, param
 from core.errors import UserError
 
-SYSTEMS = ("linear2d", "linear2d_epi", "stg", "v1", "lowrank_rnn", "gaussian", "uniform", "truncexp")
+SYSTEMS = ("linear2d", "linear2d_epi", "stg", "v1", "lowrank_rnn", "sc", "gaussian", "uniform", "truncexp")
 
 
 @dataclass
@@ -17,6 +17,7 @@ class DSNConfig(BaseConfig):
     system: Literal[SYSTEMS] = param(
         "linear2d", "system to condition: linear2d (DSN tutorial form), linear2d_epi (EPI form), "
         "stg (hub frequency), v1 (E/P/S/V responses), lowrank_rnn (rank-2 RNN with stable amplification), "
+        "sc (superior colliculus, Pro/Anti task switching), "
         "gaussian/uniform/truncexp (ground truths)")
     mu: Optional[list[float]] = param(None, "emergent property E_q[T] = mu (null: the system's default)")
     system_dim: int = param(2, "dimension of the ground-truth systems (gaussian/uniform/truncexp)", min=1, max=16)

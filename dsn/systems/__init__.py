@@ -11,6 +11,7 @@ from dsn.systems.base import System
 from dsn.systems.linear2d import Linear2D
 from dsn.systems.lowrank_rnn import LowRankRNN
 from dsn.systems.moments import GaussianMoments, TruncatedExponentialMean, UniformBox
+from dsn.systems.sc import SCCircuit
 from dsn.systems.stg import STGHub
 from dsn.systems.v1 import V1Circuit
 
@@ -20,6 +21,7 @@ _REGISTRY: dict[str, Callable[..., System]] = {
     "stg": STGHub,
     "v1": V1Circuit,
     "lowrank_rnn": LowRankRNN,
+    "sc": SCCircuit,
     "gaussian": GaussianMoments,
     "uniform": UniformBox,
     "truncexp": TruncatedExponentialMean,
@@ -41,5 +43,5 @@ def make_system(name: str, **options) -> System:
     return _REGISTRY[name](**options)
 
 
-__all__ = ["System", "Linear2D", "STGHub", "V1Circuit", "LowRankRNN", "GaussianMoments", "UniformBox",
+__all__ = ["System", "Linear2D", "STGHub", "V1Circuit", "LowRankRNN", "SCCircuit", "GaussianMoments", "UniformBox",
            "TruncatedExponentialMean", "make_system", "register", "system_names"]
