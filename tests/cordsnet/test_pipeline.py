@@ -134,9 +134,9 @@ def test_course_loss_weights_and_spontaneous_term():
     ce = torch.stack([F.cross_entropy(traj.logits[:, t], y) for t in (5, 6, 7)])
     task = (ce * torch.logspace(-3, 0, 3, dtype=torch.float64)).mean()
     spont = sum(((traj.rates[a][:, t] - traj.spontaneous[a]) ** 2).mean() for a in (0, 1) for t in (10, 11)) / 4
-    assert float(out.task) == pytest.approx(float(task), rel=1e-10)
-    assert float(out.spontaneous) == pytest.approx(float(spont), rel=1e-10)
-    assert float(out.loss) == pytest.approx(float(task + 0.5 * spont), rel=1e-10)
+    assert float(out.task.detach()) == pytest.approx(float(task.detach()), rel=1e-10)
+    assert float(out.spontaneous.detach()) == pytest.approx(float(spont.detach()), rel=1e-10)
+    assert float(out.loss.detach()) == pytest.approx(float((task + 0.5 * spont).detach()), rel=1e-10)
 
 
 def test_mixing_gives_consistent_soft_labels():
