@@ -7,7 +7,10 @@ p(z) ∝ exp(eta^T (T(z) - mu)), eta minimising the convex dual
 
 E_u is replaced by the mean over N uniform draws; Newton's method with backtracking
 (gradient = weighted mean of T - mu, Hessian = weighted covariance) finds eta. The
-effective sample size of the weights is returned to judge the estimate.
+effective sample size of the weights and how far the weighted moments miss mu are returned,
+and :func:`reliable` judges the estimate from them: when the target lies in a tail that few
+draws reach, the dual can return any number (an entropy of -1e8 nats has been seen), so the
+analyses mark such a reference instead of reporting its gap as if it were exact.
 """
 from __future__ import annotations
 
@@ -52,7 +55,26 @@ def maxent_dual(T: Tensor, mu: Tensor, log_volume: float, iters: int = 100, tol:
             break
     w = torch.softmax(X @ eta, 0)
     return {"eta": eta / scale, "entropy": float(val) + log_volume,
-            "moments": (w @ T).float(), "ess": float(1.0 / (w ** 2).sum())}
+            "moments": (w @ T).float(), "ess": float(1.0 / (w ** 2).sum()),
+            "moment_error": float((w @ X).abs().max())}
+
+
+#: below this effective sample size, or with weighted moments further than this many standard
+#: deviations (of T over the box) from mu, the dual's entropy is not trusted
+MIN_RELIABLE_ESS = 100.0
+MAX_MOMENT_ERROR = 0.05
+
+
+def reliable(ref: dict) -> tuple[bool, str]:
+    """Whether a dual reference can be trusted, and why not (see the module doc)."""
+    if not math.isfinite(ref["entropy"]):
+        return False, "non-finite entropy"
+    if ref["ess"] < MIN_RELIABLE_ESS:
+        return False, f"effective sample size {ref['ess']:.0f} < {MIN_RELIABLE_ESS:.0f}: use more maxent_samples"
+    if ref.get("moment_error", 0.0) > MAX_MOMENT_ERROR:
+        return False, (f"the weighted moments miss mu by {ref['moment_error']:.2g} sd "
+                       f"(> {MAX_MOMENT_ERROR}): the target lies beyond the draws")
+    return True, ""
 
 
 def maxent_reference(system, n_samples: int = 2_000_000, seed: int = 0, chunk: int = 500_000,

@@ -26,7 +26,7 @@ from dsn.config import DSNConfig
 from dsn.flow import DensityNetwork
 from dsn.hessian import hessian_directions, log_density_hessian
 from dsn import init_cache
-from dsn.maxent import maxent_reference
+from dsn.maxent import maxent_reference, reliable
 from dsn.plots import pair_plot, plot_traces
 from dsn.pretrain import adam, pretrain_isotropic
 from dsn.systems import make_system
@@ -303,10 +303,11 @@ class DSNSuite(ModelSuite):
         return self._maxent_ref
 
     def _reference_entropy(self):
+        """The closed-form or dual ceiling H*, or None (none, or a dual the draws cannot support)."""
         if hasattr(self.system, "entropy"):
             return self.system.entropy()
         ref = self._maxent()
-        return ref["entropy"] if ref is not None else None
+        return ref["entropy"] if ref is not None and reliable(ref)[0] else None
 
     @visualization("traces", "entropy and constraint traces per AL epoch, kept epoch marked")
     def viz_traces(self, modules, ctx):
@@ -386,7 +387,9 @@ class DSNSuite(ModelSuite):
         if hasattr(self.system, "entropy"):
             scalars["reference_entropy"] = self.system.entropy()
         elif ref is not None:
-            scalars.update(reference_entropy=ref["entropy"], reference_ess=ref["ess"])
+            ok, why = reliable(ref)
+            scalars.update(reference_entropy=ref["entropy"], reference_ess=ref["ess"],
+                           reference_reliable=float(ok))
         if "reference_entropy" in scalars:
             scalars["entropy_gap"] = scalars["reference_entropy"] - scalars["entropy"]
         for key, val in self.system.summary(z).items():
@@ -394,5 +397,7 @@ class DSNSuite(ModelSuite):
         if ref is not None:
             for key, val in self.system.summary(ref["z"], ref["weights"]).items():
                 scalars[f"reference_{key}"] = val
-        return AnalysisResult(tables={"constraints": pd.DataFrame(rows),
-                                      "summary": pd.DataFrame([scalars])}, scalars=scalars)
+        summary = pd.DataFrame([scalars])
+        if ref is not None and not hasattr(self.system, "entropy") and not reliable(ref)[0]:
+            summary["reference_note"] = "unreliable max-entropy reference: " + reliable(ref)[1]
+        return AnalysisResult(tables={"constraints": pd.DataFrame(rows), "summary": summary}, scalars=scalars)

@@ -53,3 +53,18 @@ def test_reference_for_linear2d_is_below_the_box_entropy_and_meets_the_moments()
     assert res["entropy"] < 4 * math.log(40.0)  # constraints can only lower the entropy
     torch.testing.assert_close(res["moments"], system.mu, rtol=0, atol=1e-3)
     assert res["ess"] > 1000
+
+
+def test_a_reference_the_draws_cannot_support_is_marked_unreliable():
+    """A target deep in a tail that few uniform draws reach: the dual's number is not trusted."""
+    from dsn.maxent import reliable
+
+    g = torch.Generator().manual_seed(0)
+    u = torch.rand(200_000, 1, generator=g, dtype=torch.float64) * 4 - 2
+    good = maxent_dual(u, torch.tensor([1.0]), math.log(4.0))
+    assert reliable(good) == (True, "")
+    few = maxent_dual(u[:300], torch.tensor([1.99]), math.log(4.0))   # the mean of a sliver near the edge
+    ok, why = reliable(few)
+    assert not ok and ("effective sample size" in why or "miss mu" in why)
+    beyond = maxent_dual(u[:1000], torch.tensor([2.5]), math.log(4.0))  # outside the box: unreachable
+    assert not reliable(beyond)[0]
