@@ -390,6 +390,8 @@ class DSNSuite(ModelSuite):
             ok, why = reliable(ref)
             scalars.update(reference_entropy=ref["entropy"], reference_ess=ref["ess"],
                            reference_reliable=float(ok))
+            if not ok:
+                note = "unreliable max-entropy reference: " + why
         if "reference_entropy" in scalars:
             scalars["entropy_gap"] = scalars["reference_entropy"] - scalars["entropy"]
         for key, val in self.system.summary(z).items():
@@ -398,6 +400,6 @@ class DSNSuite(ModelSuite):
             for key, val in self.system.summary(ref["z"], ref["weights"]).items():
                 scalars[f"reference_{key}"] = val
         summary = pd.DataFrame([scalars])
-        if ref is not None and not hasattr(self.system, "entropy") and not reliable(ref)[0]:
-            summary["reference_note"] = "unreliable max-entropy reference: " + reliable(ref)[1]
+        if scalars.get("reference_reliable") == 0.0:
+            summary["reference_note"] = note
         return AnalysisResult(tables={"constraints": pd.DataFrame(rows), "summary": summary}, scalars=scalars)

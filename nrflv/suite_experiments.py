@@ -78,11 +78,16 @@ class ExperimentsMixin:
         if cfg.dataset == "natural_patches":
             x = natural_patches(n, h, colour=c == 3, seed=cfg.seed + 7919, standardise=False)
         else:
-            x, _ = tensors_of(load_real(cfg.dataset, self.ctx.data_root, train=False, download=self.ctx.download))
-            x = x[:n]
+            x = self._test_split[:n]
             if x.shape[-2:] != (h, w):
                 x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
         return x.float().clamp(0, 1)
+
+    @cached_property
+    def _test_split(self) -> torch.Tensor:
+        """The real data set's test images (loaded once: prepare() checks them, --gen_exp_stim uses them)."""
+        x, _ = tensors_of(load_real(self.cfg.dataset, self.ctx.data_root, train=False, download=self.ctx.download))
+        return x
 
     def stimulus_set(self, ctx):
         from nrflv.stimuli import contact_sheet, render

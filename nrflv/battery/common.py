@@ -10,6 +10,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from nrflv.battery.reading import Experiment  # noqa: E402
+from nrflv.measures.correlation import bootstrap_ci  # noqa: E402
 from nrflv.measures.tuning import matched  # noqa: E402
 
 
@@ -53,17 +54,24 @@ def channel_mask_or_all(mask: torch.Tensor, n_channels: int) -> tuple[torch.Tens
 
 
 def bootstrap_mean_ci(x: np.ndarray, n_boot: int, seed: int, level: float = 0.95) -> tuple[float, float, float]:
-    """Mean of ``x`` and its percentile bootstrap interval (NaN-free input)."""
+    """Mean of the finite values of ``x`` and its percentile bootstrap interval
+    (:func:`nrflv.measures.correlation.bootstrap_ci`); NaN bounds below two values."""
     x = np.asarray(x, dtype=np.float64)
     x = x[np.isfinite(x)]
     if x.size == 0:
         return float("nan"), float("nan"), float("nan")
     if x.size == 1:
         return float(x[0]), float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, x.size, size=(n_boot, x.size))].mean(1)
-    a = (1 - level) / 2
-    return float(x.mean()), float(np.quantile(means, a)), float(np.quantile(means, 1 - a))
+    m, lo, hi = bootstrap_ci(torch.from_numpy(x), n_boot, level, "mean",
+                             generator=torch.Generator().manual_seed(seed))
+    return float(m), float(lo), float(hi)
+
+
+def matched_mask(exp: Experiment, table: pd.DataFrame, preferences: pd.DataFrame | None,
+                 tolerance: float) -> tuple[torch.Tensor, str]:
+    """``(N, C)`` channels whose units count for each trial: the matched ones, all where none
+    is (see :func:`channel_mask_or_all`), and how they were chosen."""
+    return channel_mask_or_all(matched_channels(preferences, table, tolerance), exp.store.shape("state")[3])
 
 
 def correlation(a, b) -> float:

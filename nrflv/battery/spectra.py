@@ -23,7 +23,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from core.suite import AnalysisResult, AnalysisSkipped  # noqa: E402
-from nrflv.battery.common import bootstrap_mean_ci, channel_mask_or_all, correlation, matched_channels  # noqa: E402
+from nrflv.battery.common import bootstrap_mean_ci, correlation, matched_mask  # noqa: E402
 from nrflv.battery.reading import Experiment  # noqa: E402
 from nrflv.measures.spectral import peak, spectrogram, welch  # noqa: E402
 
@@ -41,8 +41,7 @@ def contrast_trials(exp: Experiment) -> pd.DataFrame:
 def lfp_traces(exp: Experiment, table: pd.DataFrame, preferences: pd.DataFrame | None, tolerance: float,
                site: int = 0) -> tuple[torch.Tensor, str]:
     """``(N, T)`` summed state of the matched channels over the window at ``site``."""
-    mask, how = channel_mask_or_all(matched_channels(preferences, table, tolerance),
-                                    exp.store.shape("state")[3])
+    mask, how = matched_mask(exp, table, preferences, tolerance)
     out, k = [], 0
     for blk in exp.windows("state", table, site):
         m = mask[k:k + len(blk.trials)].to(blk.values.device, blk.values.dtype)   # (b, C)

@@ -21,7 +21,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from core.suite import AnalysisResult  # noqa: E402
-from nrflv.battery.common import bootstrap_mean_ci, channel_mask_or_all, correlation, matched_channels  # noqa: E402
+from nrflv.battery.common import bootstrap_mean_ci, correlation, matched_mask  # noqa: E402
 from nrflv.battery.reading import Experiment  # noqa: E402
 from nrflv.battery.spectra import contrast_trials  # noqa: E402
 from nrflv.measures.transients import step_response  # noqa: E402
@@ -29,7 +29,7 @@ from nrflv.measures.transients import step_response  # noqa: E402
 
 def matched_trace(exp: Experiment, table: pd.DataFrame, preferences, tolerance: float) -> tuple[torch.Tensor, str]:
     """``(N, T)`` mean state over the matched channels of the unit at site 0."""
-    mask, how = channel_mask_or_all(matched_channels(preferences, table, tolerance), exp.store.shape("state")[3])
+    mask, how = matched_mask(exp, table, preferences, tolerance)
     out, k = [], 0
     for blk in exp.centre("state", table, 0):
         m = mask[k:k + len(blk.trials)].to(blk.values.device, blk.values.dtype)
