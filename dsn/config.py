@@ -29,6 +29,10 @@ class DSNConfig(BaseConfig):
     # density network (architecture)
     couplings: int = param(4, "real NVP coupling layers (alternating masks)", min=0, max=32, arch=True)
     hidden: list[int] = param([32, 32], "hidden widths of each scale and shift network", min=1, arch=True)
+    coupling: Literal["affine", "spline"] = param(
+        "affine", "coupling layers: affine (real NVP, published) or spline (rational-quadratic neural-spline "
+                  "couplings, zuko)", arch=True)
+    spline_bins: int = param(8, "bins of each spline coupling (with coupling: spline)", min=2, max=64, arch=True)
     batch_norm: bool = param(False, "batch-norm flow layer after each coupling", arch=True)
     post_affine: bool = param(True, "learnable per-dimension scale and shift before the support map", arch=True)
     sigma_init: float = param(1.0, "std of the isotropic Gaussian the flow starts from (pre-training target)",
@@ -38,6 +42,12 @@ class DSNConfig(BaseConfig):
     # optimisation
     n: int = param(1000, "samples per Adam step (the batch; split in halves for the penalty)", min=4)
     lr: float = param(1e-3, "Adam learning rate", min=0.0)
+    anneal_fraction: float = param(0.0, "fraction of each AL epoch, at its end, over which the learning rate "
+                                        "falls (cosine) from lr to lr * lr_floor, so the epoch's test and the "
+                                        "multiplier update see a settled flow (0: constant lr, as published)",
+                                   min=0.0, max=1.0)
+    lr_floor: float = param(0.1, "learning-rate factor reached at the end of each epoch (with anneal_fraction)",
+                            min=0.0, max=1.0)
     init_steps: int = param(500, "pre-training steps (Adam, batch n) towards N(centre, sigma_init^2 I); the "
                                  "result is cached (see init_cache)", min=0)
     init_cache: str = param("auto", "folder of cached pre-trained flows: auto ($DSN_INIT_CACHE when set, "
@@ -56,9 +66,18 @@ class DSNConfig(BaseConfig):
         None, "per-statistic scale s_j > 0: the AL works with the residuals (E[T_j] - mu_j) / s_j (the same "
               "solution, a better-balanced penalty when the statistics differ in size; lambda is reported in "
               "these units); null: 1 for every statistic")
+    multiplier_update: Literal["al", "newton"] = param(
+        "al", "between epochs: lambda <- lambda + c R (al, published) or lambda <- lambda + s (Cov_q[T]^-1 + "
+              "c I) R (newton: the dual's Newton step, which needs no large c; s = newton_step)")
+    newton_step: float = param(1.0, "damping s of the newton multiplier update (1: a full Newton step)",
+                               min=0.0, max=2.0)
+    newton_max_kl: float = param(0.5, "trust region of the newton update: its Cov^-1 R part may move the "
+                                      "multipliers' exponential family by at most this KL (nats) per epoch",
+                                 min=1e-6)
     gamma: float = param(0.25, "wanted reduction of E||R|| per epoch in the Welch test", min=0.0, max=1.0)
-    c_rule: Literal["probability", "test"] = param(
-        "probability", "grow c with probability 1 - p (published) or when p < 0.05")
+    c_rule: Literal["probability", "test", "hold"] = param(
+        "probability", "grow c with probability 1 - p (published), when p < 0.05 (test), or with probability "
+                       "1 - p only while the epoch's convergence test rejects the constraints (hold)")
     norm_batches: int = param(20, "independent batches of n drawn at each epoch end for the Welch test",
                               min=2)
     alpha: float = param(0.05, "significance of the convergence test (Bonferroni over constraints)",

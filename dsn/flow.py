@@ -35,7 +35,8 @@ from torch.distributions import Transform, constraints
 from torch.nn import functional as F
 from zuko.lazy import LazyTransform, UnconditionalTransform
 from zuko.nn import MLP
-from zuko.transforms import ComposedTransform, CouplingTransform, DependentTransform, MonotonicAffineTransform
+from zuko.transforms import (ComposedTransform, CouplingTransform, DependentTransform, MonotonicAffineTransform,
+                             MonotonicRQSTransform)
 
 from dsn.paired_mlp import PairedMLP
 
@@ -212,6 +213,32 @@ class SupportMap(LazyTransform):
         return DependentTransform(_BoxT(self.half_width, self.centre, self.bounded), 1)
 
 
+class SplineCoupling(LazyTransform):
+    """Neural-spline coupling (Durkan et al. 2019): ``y_b = g(x_b; x_a)`` with g a monotonic
+    rational-quadratic spline of ``bins`` bins on [-bound, bound] (identity outside), whose
+    widths, heights and inner knot slopes come from one MLP of ``x_a`` (zuko's
+    :class:`MonotonicRQSTransform`). The MLP's last layer starts at zero: equal bins and unit
+    slopes, the identity. Shapes: ``x`` (batch, features).
+    """
+
+    def __init__(self, features: int, mask: Tensor, hidden: tuple[int, ...], activation=SigmoidTanh,
+                 bins: int = 8, bound: float = 5.0):
+        super().__init__()
+        self.register_buffer("mask", mask.bool())
+        n_a = int(mask.sum())
+        self.n_b, self.bins, self.bound = features - n_a, bins, bound
+        self.net = _zero_last(MLP(n_a, self.n_b * (3 * bins - 1), hidden_features=hidden, activation=activation))
+
+    def meta(self, x_a: Tensor) -> Transform:
+        p = self.net(x_a).unflatten(-1, (self.n_b, 3 * self.bins - 1))
+        K = self.bins
+        return DependentTransform(MonotonicRQSTransform(p[..., :K], p[..., K:2 * K], p[..., 2 * K:],
+                                                        bound=self.bound), 1)
+
+    def forward(self, c: Tensor | None = None) -> Transform:
+        return CouplingTransform(self.meta, self.mask)
+
+
 class DensityNetwork(nn.Module):
     """q_theta(z) over D circuit parameters.
 
@@ -226,11 +253,13 @@ class DensityNetwork(nn.Module):
             through torch's own kernel, the benchmark's baseline).
         paired: evaluate each coupling's scale and shift networks in one batched pass
             (False: two zuko MLPs; the same family of maps, the benchmark's baseline).
+        coupling: "affine" (real NVP) or "spline" (rational-quadratic neural-spline couplings
+            with ``spline_bins`` bins on [-5, 5]).
     """
 
     def __init__(self, lower, upper, couplings: int = 4, hidden: tuple[int, ...] = (32, 32),
                  batch_norm: bool = False, post_affine: bool = True, sigma_init: float = 1.0,
-                 activation=SigmoidTanh, paired: bool = True):
+                 activation=SigmoidTanh, paired: bool = True, coupling: str = "affine", spline_bins: int = 8):
         super().__init__()
         self.support = SupportMap(lower, upper)
         D = self.support.centre.numel()
@@ -238,7 +267,12 @@ class DensityNetwork(nn.Module):
         layers: list[nn.Module] = []
         if D > 1:
             for mask in coupling_masks(D, couplings):
-                layers.append(TwoNetCoupling(D, mask, tuple(hidden), activation, paired))
+                if coupling == "spline":
+                    layers.append(SplineCoupling(D, mask, tuple(hidden), activation, spline_bins))
+                elif coupling == "affine":
+                    layers.append(TwoNetCoupling(D, mask, tuple(hidden), activation, paired))
+                else:
+                    raise ValueError(f"coupling must be affine or spline, got {coupling!r}")
                 if batch_norm:
                     layers.append(FlowBatchNorm(D))
         self.couplings = nn.ModuleList(layers)

@@ -28,10 +28,11 @@ from __future__ import annotations
 
 import math
 
+import torch
 from scipy import stats
 from torch import Tensor
 
-C_RULES = ("probability", "test")
+C_RULES = ("probability", "test", "hold")
 
 
 def al_objective(log_q: Tensor, T: Tensor, mu: Tensor, lam: Tensor, c: float
@@ -78,6 +79,34 @@ def update_multipliers(lam: Tensor, c: float, R_hat: Tensor) -> Tensor:
     return lam + c * R_hat
 
 
+def newton_multipliers(lam: Tensor, c: float, R_hat: Tensor, cov_T: Tensor, step: float = 1.0,
+                       ridge: float = 1e-6, max_kl: float = float("inf")) -> Tensor:
+    """Dual Newton update: lambda <- lambda + step (Cov_q[T]^-1 + c I) R_hat.
+
+    The minimiser of L(q; lambda, c) is the exponential family q ∝ exp(-(lambda + c R)^T T)
+    (on the support), whose moments move with its multiplier as dE[T]/d(lambda) = -Cov[T]; the
+    step that zeroes R to first order is therefore (Cov^-1 + c I) R, the published c R plus
+    the dual's Newton term Cov^-1 R. It reaches the multipliers without a large c, which
+    would otherwise outweigh the entropy in the inner problem.
+
+    Args:
+        lam, R_hat: (m,); cov_T: (m, m) covariance of T under the current q (fresh samples);
+        ridge: added to the diagonal, relative to its mean, so a near-singular Cov stays invertible.
+        max_kl: trust region: the Newton term d = Cov^-1 R moves the exponential family by
+            KL ~ d^T Cov d / 2 = R^T Cov^-1 R / 2 nats; a larger step is shortened to max_kl (far
+            from the solution, e.g. from a narrow initial flow, a full step overshoots wildly).
+    """
+    m = lam.numel()
+    cov = cov_T.double()
+    cov = cov + ridge * cov.diagonal().mean().clamp_min(1e-30) * torch.eye(m, dtype=cov.dtype, device=cov.device)
+    R = R_hat.double()
+    d = torch.linalg.solve(cov, R)
+    kl = 0.5 * float(R @ d)
+    if kl > max_kl:
+        d = d * math.sqrt(max_kl / kl)
+    return lam + step * (d + c * R).to(lam.dtype)
+
+
 def constraint_norms(dev: Tensor) -> Tensor:
     """||R|| of each batch: dev (batches, n, m) of T - mu  ->  (batches,)."""
     return dev.mean(1).norm(dim=-1)
@@ -94,8 +123,15 @@ def welch_greater_p(new: Tensor, old_scaled: Tensor) -> float:
     return 0.0 if math.isnan(p) else float(p)
 
 
-def penalty_update(c: float, p: float, beta: float, rule: str, u: float) -> float:
-    """The next c given the Welch p-value; ``u`` is a uniform draw for the probability rule."""
+def penalty_update(c: float, p: float, beta: float, rule: str, u: float, satisfied: bool = False) -> float:
+    """The next c given the Welch p-value; ``u`` is a uniform draw for the probability rule.
+
+    Rule "hold" is the probability rule while the epoch's convergence test rejects the
+    constraints, and keeps c once they are ``satisfied``: at convergence ||R|| is sampling
+    noise and cannot fall by gamma again, so the published rule would grow c every epoch.
+    """
+    if rule == "hold":
+        return c if satisfied else penalty_update(c, p, beta, "probability", u)
     if rule == "probability":
         return c * beta if u < 1.0 - p else c
     if rule == "test":

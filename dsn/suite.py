@@ -110,14 +110,16 @@ class DSNSuite(ModelSuite):
         cfg = self.cfg
         flow = DensityNetwork(self.system.lower, self.system.upper, couplings=cfg.couplings,
                               hidden=tuple(cfg.hidden), batch_norm=cfg.batch_norm,
-                              post_affine=cfg.post_affine, sigma_init=cfg.sigma_init).to(self.device)
+                              post_affine=cfg.post_affine, sigma_init=cfg.sigma_init,
+                              coupling=cfg.coupling, spline_bins=cfg.spline_bins).to(self.device)
         self._pretrain(flow, seed)
         return flow
 
     def init_settings(self, seed: int | None = None) -> dict:
         """Everything the pre-trained initial flow depends on (the cache key)."""
         cfg = self.cfg
-        return {"version": 1, "couplings": cfg.couplings, "hidden": list(cfg.hidden),
+        arch = {} if cfg.coupling == "affine" else {"coupling": cfg.coupling, "spline_bins": cfg.spline_bins}
+        return {"version": 1, **arch, "couplings": cfg.couplings, "hidden": list(cfg.hidden),
                 "batch_norm": cfg.batch_norm, "post_affine": cfg.post_affine, "sigma_init": cfg.sigma_init,
                 "centre": self.system_centre.tolist(),
                 "lower": self.system.lower.tolist(), "upper": self.system.upper.tolist(),
@@ -162,6 +164,19 @@ class DSNSuite(ModelSuite):
         """Adam (lr = cfg.lr), fused into one kernel where torch offers it (measured ~4x
         faster than the per-tensor update on the CPU; the same arithmetic)."""
         return adam(modules["flow"].parameters(), self.cfg.lr)
+
+    def learning_rate(self, phase, phase_step):
+        """lr, falling by a half cosine to lr * lr_floor over the last ``anneal_fraction`` of each epoch."""
+        cfg = self.cfg
+        if cfg.anneal_fraction <= 0:
+            return None
+        E = cfg.iters_per_epoch
+        start = E * (1.0 - cfg.anneal_fraction)
+        k = phase_step % E
+        if k < start:
+            return cfg.lr
+        x = (k + 1 - start) / (E - start)  # in (0, 1]
+        return cfg.lr * (cfg.lr_floor + (1 - cfg.lr_floor) * 0.5 * (1 + math.cos(math.pi * x)))
 
     @property
     def system_centre(self) -> torch.Tensor:
@@ -226,10 +241,17 @@ class DSNSuite(ModelSuite):
         if ok and H > self.best_entropy:
             self.best_epoch, self.best_entropy = len(self.history["entropy"]) - 1, H
             self.best_flow = {k: v.detach().clone() for k, v in flow.state_dict().items()}
-        self.lam = lagrangian.update_multipliers(self.lam, self.c, fresh["R"] / self.scale)
+        R_s = fresh["R"] / self.scale
+        if cfg.multiplier_update == "newton":
+            dev_s = fresh["dev"].flatten(0, 1) / self.scale
+            cov = torch.cov(dev_s.T.double()).reshape(R_s.numel(), R_s.numel())
+            self.lam = lagrangian.newton_multipliers(self.lam, self.c, R_s, cov, cfg.newton_step,
+                                                      max_kl=cfg.newton_max_kl)
+        else:
+            self.lam = lagrangian.update_multipliers(self.lam, self.c, R_s)
         p_welch = lagrangian.welch_greater_p(fresh["norms"], cfg.gamma * self.prev_norms)
         u = float(torch.rand((), generator=step.generator, device=step.generator.device))
-        self.c = lagrangian.penalty_update(self.c, p_welch, cfg.beta, cfg.c_rule, u)
+        self.c = lagrangian.penalty_update(self.c, p_welch, cfg.beta, cfg.c_rule, u, satisfied=ok)
         self.prev_norms = fresh["norms"]
         metrics.update({"epoch/entropy": H, "epoch/accepted": float(ok), "epoch/welch_p": p_welch,
                         "epoch/min_p": float(p.min()) if p.numel() else 1.0})

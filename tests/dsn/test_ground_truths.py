@@ -78,3 +78,20 @@ def test_mean_on_a_half_line_box_gives_the_truncated_exponential():
     # the density falls off as exp(eta z): compare the mass of [0, 1) with that of [1, 2)
     ratio = float(((z < 1).double().mean()) / ((z >= 1) & (z < 2)).double().mean())
     assert ratio == pytest.approx(math.exp(-eta), rel=0.1)
+
+
+def test_newton_multipliers_reach_the_truncated_exponential_and_its_multiplier():
+    """multiplier_update: newton (with the annealed learning rate and c held at c0): the kept
+    flow is the truncated exponential, and lambda reaches the closed-form multiplier: the AL's
+    q ∝ exp(-lambda^T T), so lambda = -eta in every dimension."""
+    torch.set_num_threads(1)
+    suite = make_suite(system="truncexp", iters_per_epoch=300, epochs=5, multiplier_update="newton",
+                       anneal_fraction=0.3, beta=1.0, **COMMON)
+    modules = train(suite)
+    assert suite.best_epoch >= 0, "no epoch passed the convergence test"
+    assert suite.c == COMMON["c0"]  # beta = 1: the penalty never grew
+    z, H = _kept_samples(suite, modules)
+    eta, _ = truncated_exponential(1.0, 4.0)
+    assert H == pytest.approx(suite.system.entropy(), abs=0.05)
+    torch.testing.assert_close(z.mean(0), torch.ones(2, dtype=torch.float64), rtol=0, atol=0.05)
+    torch.testing.assert_close(suite.lam.double(), torch.full((2,), -eta, dtype=torch.float64), rtol=0, atol=0.1)

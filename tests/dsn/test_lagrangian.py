@@ -120,3 +120,56 @@ def test_score_surrogate_gradient_is_unbiased():
     expected = lam[0] + 2 * theta0 * lam[1] + c * (R[0] + 2 * theta0 * R[1])
     se = grads.std() / reps ** 0.5
     assert abs(float(grads.mean() - expected)) < 4 * float(se), (float(grads.mean()), float(expected), float(se))
+
+
+def test_hold_rule_keeps_c_once_the_constraints_are_met():
+    # unmet: the published probability rule
+    assert lagrangian.penalty_update(1.0, 0.3, 4.0, "hold", u=0.69, satisfied=False) == 4.0
+    assert lagrangian.penalty_update(1.0, 0.3, 4.0, "hold", u=0.71, satisfied=False) == 1.0
+    # met: c stays whatever the Welch test says (||R|| at sampling noise cannot fall by gamma)
+    assert lagrangian.penalty_update(1.0, 0.0, 4.0, "hold", u=0.0, satisfied=True) == 1.0
+
+
+def _gaussian_moments(lam):
+    """E[T], Cov[T] of q ∝ exp(-lam1 z - lam2 z^2) on R, T = (z, z^2) (a Gaussian, exact)."""
+    var = 1.0 / (2.0 * lam[1])
+    m = -lam[0] * var
+    E = torch.stack([m, var + m ** 2])
+    cov = torch.stack([torch.stack([var, 2 * m * var]),
+                       torch.stack([2 * m * var, 2 * var ** 2 + 4 * m ** 2 * var])])
+    return E, cov
+
+
+def test_newton_multipliers_solve_the_dual_of_a_gaussian():
+    """With exact moments the Newton update is the dual's Newton method: from a wrong start it
+    reaches the multipliers of N(1.5, 0.5^2), (-6, 2), quadratically."""
+    mu = torch.tensor([1.5, 0.25 + 1.5 ** 2], dtype=torch.float64)
+    lam = torch.tensor([-3.0, 1.5], dtype=torch.float64)  # N(1, 1/3)
+    errs = []
+    for _ in range(8):
+        E, cov = _gaussian_moments(lam)
+        lam = lagrangian.newton_multipliers(lam, 0.0, E - mu, cov, step=1.0, ridge=0.0)
+        errs.append(float((lam - torch.tensor([-6.0, 2.0], dtype=torch.float64)).abs().max()))
+    assert errs[-1] < 1e-10
+    k = next(i for i, e in enumerate(errs) if e < 0.1)
+    assert errs[k + 1] < 0.05 * errs[k]  # quadratic once close
+    # with a penalty the step adds the published c R; damping scales the whole step
+    E, cov = _gaussian_moments(torch.tensor([-3.0, 1.5], dtype=torch.float64))
+    R = E - mu
+    full = lagrangian.newton_multipliers(torch.zeros(2, dtype=torch.float64), 3.0, R, cov, step=1.0, ridge=0.0)
+    torch.testing.assert_close(full, torch.linalg.solve(cov, R) + 3.0 * R)
+    half = lagrangian.newton_multipliers(torch.zeros(2, dtype=torch.float64), 3.0, R, cov, step=0.5, ridge=0.0)
+    torch.testing.assert_close(half, 0.5 * full)
+
+
+def test_newton_trust_region_caps_the_step_in_kl():
+    cov = torch.diag(torch.tensor([0.01, 4.0], dtype=torch.float64))
+    R = torch.tensor([0.5, 1.0], dtype=torch.float64)  # R^T Cov^-1 R / 2 = 12.625 nats
+    lam0 = torch.zeros(2, dtype=torch.float64)
+    free = lagrangian.newton_multipliers(lam0, 0.0, R, cov, ridge=0.0)
+    capped = lagrangian.newton_multipliers(lam0, 0.0, R, cov, ridge=0.0, max_kl=0.5)
+    torch.testing.assert_close(capped, free * (0.5 / 12.625) ** 0.5)
+    assert float(capped @ cov @ capped) / 2 == pytest.approx(0.5)
+    # the published c R part is not shortened
+    with_c = lagrangian.newton_multipliers(lam0, 2.0, R, cov, ridge=0.0, max_kl=0.5)
+    torch.testing.assert_close(with_c, capped + 2.0 * R)
