@@ -131,3 +131,55 @@ def pair_plot(X, names: list[str], color=None, title: str = "", lines: dict | No
     fig.subplots_adjust(top=1.0 - 0.6 / (2.0 * d))
     fig.suptitle(title, fontsize=10)
     return fig
+
+
+def weighted_histogram(x, weights, edges):
+    """Density histogram of samples x (n,) with weights (n,) (normalised here) on ``edges``."""
+    x, w = np.asarray(x, dtype=float), np.asarray(weights, dtype=float)
+    mass, _ = np.histogram(x, bins=edges, weights=w / w.sum())
+    return mass / np.diff(edges)
+
+
+def plot_marginals(z_flow, z_ref, w_ref, names: list[str], lower, upper, bins: int = 40, max_dims: int = 8,
+                   title: str = ""):
+    """The flow's marginal densities beside the max-entropy dual's, one panel per parameter.
+
+    ``z_flow`` (n, D) samples of q; ``z_ref`` (N, D) uniform draws with max-entropy weights
+    ``w_ref`` (N,) (:func:`dsn.maxent.maxent_reference`). For D = 2 a second row shows both
+    joint densities on one colour scale, where an edge in p* (e.g. STG's bifurcation) is seen.
+    """
+    zf, zr, wr = to_numpy(z_flow), to_numpy(z_ref), to_numpy(w_ref)
+    lo, hi = to_numpy(lower), to_numpy(upper)
+    d = min(zf.shape[1], max_dims)
+    rows = 2 if zf.shape[1] == 2 else 1
+    fig, axes = plt.subplots(rows, d, figsize=(2.6 * d + 0.6, 2.4 * rows + 0.4), squeeze=False)
+    for j in range(d):
+        edges = np.linspace(lo[j], hi[j], bins + 1)
+        ax = axes[0, j]
+        ax.stairs(weighted_histogram(zr[:, j], wr, edges), edges, color="tab:red", lw=1.5, label="max-entropy dual")
+        ax.stairs(weighted_histogram(zf[:, j], np.ones(len(zf)), edges), edges, color="tab:blue", lw=1.5,
+                  label="flow q")
+        ax.set_xlabel(names[j])
+        ax.tick_params(labelsize=7)
+    axes[0, 0].set_ylabel("density")
+    axes[0, 0].legend(fontsize=7)
+    if rows == 2:
+        e0 = np.linspace(lo[0], hi[0], bins + 1)
+        e1 = np.linspace(lo[1], hi[1], bins + 1)
+        area = np.diff(e0)[:, None] * np.diff(e1)[None, :]
+        dens = []
+        for z, w in ((zr, wr / wr.sum()), (zf, np.full(len(zf), 1.0 / len(zf)))):
+            mass, _, _ = np.histogram2d(z[:, 0], z[:, 1], bins=[e0, e1], weights=w)
+            dens.append(mass / area)
+        vmax = max(float(x.max()) for x in dens) or 1.0
+        for ax, dn, label in zip(axes[1], dens, ("max-entropy dual p*", "flow q")):
+            im = ax.pcolormesh(e0, e1, dn.T, vmin=0, vmax=vmax, cmap="magma", rasterized=True)
+            ax.set_title(label, fontsize=8)
+            ax.set_xlabel(names[0])
+            ax.set_ylabel(names[1])
+            ax.tick_params(labelsize=7)
+        fig.colorbar(im, ax=axes[1].tolist(), shrink=0.8, label="density")
+    if zf.shape[1] > max_dims:
+        title = f"{title} [first {max_dims} of {zf.shape[1]} dimensions]"
+    fig.suptitle(title, fontsize=10)
+    return fig

@@ -27,7 +27,7 @@ from dsn.flow import DensityNetwork
 from dsn.hessian import hessian_directions, log_density_hessian
 from dsn import init_cache
 from dsn.maxent import maxent_reference, reliable
-from dsn.plots import pair_plot, plot_traces
+from dsn.plots import pair_plot, plot_marginals, plot_traces
 from dsn.pretrain import adam, pretrain_isotropic
 from dsn.systems import make_system
 from dsn.systems.base import System
@@ -424,4 +424,11 @@ class DSNSuite(ModelSuite):
         summary = pd.DataFrame([scalars])
         if scalars.get("reference_reliable") == 0.0:
             summary["reference_note"] = note
-        return AnalysisResult(tables={"constraints": pd.DataFrame(rows), "summary": summary}, scalars=scalars)
+        figures = {}
+        if ref is not None and scalars.get("reference_reliable", 1.0) == 1.0:
+            figures["marginals"] = plot_marginals(
+                z, ref["z"], ref["weights"], self.system.param_names, self.system.lower, self.system.upper,
+                title=f"{self.cfg.system}: flow ({self._label()}, H = {scalars['entropy']:.2f}) against the "
+                      f"max-entropy dual (H* = {scalars['reference_entropy']:.2f})")
+        return AnalysisResult(tables={"constraints": pd.DataFrame(rows), "summary": summary}, figures=figures,
+                              scalars=scalars)

@@ -151,7 +151,7 @@ def test_cli_smoke(tmp_path):
                 "figures/viz/behaviour.png", "figures/hessian/hessian_directions.png",
                 "tables/samples/samples.csv", "tables/samples/history.csv", "tables/hessian/hessian.csv",
                 "tables/reference/constraints.csv", "tables/reference/summary.csv",
-                "tables/analysis/summary.csv"]
+                "figures/reference/marginals.png", "tables/analysis/summary.csv"]
     missing = [p for p in expected if not (run / p).is_file()]
     assert not missing, missing
     assert len(pd.read_csv(run / "tables/samples/history.csv")) == 2
