@@ -179,6 +179,7 @@ def plot_marginals(z_flow, z_ref, w_ref, names: list[str], lower, upper, bins: i
             ax.set_ylabel(names[1])
             ax.tick_params(labelsize=7)
         fig.colorbar(im, ax=axes[1].tolist(), shrink=0.8, label="density")
+        fig.subplots_adjust(hspace=0.55)
     if zf.shape[1] > max_dims:
         title = f"{title} [first {max_dims} of {zf.shape[1]} dimensions]"
     fig.suptitle(title, fontsize=10)

@@ -25,6 +25,10 @@ def run_steps(suite: DSNSuite, modules, start: int, stop: int, optimizer=None):
         phase = phases[step // per]
         if optimizer is None or step % per == 0:
             optimizer = suite.make_optimizer(modules, phase)
+        lr = suite.learning_rate(phase, step % per)
+        if lr is not None:
+            for group in optimizer.param_groups:
+                group["lr"] = lr
         seed = derive_seed(suite.cfg.seed, "step", step, 0)
         torch.manual_seed(seed)
         ctx = StepContext(step=step, phase=phase.name, phase_step=step % per, rank=0, world_size=1,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import math
 
 import pandas as pd
 import pytest
@@ -55,6 +56,27 @@ def test_two_halves_equal_one_run():
     assert full.history["entropy"] == second.history["entropy"]
     assert full.c == second.c and torch.equal(full.lam, second.lam)
     assert full.best_epoch == second.best_epoch
+
+
+def test_annealed_epochs_fall_to_the_floor_and_resume_exactly():
+    """anneal_fraction: lr is constant for the first part of each epoch, then falls by a half
+    cosine to lr * lr_floor at the epoch's last step; the next epoch starts at lr again. The
+    schedule is a function of the step, so a stopped run resumes bit for bit."""
+    cfg = dict(TINY, iters_per_epoch=10, anneal_fraction=0.4, lr_floor=0.1, lr=1e-2)
+    suite = make_suite(**cfg)
+    phase = suite.phases()[0]
+    rates = [suite.learning_rate(phase, k) for k in range(30)]
+    assert rates[:6] == [1e-2] * 6 and rates[10:16] == [1e-2] * 6  # constant part of epochs 1, 2
+    assert rates[9] == pytest.approx(1e-3) and rates[19] == pytest.approx(1e-3)  # floor at each epoch's end
+    assert all(a > b for a, b in zip(rates[5:10], rates[6:10]))  # falling
+    assert rates[7] == pytest.approx(1e-3 + 0.9e-2 * 0.5 * (1 + math.cos(math.pi * 2 / 4)))
+    assert make_suite(**TINY).learning_rate(phase, 3) is None  # off by default (published)
+    torch.set_num_threads(1)
+    full = make_suite(**cfg)
+    whole = train(full)
+    second, mods2 = _stopped_and_resumed(cfg, 17)
+    for (name, a), (_, b) in zip(whole["flow"].state_dict().items(), mods2["flow"].state_dict().items()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
 
 
 def test_restarts_start_from_seed_plus_r_and_resume_exactly():
