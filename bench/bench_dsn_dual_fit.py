@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dsn.flow import DensityNetwork  # noqa: E402
 from dsn.maxent import maxent_reference  # noqa: E402
-from dsn.pretrain import adam, pretrain_isotropic  # noqa: E402
+from dsn.pretrain import adam, half_cosine, pretrain_isotropic  # noqa: E402
 from dsn.systems import make_system  # noqa: E402
 
 
@@ -47,9 +47,8 @@ def fit(system, eta: torch.Tensor, args, seed: int) -> dict:
     mu, eta_f = system.mu, eta.float()
     t0 = time.perf_counter()
     for k in range(args.steps):
-        lr = args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * k / args.steps)))  # cosine to lr / 10
         for group in opt.param_groups:
-            group["lr"] = lr
+            group["lr"] = half_cosine(args.lr, 0.1, k / args.steps)  # falls to lr / 10
         z, log_q = flow.rsample_and_log_prob(args.n, g)
         loss = log_q.mean() - ((system.suff_stats(z) - mu) @ eta_f).mean()
         opt.zero_grad(set_to_none=True)

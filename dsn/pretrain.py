@@ -31,6 +31,12 @@ def adam(params, lr: float) -> torch.optim.Optimizer:
         return torch.optim.Adam(params, lr=lr)
 
 
+def half_cosine(lr: float, floor: float, x: float) -> float:
+    """Learning rate a fraction ``x`` in [0, 1] of the way along a half-cosine fall from ``lr``
+    (x = 0) to ``lr * floor`` (x = 1)."""
+    return lr * (floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * x)))
+
+
 def pretrain_isotropic(flow: nn.Module, centre: Tensor, sigma: float, steps: int, n: int, lr: float,
                        generator: torch.Generator) -> float:
     """Fit ``flow`` (in place) to N(centre, sigma^2 I) by Adam on the reverse KL; returns the

@@ -28,7 +28,7 @@ from dsn.hessian import hessian_directions, log_density_hessian
 from dsn import init_cache
 from dsn.maxent import maxent_reference, reliable
 from dsn.plots import pair_plot, plot_marginals, plot_traces
-from dsn.pretrain import adam, pretrain_isotropic
+from dsn.pretrain import adam, half_cosine, pretrain_isotropic
 from dsn.systems import make_system
 from dsn.systems.base import System
 
@@ -175,8 +175,7 @@ class DSNSuite(ModelSuite):
         k = phase_step % E
         if k < start:
             return cfg.lr
-        x = (k + 1 - start) / (E - start)  # in (0, 1]
-        return cfg.lr * (cfg.lr_floor + (1 - cfg.lr_floor) * 0.5 * (1 + math.cos(math.pi * x)))
+        return half_cosine(cfg.lr, cfg.lr_floor, (k + 1 - start) / (E - start))  # x in (0, 1]
 
     @property
     def system_centre(self) -> torch.Tensor:
@@ -406,14 +405,12 @@ class DSNSuite(ModelSuite):
         scalars = {"entropy": float(-lq.mean()), "entropy_se": float(lq.std() / math.sqrt(lq.numel())),
                    "converged": float(convergence.constraints_satisfied(p, self.cfg.alpha))}
         ref = self._maxent()
+        trusted, why = reliable(ref) if ref is not None else (False, "")
         if hasattr(self.system, "entropy"):
             scalars["reference_entropy"] = self.system.entropy()
         elif ref is not None:
-            ok, why = reliable(ref)
             scalars.update(reference_entropy=ref["entropy"], reference_ess=ref["ess"],
-                           reference_reliable=float(ok))
-            if not ok:
-                note = "unreliable max-entropy reference: " + why
+                           reference_reliable=float(trusted))
         if "reference_entropy" in scalars:
             scalars["entropy_gap"] = scalars["reference_entropy"] - scalars["entropy"]
         for key, val in self.system.summary(z).items():
@@ -422,10 +419,10 @@ class DSNSuite(ModelSuite):
             for key, val in self.system.summary(ref["z"], ref["weights"]).items():
                 scalars[f"reference_{key}"] = val
         summary = pd.DataFrame([scalars])
-        if scalars.get("reference_reliable") == 0.0:
-            summary["reference_note"] = note
         figures = {}
-        if ref is not None and scalars.get("reference_reliable", 1.0) == 1.0:
+        if ref is not None and not trusted:
+            summary["reference_note"] = "unreliable max-entropy reference: " + why
+        elif ref is not None:
             figures["marginals"] = plot_marginals(
                 z, ref["z"], ref["weights"], self.system.param_names, self.system.lower, self.system.upper,
                 title=f"{self.cfg.system}: flow ({self._label()}, H = {scalars['entropy']:.2f}) against the "
