@@ -93,7 +93,9 @@ def load_kept_flow(run: Path, device) -> DensityNetwork:
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     system = SCCircuit()
     flow = DensityNetwork(system.lower, system.upper, couplings=cfg["couplings"], hidden=tuple(cfg["hidden"]),
-                          batch_norm=cfg["batch_norm"], post_affine=cfg["post_affine"], sigma_init=cfg["sigma_init"])
+                          batch_norm=cfg["batch_norm"], post_affine=cfg["post_affine"], sigma_init=cfg["sigma_init"],
+                          coupling=cfg.get("coupling", "affine"), spline_bins=cfg.get("spline_bins", 8),
+                          base_components=cfg.get("base_components", 1))
     ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True, map_location="cpu")
     best = ckpt["suite_state"].get("best_flow") or ckpt["modules"]["flow"]
     flow.load_state_dict(best)

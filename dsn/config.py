@@ -22,6 +22,13 @@ class DSNConfig(BaseConfig):
     mu: Optional[list[float]] = param(None, "emergent property E_q[T] = mu (null: the system's default)")
     system_dim: int = param(2, "dimension of the ground-truth systems (gaussian/uniform/truncexp)", min=1, max=16)
     v1_alpha: Literal["E", "P", "S", "V"] = param("E", "v1: the population whose response is constrained")
+    sc_form: Literal["reduced", "full"] = param(
+        "reduced", "sc: the four symmetric weights z = [sW, vW, hW, dW] (EPI) or the 8 weights split by pre/post "
+                   "type (DSN's full form)")
+    sc_statistics: Literal["epi", "epi_bernoulli"] = param(
+        "epi", "sc: the eLife paper's accuracies and squared deviations (m = 4), or with the DSN-era Bernoulli-"
+               "variance terms appended (m = 6)")
+    sc_trials: int = param(200, "sc: frozen-noise trials per task and z (published: 200)", min=2)
     rnn_neurons: int = param(2, "lowrank_rnn: neurons N (the flow is over U, V in [-1, 1]^(N x 2), D = 4N)",
                              min=2, max=10)
     compiled: bool = param(False, "stg: compile the Euler step and its adjoint with torch.compile (needs a C++ "
@@ -35,6 +42,9 @@ class DSNConfig(BaseConfig):
     spline_bins: int = param(8, "bins of each spline coupling (with coupling: spline)", min=2, max=64, arch=True)
     batch_norm: bool = param(False, "batch-norm flow layer after each coupling", arch=True)
     post_affine: bool = param(True, "learnable per-dimension scale and shift before the support map", arch=True)
+    base_components: int = param(1, "components of the flow's base distribution: 1, N(0, I) (published); K > 1, "
+                                    "an equal-weight mixture of K unit Gaussians with learnable means (for "
+                                    "multi-modal targets)", min=1, max=16, arch=True)
     sigma_init: float = param(1.0, "std of the isotropic Gaussian the flow starts from (pre-training target)",
                               min=1e-3)
     init_centre: Optional[list[float]] = param(None, "centre of that Gaussian in parameter units, one value per "
@@ -66,14 +76,21 @@ class DSNConfig(BaseConfig):
         None, "per-statistic scale s_j > 0: the AL works with the residuals (E[T_j] - mu_j) / s_j (the same "
               "solution, a better-balanced penalty when the statistics differ in size; lambda is reported in "
               "these units); null: 1 for every statistic")
-    multiplier_update: Literal["al", "newton"] = param(
-        "al", "between epochs: lambda <- lambda + c R (al, published) or lambda <- lambda + s (Cov_q[T]^-1 + "
-              "c I) R (newton: the dual's Newton step, which needs no large c; s = newton_step)")
-    newton_step: float = param(1.0, "damping s of the newton multiplier update (1: a full Newton step)",
+    multiplier_update: Literal["al", "newton", "tilt"] = param(
+        "al", "between epochs: lambda <- lambda + c R (al, published) or lambda <- lambda + s (d + c R) with d the "
+              "dual's step on the epoch's fresh samples: Cov_q[T]^-1 R (newton, one Newton step) or the tilt of the "
+              "samples' weights that meets mu (tilt: the dual solved on them); neither needs a large c; "
+              "s = newton_step")
+    newton_step: float = param(1.0, "damping s of the newton / tilt multiplier update (1: a full step)",
                                min=0.0, max=2.0)
-    newton_max_kl: float = param(0.5, "trust region of the newton update: its Cov^-1 R part may move the "
-                                      "multipliers' exponential family by at most this KL (nats) per epoch",
+    newton_max_kl: float = param(0.5, "trust region of the newton / tilt update: d may move the multipliers' "
+                                      "exponential family by at most this KL (nats) per epoch (newton: its "
+                                      "quadratic estimate d^T Cov d / 2; tilt: the KL of the samples' weights)",
                                  min=1e-6)
+    tilt_ridge: float = param(0.0, "tilt: ridge of the dual step in standardised units; it shrinks the step along "
+                                   "directions the epoch's samples leave undetermined (e.g. accuracies that "
+                                   "take only a few values, with their squared deviations as statistics)",
+                              min=0.0)
     gamma: float = param(0.25, "wanted reduction of E||R|| per epoch in the Welch test", min=0.0, max=1.0)
     c_rule: Literal["probability", "test", "hold"] = param(
         "probability", "grow c with probability 1 - p (published), when p < 0.05 (test), or with probability "
@@ -91,6 +108,10 @@ class DSNConfig(BaseConfig):
     maxent_samples: int = param(1_000_000, "uniform Monte-Carlo draws for the max-entropy dual reference "
                                            "(bounded systems; a simulated one uses at most its own cap, "
                                            "stg 100 000, v1 none; 0: skip)", min=0)
+    maxent_proposal: Literal["uniform", "flow"] = param(
+        "uniform", "draws of the max-entropy reference: uniform on the box, or half of them from the kept flow and "
+                   "half uniform, each weighted by 1 / r (a defensive mixture: the same dual, a far larger "
+                   "effective sample size when the solution fills a small part of the box and the flow covers it)")
     steps: int = param(0, "derived: restarts * epochs * iters_per_epoch (leave 0)", min=0, derived=True)
 
     def check(self) -> None:

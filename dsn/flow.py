@@ -255,12 +255,21 @@ class DensityNetwork(nn.Module):
             (False: two zuko MLPs; the same family of maps, the benchmark's baseline).
         coupling: "affine" (real NVP) or "spline" (rational-quadratic neural-spline couplings
             with ``spline_bins`` bins on [-5, 5]).
+        base_components: K > 1 replaces the N(0, I) base by the equal-weight mixture
+            (1/K) sum_k N(m_k, I) with learnable means m_k (K, D), drawn N(0, I) at construction:
+            a multi-modal target can then keep a component per mode instead of the couplings
+            tearing one Gaussian apart. The component of each draw is chosen uniformly (it does
+            not depend on the parameters), so the draws stay reparameterised and the entropy
+            and constraint gradients unbiased.
     """
 
     def __init__(self, lower, upper, couplings: int = 4, hidden: tuple[int, ...] = (32, 32),
                  batch_norm: bool = False, post_affine: bool = True, sigma_init: float = 1.0,
-                 activation=SigmoidTanh, paired: bool = True, coupling: str = "affine", spline_bins: int = 8):
+                 activation=SigmoidTanh, paired: bool = True, coupling: str = "affine", spline_bins: int = 8,
+                 base_components: int = 1):
         super().__init__()
+        if base_components < 1:
+            raise ValueError(f"base_components must be >= 1, got {base_components}")
         self.support = SupportMap(lower, upper)
         D = self.support.centre.numel()
         self.features = D
@@ -286,6 +295,7 @@ class DensityNetwork(nn.Module):
         if not post_affine:
             self.register_buffer("_fixed_raw_scale", raw)
         self.register_buffer("_log2pi", torch.tensor(math.log(2 * math.pi)))
+        self.base_means = nn.Parameter(torch.randn(base_components, D)) if base_components > 1 else None
 
     def transform(self) -> ComposedTransform:
         """The generative map w -> z as one zuko transform."""
@@ -299,13 +309,21 @@ class DensityNetwork(nn.Module):
         return ComposedTransform(*ts)
 
     def base_log_prob(self, w: Tensor) -> Tensor:
-        return -0.5 * (w.pow(2).sum(-1) + w.shape[-1] * self._log2pi)
+        """log density of the base distribution at w (..., D) -> (...)."""
+        if self.base_means is None:
+            return -0.5 * (w.pow(2).sum(-1) + w.shape[-1] * self._log2pi)
+        K = self.base_means.shape[0]
+        sq = (w.unsqueeze(-2) - self.base_means).pow(2).sum(-1)  # (..., K)
+        return torch.logsumexp(-0.5 * sq, -1) - math.log(K) - 0.5 * w.shape[-1] * self._log2pi
 
     def rsample_and_log_prob(self, n: int, generator: torch.Generator | None = None
                              ) -> tuple[Tensor, Tensor]:
         """Reparameterised samples z (n, D) and their exact log q(z) (n,) in one pass."""
         w = torch.randn(n, self.features, generator=generator, device=self._log2pi.device,
                         dtype=self._log2pi.dtype)
+        if self.base_means is not None:
+            k = torch.randint(self.base_means.shape[0], (n,), generator=generator, device=w.device)
+            w = w + self.base_means[k]
         return self.push(w)
 
     def push(self, w: Tensor) -> tuple[Tensor, Tensor]:

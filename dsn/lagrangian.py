@@ -17,7 +17,8 @@ it needs no derivative of T, so it also sees samples on plateaus where dT/dz = 0
 
 After each AL epoch k (on fresh samples):
 
-    lambda_{k+1} = lambda_k + c_k R_hat
+    lambda_{k+1} = lambda_k + c_k R_hat              (published; "newton" and "tilt" add the
+                                                    dual's step on the epoch's samples)
     c_{k+1} = beta c_k   with probability 1 - p   (rule "probability", as published)
                          or when p < 0.05         (rule "test")
 
@@ -31,6 +32,8 @@ import math
 import torch
 from scipy import stats
 from torch import Tensor
+
+from dsn.maxent import maxent_dual
 
 C_RULES = ("probability", "test", "hold")
 
@@ -95,16 +98,87 @@ def newton_multipliers(lam: Tensor, c: float, R_hat: Tensor, cov_T: Tensor, step
         max_kl: trust region: the Newton term d = Cov^-1 R moves the exponential family by
             KL ~ d^T Cov d / 2 = R^T Cov^-1 R / 2 nats; a larger step is shortened to max_kl (far
             from the solution, e.g. from a narrow initial flow, a full step overshoots wildly).
+
+    A statistic that is constant over the samples (zero variance; e.g. an accuracy that is 0
+    on every sample) gets no Newton term, only c R: its Cov^-1 R would be ~R / ridge, and the
+    quadratic KL, which weighs d by that zero variance, would not shorten it.
     """
-    m = lam.numel()
-    cov = cov_T.double()
-    cov = cov + ridge * cov.diagonal().mean().clamp_min(1e-30) * torch.eye(m, dtype=cov.dtype, device=cov.device)
     R = R_hat.double()
-    d = torch.linalg.solve(cov, R)
+    cov = cov_T.double()
+    d = torch.zeros_like(R)
+    moving = cov.diagonal().sqrt() > 1e-6 * R.abs().clamp_min(1e-12)  # as identifiable(): see there
+    if moving.any():
+        sub = cov[moving][:, moving]
+        m = int(moving.sum())
+        sub = sub + ridge * sub.diagonal().mean().clamp_min(1e-30) * torch.eye(m, dtype=sub.dtype, device=sub.device)
+        d[moving] = torch.linalg.solve(sub, R[moving])
     kl = 0.5 * float(R @ d)
     if kl > max_kl:
         d = d * math.sqrt(max_kl / kl)
     return lam + step * (d + c * R).to(lam.dtype)
+
+
+def tilted_multipliers(lam: Tensor, c: float, R_hat: Tensor, dev: Tensor, step: float = 1.0,
+                       max_kl: float = 0.5, ridge: float = 0.0) -> Tensor:
+    """Dual update by exponential tilting of the epoch's samples: lambda <- lambda + step (d + c R_hat).
+
+    The samples z_i of q stand for the exponential family q ∝ exp(-lambda_eff^T T) that the
+    inner problem fits; tilting their weights by exp(-d^T (T_i - mu)) gives the family at
+    lambda_eff + d without another simulation. d solves the dual on those weights (the
+    Monte-Carlo dual of :func:`dsn.maxent.maxent_dual` with q's samples as the draws), and its
+    trust region is the weights' own KL from uniform (at most ``max_kl`` nats), not the
+    quadratic estimate of :func:`newton_multipliers`. The first Newton step of that dual is
+    Cov^-1 R, so near the solution the two updates agree; far from it, where T's
+    distribution is far from Gaussian (accuracies on plateaus, with their squared deviations
+    as statistics), the quadratic estimate can call a step small that moves nearly all weight
+    onto a few samples, and this one cannot.
+
+    Args:
+        lam, R_hat: (m,); dev: (N, m) samples of T - mu under the current q (fresh samples,
+            the same units as lam).
+        ridge: the dual's ridge (:func:`dsn.maxent.maxent_dual`): it shrinks d along directions
+            the samples leave undetermined. Accuracies that take only a few values over the
+            samples (a plateau at chance, 0.5, and little else) make p and (p - mu)^2 nearly
+            linearly dependent; without a ridge d grows large along that direction (it barely
+            changes any sample's weight), and the resulting multipliers, e.g. a negative one on
+            (p - mu)^2, push q away from intermediate accuracies. The ridge changes the step,
+            not its fixed point (d = 0 at R = 0).
+    """
+    dev = dev.detach().double().cpu()
+    d = torch.zeros(dev.shape[1], dtype=torch.float64)
+    moving = identifiable(dev)
+    if moving.any():
+        d[moving] = -maxent_dual(dev[:, moving], torch.zeros(int(moving.sum()), dtype=torch.float64), 0.0,
+                                 max_kl=max_kl, ridge=ridge)["eta"]
+    return lam + step * (d.to(lam) + c * R_hat)
+
+
+def identifiable(dev: Tensor, rel: float = 1e-6) -> Tensor:
+    """(m,) bool: statistics whose spread over the samples dev (N, m) is more than ``rel`` of
+    their distance |mean| from mu. A statistic that is (nearly) constant over q, e.g. an
+    accuracy that is 0 on every sample, cannot be moved by re-weighting the samples: the dual
+    step along it is unbounded and its weights' KL stays 0, so the dual steps leave it at 0
+    and only the published c R moves its multiplier."""
+    return dev.std(0) > rel * dev.mean(0).abs().clamp_min(1e-12)
+
+
+MULTIPLIER_UPDATES = ("al", "newton", "tilt")
+
+
+def next_multipliers(rule: str, lam: Tensor, c: float, R_hat: Tensor, dev: Tensor, step: float = 1.0,
+                     max_kl: float = 0.5, ridge: float = 0.0) -> Tensor:
+    """The between-epoch multiplier update named by ``rule`` (the config's multiplier_update):
+    "al" :func:`update_multipliers`, "newton" :func:`newton_multipliers` (Cov from dev),
+    "tilt" :func:`tilted_multipliers`. dev: (N, m) fresh samples of T - mu; R_hat their mean."""
+    if rule == "al":
+        return update_multipliers(lam, c, R_hat)
+    if rule == "newton":
+        m = R_hat.numel()
+        cov = torch.cov(dev.T.double()).reshape(m, m)
+        return newton_multipliers(lam, c, R_hat, cov, step, max_kl=max_kl)
+    if rule == "tilt":
+        return tilted_multipliers(lam, c, R_hat, dev, step, max_kl=max_kl, ridge=ridge)
+    raise ValueError(f"multiplier update must be one of {', '.join(MULTIPLIER_UPDATES)}, got {rule!r}")
 
 
 def constraint_norms(dev: Tensor) -> Tensor:

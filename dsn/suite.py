@@ -56,7 +56,8 @@ def build_system(cfg: DSNConfig) -> System:
             raise UserError(f"--mu: truncexp needs {D} means strictly inside (0, 4)")
         return make_system("truncexp", mean=mean, b=4.0)
     opts = {"v1": {"alpha": cfg.v1_alpha}, "stg": {"compiled": cfg.compiled},
-            "lowrank_rnn": {"neurons": cfg.rnn_neurons}}.get(cfg.system, {})
+            "lowrank_rnn": {"neurons": cfg.rnn_neurons},
+            "sc": {"form": cfg.sc_form, "statistics": cfg.sc_statistics, "trials": cfg.sc_trials}}.get(cfg.system, {})
     system = make_system(cfg.system, **opts)
     if mu is not None:
         if len(mu) != system.m:
@@ -111,7 +112,8 @@ class DSNSuite(ModelSuite):
         flow = DensityNetwork(self.system.lower, self.system.upper, couplings=cfg.couplings,
                               hidden=tuple(cfg.hidden), batch_norm=cfg.batch_norm,
                               post_affine=cfg.post_affine, sigma_init=cfg.sigma_init,
-                              coupling=cfg.coupling, spline_bins=cfg.spline_bins).to(self.device)
+                              coupling=cfg.coupling, spline_bins=cfg.spline_bins,
+                              base_components=cfg.base_components).to(self.device)
         self._pretrain(flow, seed)
         return flow
 
@@ -119,6 +121,8 @@ class DSNSuite(ModelSuite):
         """Everything the pre-trained initial flow depends on (the cache key)."""
         cfg = self.cfg
         arch = {} if cfg.coupling == "affine" else {"coupling": cfg.coupling, "spline_bins": cfg.spline_bins}
+        if cfg.base_components > 1:
+            arch["base_components"] = cfg.base_components
         return {"version": 1, **arch, "couplings": cfg.couplings, "hidden": list(cfg.hidden),
                 "batch_norm": cfg.batch_norm, "post_affine": cfg.post_affine, "sigma_init": cfg.sigma_init,
                 "centre": self.system_centre.tolist(),
@@ -241,13 +245,9 @@ class DSNSuite(ModelSuite):
             self.best_epoch, self.best_entropy = len(self.history["entropy"]) - 1, H
             self.best_flow = {k: v.detach().clone() for k, v in flow.state_dict().items()}
         R_s = fresh["R"] / self.scale
-        if cfg.multiplier_update == "newton":
-            dev_s = fresh["dev"].flatten(0, 1) / self.scale
-            cov = torch.cov(dev_s.T.double()).reshape(R_s.numel(), R_s.numel())
-            self.lam = lagrangian.newton_multipliers(self.lam, self.c, R_s, cov, cfg.newton_step,
-                                                      max_kl=cfg.newton_max_kl)
-        else:
-            self.lam = lagrangian.update_multipliers(self.lam, self.c, R_s)
+        self.lam = lagrangian.next_multipliers(cfg.multiplier_update, self.lam, self.c, R_s,
+                                               fresh["dev"].flatten(0, 1) / self.scale, cfg.newton_step,
+                                               cfg.newton_max_kl, cfg.tilt_ridge)
         p_welch = lagrangian.welch_greater_p(fresh["norms"], cfg.gamma * self.prev_norms)
         u = float(torch.rand((), generator=step.generator, device=step.generator.device))
         self.c = lagrangian.penalty_update(self.c, p_welch, cfg.beta, cfg.c_rule, u, satisfied=ok)
@@ -311,23 +311,25 @@ class DSNSuite(ModelSuite):
             return f"max-entropy converged epoch {self.best_epoch + 1}{where}"
         return "no converged epoch: last flow"
 
-    def _maxent(self):
+    def _maxent(self, modules):
         """The max-entropy dual reference (computed once) for bounded systems: closed forms
-        with ``maxent_samples`` draws, simulators with at most their ``reference_draws``."""
+        with ``maxent_samples`` draws, simulators with at most their ``reference_draws``; with
+        ``maxent_proposal: flow`` half of them from the kept flow."""
         if not hasattr(self, "_maxent_ref"):
             sys_ = self.system
             n = self.cfg.maxent_samples if sys_.closed_form else min(self.cfg.maxent_samples, sys_.reference_draws)
             ok = (n > 0 and not hasattr(sys_, "entropy")
                   and bool(torch.isfinite(sys_.lower).all() and torch.isfinite(sys_.upper).all()))
+            proposal = self.kept_flow(modules) if self.cfg.maxent_proposal == "flow" else None
             self._maxent_ref = maxent_reference(sys_, n, seed=self.cfg.seed, chunk=sys_.reference_chunk,
-                                                keep_samples=True) if ok else None
+                                                keep_samples=True, proposal=proposal) if ok else None
         return self._maxent_ref
 
-    def _reference_entropy(self):
+    def _reference_entropy(self, modules):
         """The closed-form or dual ceiling H*, or None (none, or a dual the draws cannot support)."""
         if hasattr(self.system, "entropy"):
             return self.system.entropy()
-        ref = self._maxent()
+        ref = self._maxent(modules)
         return ref["entropy"] if ref is not None and reliable(ref)[0] else None
 
     @visualization("traces", "entropy and constraint traces per AL epoch, kept epoch marked")
@@ -337,7 +339,7 @@ class DSNSuite(ModelSuite):
         h = {"entropy": self.history["entropy"], "accepted": self.history["accepted"],
              "R": torch.stack(self.history["R"]) if self.system.m else None, "restart": self.history["restart"]}
         return {"traces": plot_traces(h, self.system.stat_names, self.mu, self.best_epoch,
-                                      self._reference_entropy())}
+                                      self._reference_entropy(modules))}
 
     @visualization("pairs", "pair plots of z (coloured by log q) and of T(x) at the kept epoch")
     def viz_pairs(self, modules, ctx):
@@ -404,13 +406,14 @@ class DSNSuite(ModelSuite):
                  "p_zero_violation": float(p[j])} for j, n in enumerate(self.system.stat_names)]
         scalars = {"entropy": float(-lq.mean()), "entropy_se": float(lq.std() / math.sqrt(lq.numel())),
                    "converged": float(convergence.constraints_satisfied(p, self.cfg.alpha))}
-        ref = self._maxent()
+        ref = self._maxent(modules)
         trusted, why = reliable(ref) if ref is not None else (False, "")
         if hasattr(self.system, "entropy"):
             scalars["reference_entropy"] = self.system.entropy()
         elif ref is not None:
             scalars.update(reference_entropy=ref["entropy"], reference_ess=ref["ess"],
-                           reference_reliable=float(trusted))
+                           reference_reliable=float(trusted),
+                           reference_flow_proposal=float(self.cfg.maxent_proposal == "flow"))
         if "reference_entropy" in scalars:
             scalars["entropy_gap"] = scalars["reference_entropy"] - scalars["entropy"]
         for key, val in self.system.summary(z).items():

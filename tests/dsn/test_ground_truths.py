@@ -80,13 +80,15 @@ def test_mean_on_a_half_line_box_gives_the_truncated_exponential():
     assert ratio == pytest.approx(math.exp(-eta), rel=0.1)
 
 
-def test_newton_multipliers_reach_the_truncated_exponential_and_its_multiplier():
-    """multiplier_update: newton (with the annealed learning rate and c held at c0): the kept
-    flow is the truncated exponential, and lambda reaches the closed-form multiplier: the AL's
-    q ∝ exp(-lambda^T T), so lambda = -eta in every dimension."""
+@pytest.mark.parametrize("update,extra", [("newton", {}), ("tilt", {}), ("tilt", {"tilt_ridge": 0.1})])
+def test_dual_multipliers_reach_the_truncated_exponential_and_its_multiplier(update, extra):
+    """multiplier_update: newton or tilt (with the annealed learning rate and c held at c0):
+    the kept flow is the truncated exponential, and lambda reaches the closed-form multiplier:
+    the AL's q ∝ exp(-lambda^T T), so lambda = -eta in every dimension (the tilt's ridge
+    changes its steps, not where they end)."""
     torch.set_num_threads(1)
-    suite = make_suite(system="truncexp", iters_per_epoch=300, epochs=5, multiplier_update="newton",
-                       anneal_fraction=0.3, beta=1.0, **COMMON)
+    suite = make_suite(system="truncexp", iters_per_epoch=300, epochs=5, multiplier_update=update,
+                       anneal_fraction=0.3, beta=1.0, **COMMON, **extra)
     modules = train(suite)
     assert suite.best_epoch >= 0, "no epoch passed the convergence test"
     assert suite.c == COMMON["c0"]  # beta = 1: the penalty never grew

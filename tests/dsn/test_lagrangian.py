@@ -1,12 +1,15 @@
 """Augmented-Lagrangian objective, multiplier/penalty updates and the Welch test."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
 from scipy import stats
 
 from dsn import lagrangian
+from dsn.systems.moments import truncated_exponential
 
 
 def test_objective_value_is_minus_entropy_plus_linear_plus_half_batch_penalty():
@@ -173,3 +176,74 @@ def test_newton_trust_region_caps_the_step_in_kl():
     # the published c R part is not shortened
     with_c = lagrangian.newton_multipliers(lam0, 2.0, R, cov, ridge=0.0, max_kl=0.5)
     torch.testing.assert_close(with_c, capped + 2.0 * R)
+
+
+def test_tilted_update_from_uniform_samples_is_the_exact_dual():
+    """Samples of U(0, 4) stand for q at lambda = 0; with no trust region the tilt solves the
+    dual on them, which for E[z] = 1 is the truncated exponential exp(eta z) (closed form,
+    eta = -0.90; lambda = -eta in q ∝ exp(-lambda^T T)); on a Gaussian one step is exact and
+    equals newton_multipliers' Cov^-1 R."""
+    g = torch.Generator().manual_seed(0)
+    z = 4.0 * torch.rand(400_000, 1, generator=g, dtype=torch.float64)
+    dev = z - 1.0
+    lam = lagrangian.tilted_multipliers(torch.zeros(1, dtype=torch.float64), 0.0, dev.mean(0), dev,
+                                        max_kl=math.inf)
+    eta, _ = truncated_exponential(1.0, 4.0)
+    assert float(lam) == pytest.approx(-eta, abs=0.01)
+    # a Gaussian's tilt is exact in one Newton step: d = Cov^-1 R for T = z
+    x = 1.0 + 2.0 * torch.randn(400_000, 1, generator=g, dtype=torch.float64)
+    dev = x - 1.5
+    tilt = lagrangian.tilted_multipliers(torch.zeros(1, dtype=torch.float64), 0.0, dev.mean(0), dev,
+                                         max_kl=math.inf)
+    newton = lagrangian.newton_multipliers(torch.zeros(1, dtype=torch.float64), 0.0, dev.mean(0),
+                                           torch.cov(dev.T).reshape(1, 1), ridge=0.0)
+    torch.testing.assert_close(tilt, newton, rtol=1e-3, atol=0.0)
+    assert float(tilt) == pytest.approx(-0.125, abs=0.005)  # exp(0.125 x) moves N(1, 4)'s mean to 1.5
+    # the published c R part is added unchanged, the step scales both
+    R = dev.mean(0)
+    with_c = lagrangian.tilted_multipliers(torch.zeros(1, dtype=torch.float64), 2.0, R, dev, step=0.5,
+                                           max_kl=math.inf)
+    torch.testing.assert_close(with_c, 0.5 * (tilt + 2.0 * R))
+
+
+def test_tilt_trust_region_is_the_weights_kl():
+    """Accuracies far from their target, with their squares as statistics (the SC circuit's
+    form): the tilted weights move at most max_kl nats from uniform, and the moments they reach
+    move towards mu."""
+    g = torch.Generator().manual_seed(1)
+    p = 0.5 * torch.rand(4000, generator=g, dtype=torch.float64)  # accuracies in [0, 0.5]
+    T = torch.stack([p, (p - 0.75) ** 2], 1)
+    mu = torch.tensor([0.75, 0.075 ** 2], dtype=torch.float64)
+    dev = T - mu
+    for max_kl in (0.1, 0.5, 2.0):
+        lam = lagrangian.tilted_multipliers(torch.zeros(2, dtype=torch.float64), 0.0, dev.mean(0), dev,
+                                            max_kl=max_kl)
+        logw = torch.log_softmax(-(dev @ lam), 0)
+        kl = float((logw.exp() * (logw + math.log(len(p)))).sum())
+        assert kl == pytest.approx(max_kl, rel=1e-6)
+        moved = logw.exp() @ dev
+        assert float(moved.norm()) < float(dev.mean(0).norm())
+
+
+def test_tilt_leaves_a_constant_statistic_to_the_penalty():
+    """An accuracy that is 0 on every sample cannot be moved by re-weighting: its dual step
+    stays 0 (it used to run off to ~1e6) and only c R moves its multiplier; the other statistic
+    is tilted as usual."""
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2000, generator=g, dtype=torch.float64)
+    dev = torch.stack([x - 0.3, torch.full_like(x, -0.75)], 1)
+    R = dev.mean(0)
+    lam = lagrangian.tilted_multipliers(torch.zeros(2, dtype=torch.float64), 1.0, R, dev, max_kl=math.inf)
+    assert float(lam[1]) == pytest.approx(-0.75)
+    alone = lagrangian.tilted_multipliers(torch.zeros(1, dtype=torch.float64), 1.0, R[:1], dev[:, :1],
+                                          max_kl=math.inf)
+    assert float(lam[0]) == pytest.approx(float(alone))
+
+
+def test_newton_leaves_a_constant_statistic_to_the_penalty():
+    """Zero variance (the SC trial's accuracy of 0 on every sample drove lambda to -6.5e5):
+    that statistic gets only c R, the others their Newton step as without it."""
+    cov = torch.tensor([[0.04, 0.0], [0.0, 0.0]], dtype=torch.float64)
+    R = torch.tensor([0.1, -0.75], dtype=torch.float64)
+    lam = lagrangian.newton_multipliers(torch.zeros(2, dtype=torch.float64), 1.0, R, cov, ridge=0.0, max_kl=0.5)
+    torch.testing.assert_close(lam, torch.tensor([0.1 / 0.04 + 0.1, -0.75], dtype=torch.float64))

@@ -267,6 +267,9 @@ def test_registry_config_and_plot():
     assert sc.lower.tolist() == [-5.0] * 4 and sc.upper.tolist() == [5.0] * 4 and sc.trials == 200
     cfg = from_dict(DSNConfig, {"system": "sc"})
     assert isinstance(build_system(cfg), SCCircuit)
+    full = build_system(from_dict(DSNConfig, {"system": "sc", "sc_form": "full", "sc_statistics": "epi_bernoulli",
+                                              "sc_trials": 20}))
+    assert (full.D, full.m, full.trials) == (8, 6, 20) and full.param_names[:2] == ["sW_P", "sW_A"]
     fig = SCCircuit(trials=10).plot(torch.tensor(Z_CASES))
     assert len(fig.axes) == 6
 
