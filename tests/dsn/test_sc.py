@@ -287,5 +287,23 @@ def test_quick_preset_trains_through_main(run_main, tmp_path):
     assert {"opto_anti_error_increase", "reference_mean_p_P", "mean_lambda_task"} <= set(summary.columns)
 
 
+def test_maxent_preset_trains_through_main(run_main, tmp_path):
+    """configs/dsn_sc_maxent.yaml end to end, shrunk: score-function gradient, tilted
+    multipliers and the reference drawn half from the kept flow."""
+    rc, err = run_main("--config", "configs/dsn_sc_maxent.yaml", "--epochs", "2", "--iters_per_epoch", "2",
+                       "--init_steps", "2", "--n", "16", "--norm_batches", "2", "--n_boot", "50",
+                       "--test_samples", "32", "--n_plot", "32", "--n_hessian", "1", "--maxent_samples", "64",
+                       "--init_cache", "off", "--analyze", "--only", "samples,reference", "--run_name", "scm")
+    assert rc == 0, err
+    import pandas as pd
+    run = tmp_path / "runs" / "scm"
+    summary = pd.read_csv(run / "tables/reference/summary.csv")
+    assert summary["reference_flow_proposal"].iloc[0] == 1.0
+    assert summary["reference_reliable"].iloc[0] == 0.0  # 64 draws cannot support the dual
+    hist = pd.read_csv(run / "tables/samples/history.csv")
+    assert len(hist) == 2 and (hist["c"] == 1.0).all()
+    assert hist.filter(like="lambda:").iloc[-1].abs().sum() > 0  # the tilt moved the multipliers
+
+
 def sc_stat_names():
     return ["p_P", "p_A", "(p_P - mu1)^2", "(p_A - mu2)^2"]
