@@ -152,7 +152,9 @@ def plot_marginals(z_flow, z_ref, w_ref, names: list[str], lower, upper, bins: i
     lo, hi = to_numpy(lower), to_numpy(upper)
     d = min(zf.shape[1], max_dims)
     rows = 2 if zf.shape[1] == 2 else 1
-    fig, axes = plt.subplots(rows, d, figsize=(2.6 * d + 0.6, 2.4 * rows + 0.4), squeeze=False)
+    # constrained layout keeps the joint densities' shared colour bar beside them, not over the flow's panel
+    fig, axes = plt.subplots(rows, d, figsize=(2.6 * d + 0.6, 2.4 * rows + 0.4), squeeze=False,
+                             layout="constrained")
     for j in range(d):
         edges = np.linspace(lo[j], hi[j], bins + 1)
         ax = axes[0, j]
@@ -179,7 +181,6 @@ def plot_marginals(z_flow, z_ref, w_ref, names: list[str], lower, upper, bins: i
             ax.set_ylabel(names[1])
             ax.tick_params(labelsize=7)
         fig.colorbar(im, ax=axes[1].tolist(), shrink=0.8, label="density")
-        fig.subplots_adjust(hspace=0.55)
     if zf.shape[1] > max_dims:
         title = f"{title} [first {max_dims} of {zf.shape[1]} dimensions]"
     fig.suptitle(title, fontsize=10)
