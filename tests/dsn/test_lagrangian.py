@@ -227,8 +227,9 @@ def test_tilt_trust_region_is_the_weights_kl():
 
 def test_tilt_leaves_a_constant_statistic_to_the_penalty():
     """An accuracy that is 0 on every sample cannot be moved by re-weighting: its dual step
-    stays 0 (it used to run off to ~1e6) and only c R moves its multiplier; the other statistic
-    is tilted as usual."""
+    stays 0 (the sample dual is unbounded along it, and its weights' KL stays 0, so nothing
+    else would stop it) and only c R moves its multiplier; the other statistic is tilted as
+    usual."""
     g = torch.Generator().manual_seed(2)
     x = torch.randn(2000, generator=g, dtype=torch.float64)
     dev = torch.stack([x - 0.3, torch.full_like(x, -0.75)], 1)
