@@ -38,7 +38,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from interleave import interleaved, sync  # noqa: E402
+from core.config import from_dict  # noqa: E402
+from dsn.config import DSNConfig  # noqa: E402
 from dsn.flow import DensityNetwork  # noqa: E402
+from dsn.suite import build_flow, build_system  # noqa: E402
 from dsn.systems.sc import SCCircuit  # noqa: E402
 
 WINDOW = (0.6, 0.9)
@@ -90,12 +93,13 @@ def rejection(system: SCCircuit, device, seconds: float, batch: int = 1000) -> d
 
 def load_kept_flow(run: Path, device) -> DensityNetwork:
     """The max-entropy converged flow of a DSN run (the last one if none converged)."""
-    cfg = yaml.safe_load((run / "config.yaml").read_text())
-    system = SCCircuit()
-    flow = DensityNetwork(system.lower, system.upper, couplings=cfg["couplings"], hidden=tuple(cfg["hidden"]),
-                          batch_norm=cfg["batch_norm"], post_affine=cfg["post_affine"], sigma_init=cfg["sigma_init"],
-                          coupling=cfg.get("coupling", "affine"), spline_bins=cfg.get("spline_bins", 8),
-                          base_components=cfg.get("base_components", 1))
+    values = yaml.safe_load((run / "config.yaml").read_text())
+    values.pop("model", None)
+    cfg = from_dict(DSNConfig, values, source=str(run / "config.yaml"))
+    if cfg.system != "sc" or cfg.sc_form != "reduced":
+        raise SystemExit(f"--run {run}: a run of the reduced SC circuit is needed (system sc, sc_form reduced); "
+                         f"this one has system {cfg.system}, sc_form {cfg.sc_form}")
+    flow = build_flow(cfg, build_system(cfg))
     ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True, map_location="cpu")
     best = ckpt["suite_state"].get("best_flow") or ckpt["modules"]["flow"]
     flow.load_state_dict(best)

@@ -106,7 +106,7 @@ def newton_multipliers(lam: Tensor, c: float, R_hat: Tensor, cov_T: Tensor, step
     R = R_hat.double()
     cov = cov_T.double()
     d = torch.zeros_like(R)
-    moving = cov.diagonal().sqrt() > 1e-6 * R.abs().clamp_min(1e-12)  # as identifiable(): see there
+    moving = _spread_exceeds(cov.diagonal().clamp_min(0).sqrt(), R)
     if moving.any():
         sub = cov[moving][:, moving]
         m = int(moving.sum())
@@ -159,7 +159,12 @@ def identifiable(dev: Tensor, rel: float = 1e-6) -> Tensor:
     accuracy that is 0 on every sample, cannot be moved by re-weighting the samples: the dual
     step along it is unbounded and its weights' KL stays 0, so the dual steps leave it at 0
     and only the published c R moves its multiplier."""
-    return dev.std(0) > rel * dev.mean(0).abs().clamp_min(1e-12)
+    return _spread_exceeds(dev.std(0), dev.mean(0), rel)
+
+
+def _spread_exceeds(sd: Tensor, R: Tensor, rel: float = 1e-6) -> Tensor:
+    """sd > rel |R| elementwise: the test of :func:`identifiable`, from sd and R directly."""
+    return sd > rel * R.abs().clamp_min(1e-12)
 
 
 MULTIPLIER_UPDATES = ("al", "newton", "tilt")

@@ -74,7 +74,7 @@ def maxent_dual(T: Tensor, mu: Tensor, log_volume: float, iters: int = 100, tol:
             if new <= val - 1e-4 * t * (grad @ step):
                 break
             t *= 0.5
-        if kl(eta - t * step) > max_kl:  # cut the step where the trust region's edge lies
+        if max_kl < math.inf and kl(eta - t * step) > max_kl:  # cut the step at the trust region's edge
             lo, hi = 0.0, t
             for _ in range(50):
                 mid = 0.5 * (lo + hi)

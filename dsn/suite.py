@@ -73,6 +73,13 @@ def build_system(cfg: DSNConfig) -> System:
     return system
 
 
+def build_flow(cfg: DSNConfig, system: System) -> DensityNetwork:
+    """The configured density network over ``system``'s support (weights from torch's RNG)."""
+    return DensityNetwork(system.lower, system.upper, couplings=cfg.couplings, hidden=tuple(cfg.hidden),
+                          batch_norm=cfg.batch_norm, post_affine=cfg.post_affine, sigma_init=cfg.sigma_init,
+                          coupling=cfg.coupling, spline_bins=cfg.spline_bins, base_components=cfg.base_components)
+
+
 class DSNSuite(ModelSuite):
     name = "dsn"
     Config = DSNConfig
@@ -109,11 +116,7 @@ class DSNSuite(ModelSuite):
         """A flow with weights drawn from ``seed``, pre-trained (or loaded from the cache)."""
         torch.manual_seed(seed)
         cfg = self.cfg
-        flow = DensityNetwork(self.system.lower, self.system.upper, couplings=cfg.couplings,
-                              hidden=tuple(cfg.hidden), batch_norm=cfg.batch_norm,
-                              post_affine=cfg.post_affine, sigma_init=cfg.sigma_init,
-                              coupling=cfg.coupling, spline_bins=cfg.spline_bins,
-                              base_components=cfg.base_components).to(self.device)
+        flow = build_flow(cfg, self.system).to(self.device)
         self._pretrain(flow, seed)
         return flow
 
