@@ -38,6 +38,9 @@ class NRFLVConfig(BaseConfig):
     dataset: str = param("natural_patches", "training images: natural_patches (embedded photographs, offline), "
                                             "cifar10 or mnist (under --data_root)", choices=list(DATASETS))
     n_images: int = param(8192, "embedded natural patches cut for training", min=16)
+    image_range: list[float] = param([0.0, 1.0], "[lo, hi]: the range images enter the model in, mapped "
+                                                 "from [0, 1] (the original: torchvision's ToTensor, [0, 1]; "
+                                                 "[-1, 1] is the other common choice)", min=-1.0, max=1.0)
 
     # training
     steps: int = param(47500, "parameter updates (the thesis model: 47,500)", min=0)
@@ -47,8 +50,13 @@ class NRFLVConfig(BaseConfig):
     lr_decay_gamma: float = param(0.95, "learning rate x gamma after every epoch of the training images",
                                   min=0.0, max=1.0)
     l2_reg_energy_param: float = param(1.0, "weight of the penalty E+^2 + E-^2 on the energies' size", min=0.0)
-    clip_grad: bool = param(True, "the original's element-wise clipping of the gradient to +-(3 sqrt(v_hat) + "
-                                  "0.1), v_hat Adam's bias-corrected second moment")
+    adam_grad_clip: bool = param(True, "the original's element-wise clipping of the energy model's gradient to "
+                                       "+-(3 sqrt(v_hat) + 0.1), v_hat Adam's bias-corrected second moment (always "
+                                       "on in the original; a key here to compare)")
+    clip_grad: bool = param(False, "the original's --clip_grad: clip the state gradients of every sampler step "
+                                   "to a total 2-norm of clip_state_grad_norm over all chains and layers (off in "
+                                   "the thesis command)")
+    clip_state_grad_norm: float = param(0.01, "the original's --clip_state_grad_norm: that norm", min=1e-12)
     weights_optimizer: str = param("adam", "optimiser of the energy model (the thesis: adam; the only one here)",
                                    choices=["adam"])
     initter_network_lr: float = param(5e-4, "SGD (Nesterov, momentum 0.85) learning rate of the initialiser",
@@ -170,6 +178,8 @@ class NRFLVConfig(BaseConfig):
         if self.dataset == "mnist" and arch.layers[0][0] != 1 or self.dataset == "cifar10" and arch.layers[0][0] != 3:
             raise UserError(f"--dataset {self.dataset} does not fit the {arch.layers[0][0]}-channel image layer of "
                             f"{self.architecture}")
+        if len(self.image_range) != 2 or not self.image_range[0] < self.image_range[1]:
+            raise UserError(f"--image_range: give [lo, hi] with -1 <= lo < hi <= 1, got {self.image_range}")
         if self.record_patch % 2 == 0:
             raise UserError(f"--record_patch: expected an odd number, got {self.record_patch}")
         if self.record_layer >= arch.n_layers:

@@ -7,9 +7,9 @@ States ``s = [s_0, ..., s_{L-1}]``, ``s_i`` of shape ``(B, C_i, H_i, W_i)`` (``s
 
 with ``rho = hardtanh`` (``[-1, 1]``), ``b_i`` one bias per unit ``(C_i, H_i, W_i)`` (zeros at
 start) and ``f_i`` the quadratic net of layer ``i`` (``nets.QuadraticNet``). These are the
-original's signs (``-`` bias term, ``-1/2`` quadratic term); its per-unit energies, however,
-added each sample's *summed* quadratic term to every unit, so they did not sum to E; here
-``sum(unit_energies) == E``.
+original's signs (``-`` bias term, ``-1/2`` quadratic term), and its per-unit energies as well:
+``sum(unit_energies) == E`` here and in the original (checked against the original's code: they
+sum to its total energy to 7e-16).
 
 ``grad`` gives ``dE/ds`` by ``torch.autograd.grad`` with the states as the only inputs: the
 graph is cut from anything the states carried, no parameter ``.grad`` is written and no

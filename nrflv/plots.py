@@ -1,8 +1,9 @@
 """Figures of the nrflv family: sample grids, sampling over time, per-layer state maps.
 
-Images and states are drawn in their own range [-1, 1] (grey for 1 channel, RGB for 3; other
-channel counts show channel 0); every function returns a matplotlib Figure or, for
-TensorBoard, a ``(3, H, W)`` tensor in [0, 1].
+Images are drawn in the model's image range ``value_range`` (``image_range``; values outside are
+clipped, as the source's ``save_image(normalize=True, range=image_range)`` does), latent states
+in their own range [-1, 1] (grey for 1 channel, RGB for 3; other channel counts show channel 0);
+every function returns a matplotlib Figure or, for TensorBoard, a ``(3, H, W)`` tensor in [0, 1].
 """
 from __future__ import annotations
 
@@ -17,16 +18,20 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 
-def _rgb(x: torch.Tensor) -> np.ndarray:
-    """``(N, C, H, W)`` in [-1, 1] -> ``(N, H, W, 3)`` in [0, 1]."""
-    x = x.detach().float().cpu().clamp(-1, 1).add(1).div(2)
+Range = Sequence[float]
+
+
+def _rgb(x: torch.Tensor, value_range: Range = (-1.0, 1.0)) -> np.ndarray:
+    """``(N, C, H, W)`` in ``value_range`` -> ``(N, H, W, 3)`` in [0, 1]."""
+    lo, hi = float(value_range[0]), float(value_range[1])
+    x = x.detach().float().cpu().clamp(lo, hi).sub(lo).div(hi - lo)
     x = x[:, :1].expand(-1, 3, -1, -1) if x.shape[1] != 3 else x
     return x.permute(0, 2, 3, 1).numpy()
 
 
-def image_grid(images: torch.Tensor, cols: int = 8) -> torch.Tensor:
+def image_grid(images: torch.Tensor, cols: int = 8, value_range: Range = (-1.0, 1.0)) -> torch.Tensor:
     """A ``(3, rows*H, cols*W)`` tensor in [0, 1] tiling ``images (N, C, H, W)`` (TensorBoard)."""
-    pics = _rgb(images)
+    pics = _rgb(images, value_range)
     n, h, w, _ = pics.shape
     rows = math.ceil(n / cols)
     grid = np.ones((rows * (h + 1), cols * (w + 1), 3), dtype=np.float32)
@@ -36,8 +41,8 @@ def image_grid(images: torch.Tensor, cols: int = 8) -> torch.Tensor:
     return torch.from_numpy(grid).permute(2, 0, 1)
 
 
-def grid_figure(images: torch.Tensor, title: str, cols: int = 8):
-    grid = image_grid(images, cols).permute(1, 2, 0).numpy()
+def grid_figure(images: torch.Tensor, title: str, cols: int = 8, value_range: Range = (-1.0, 1.0)):
+    grid = image_grid(images, cols, value_range).permute(1, 2, 0).numpy()
     fig, ax = plt.subplots(figsize=(min(12, 1.2 * cols), 1.2 * grid.shape[0] / grid.shape[1] * cols + 0.6))
     ax.imshow(grid, interpolation="nearest")
     ax.set_axis_off()
@@ -45,12 +50,13 @@ def grid_figure(images: torch.Tensor, title: str, cols: int = 8):
     return fig
 
 
-def frames_figure(frames: Sequence[torch.Tensor], steps: Sequence[int], chains: int = 6):
+def frames_figure(frames: Sequence[torch.Tensor], steps: Sequence[int], chains: int = 6,
+                  value_range: Range = (-1.0, 1.0)):
     """The image layer of ``chains`` chains (rows) at each recorded sampler step (columns)."""
     chains = min(chains, frames[0].shape[0])
     fig, axes = plt.subplots(chains, len(frames), figsize=(1.1 * len(frames), 1.1 * chains + 0.6), squeeze=False)
     for j, (frame, step) in enumerate(zip(frames, steps)):
-        pics = _rgb(frame[:chains])
+        pics = _rgb(frame[:chains], value_range)
         for i in range(chains):
             axes[i, j].imshow(pics[i], interpolation="nearest")
             axes[i, j].set_axis_off()
@@ -59,7 +65,8 @@ def frames_figure(frames: Sequence[torch.Tensor], steps: Sequence[int], chains: 
     return fig
 
 
-def state_maps_figure(states: Sequence[torch.Tensor], sample: int = 0, channels: int = 8):
+def state_maps_figure(states: Sequence[torch.Tensor], sample: int = 0, channels: int = 8,
+                      value_range: Range = (-1.0, 1.0)):
     """For one chain, the image and the first ``channels`` channel maps of every latent layer."""
     n = len(states)
     fig, axes = plt.subplots(n, channels, figsize=(1.2 * channels, 1.3 * n + 0.6), squeeze=False)
@@ -69,7 +76,7 @@ def state_maps_figure(states: Sequence[torch.Tensor], sample: int = 0, channels:
             ax = axes[i, c]
             ax.set_axis_off()
             if i == 0 and c == 0:
-                ax.imshow(_rgb(s[sample:sample + 1])[0], interpolation="nearest")
+                ax.imshow(_rgb(s[sample:sample + 1], value_range)[0], interpolation="nearest")
                 ax.set_title("image", fontsize=8)
             elif i > 0 and c < x.shape[0]:
                 ax.imshow(x[c].numpy(), cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
@@ -78,9 +85,10 @@ def state_maps_figure(states: Sequence[torch.Tensor], sample: int = 0, channels:
     return fig
 
 
-def channels_figure(images: torch.Tensor, n_channels: int, per_channel: int, layer: int, steps: int):
+def channels_figure(images: torch.Tensor, n_channels: int, per_channel: int, layer: int, steps: int,
+                    value_range: Range = (-1.0, 1.0)):
     """Rows: channels of ``layer``; columns: chains that descended that channel's energy."""
-    pics = _rgb(images)
+    pics = _rgb(images, value_range)
     fig, axes = plt.subplots(n_channels, per_channel, figsize=(1.1 * per_channel + 0.8, 1.1 * n_channels + 0.6),
                              squeeze=False)
     for k in range(n_channels * per_channel):

@@ -49,6 +49,13 @@ O(eta^2) when ``H`` is read with the synchronised momentum ``(p_n + p_{n+1}) / 2
 
 or any per-layer ``langevin_noise_sd`` (the source's ``sigma`` with its ``sgd`` sampler).
 
+**Gradient norm clipping** (``clip_grad_norm``, the source's ``--clip_grad`` with
+``--clip_state_grad_norm``; off in its thesis command): before each step the gradients of the
+updated layers are scaled by ``min(1, max_norm / (||dE||_2 + 1e-6))``, ``||dE||_2`` the norm over
+all updated layers and chains together (as ``torch.nn.utils.clip_grad_norm_`` over the source's
+state list; the source's list also holds the clamped image in the positive phase, whose gradient
+it counts in that norm: here only updated layers count).
+
 **Fixed layers** (``fixed[i]``, e.g. the image in the positive phase) are not updated,
 clamped or given sampler state at all; their gradient may be ``None``.
 
@@ -116,6 +123,14 @@ def inverse_mass_kernel(num_channels: int, sd: Optional[float] = None) -> Tensor
     return torch.stack([torch.roll(dens, o) for o in range(num_channels)])
 
 
+def clip_by_total_norm(grads: Sequence[Tensor], max_norm: float) -> list[Tensor]:
+    """``grads`` scaled by ``min(1, max_norm / (N + 1e-6))``, ``N`` the 2-norm of all of them
+    together (new tensors; the inputs are left alone), as ``torch.nn.utils.clip_grad_norm_``."""
+    total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.double()) for g in grads]))
+    coef = (max_norm / (total + 1e-6)).clamp(max=1.0)
+    return [g * coef.to(g.dtype) for g in grads]
+
+
 def _per_layer(value, n: int, name: str) -> list[float]:
     """Broadcast a scalar or a length-1 list to ``n`` layers (as the source's ``nargs='+'``)."""
     vals = [value] if isinstance(value, (int, float)) else list(value)
@@ -175,7 +190,8 @@ class SGHMC:
                  mean_batch_minv_t: bool = False,
                  clamp=(-1.0, 1.0),
                  fixed: Optional[Sequence[bool]] = None,
-                 langevin_noise_sd: Union[None, float, Sequence[float]] = None) -> None:
+                 langevin_noise_sd: Union[None, float, Sequence[float]] = None,
+                 clip_grad_norm: Optional[float] = None) -> None:
         states = list(states)
         if not states:
             raise ValueError("SGHMC needs at least one state layer")
@@ -214,6 +230,9 @@ class SGHMC:
         self.scale_grad = float(scale_grad)
         self.mean_batch_minv_t = bool(mean_batch_minv_t)
         self.clamp = _clamp_ranges(clamp, n)
+        if clip_grad_norm is not None and not (math.isfinite(clip_grad_norm) and clip_grad_norm > 0):
+            raise ValueError(f"clip_grad_norm must be positive and finite, got {clip_grad_norm}")
+        self.clip_grad_norm = None if clip_grad_norm is None else float(clip_grad_norm)
         if any(e <= 0 for e in self.eta):
             raise ValueError(f"sampling_step_size must be positive, got {self.eta}")
         if any(a < 0 for a in self.alpha):
@@ -377,6 +396,8 @@ class SGHMC:
                 raise ValueError(f"gradient of layer {i} must have shape {tuple(self.states[i].shape)}, "
                                  f"got {None if g is None else tuple(g.shape)}")
             gs.append(g.detach())
+        if self.clip_grad_norm is not None and gs:
+            gs = clip_by_total_norm(gs, self.clip_grad_norm)
         self._step += 1
         if not self.active:
             return

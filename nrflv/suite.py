@@ -11,7 +11,12 @@ One training step (one parameter update, as in the source):
    layer; the final states go back into the buffer;
 3. the loss ``E+ - E- + l2_reg_energy_param (E+^2 + E-^2)`` (energies summed over units and
    chains, as in the source) is minimised by Adam (beta = (0, 0.999)), with the source's
-   element-wise clipping ``|grad| <= 3 sqrt(v_hat) + 0.1`` when ``clip_grad``.
+   element-wise clipping ``|grad| <= 3 sqrt(v_hat) + 0.1`` (``adam_grad_clip``, always on in the
+   source). ``clip_grad`` is the source's other clip: the state gradients of every sampler step
+   scaled to a total 2-norm of at most ``clip_state_grad_norm`` (off in the thesis command).
+
+Images enter the model in ``image_range`` (default [0, 1], torchvision's ``ToTensor`` range, as
+in the source); the sampler keeps every layer, the image included, in [-1, 1].
 
 Sampling computes gradients with respect to the states only; the sampler is
 :class:`nrflv.sghmc.SGHMC`, the energy :class:`nrflv.energy.NRFEnergy`. The replay buffer is
@@ -108,7 +113,7 @@ class NRFLVSuite(ExperimentsMixin, ModelSuite):
 
     @cached_property
     def _images(self) -> torch.Tensor:
-        """Training images ``(n, C, H, W)`` in [-1, 1] on the device."""
+        """Training images ``(n, C, H, W)`` in ``image_range`` on the device."""
         cfg, (c, h, w) = self.cfg, self.arch.layers[0]
         if cfg.dataset == "natural_patches":
             x = natural_patches(cfg.n_images, h, colour=c == 3, seed=cfg.seed, standardise=False)
@@ -116,7 +121,17 @@ class NRFLVSuite(ExperimentsMixin, ModelSuite):
             x, _ = tensors_of(load_real(cfg.dataset, self.ctx.data_root, train=True, download=self.ctx.download))
             if x.shape[-2:] != (h, w):
                 x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
-        return (x.float().clamp(0, 1) * 2 - 1).to(self.device)
+        return self.to_model_range(x.float().clamp(0, 1)).to(self.device)
+
+    def to_model_range(self, x: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1] -> the model's ``image_range`` (same shape)."""
+        lo, hi = self.cfg.image_range
+        return x * (hi - lo) + lo
+
+    def from_model_range(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's ``image_range`` -> [0, 1] (same shape; not clamped)."""
+        lo, hi = self.cfg.image_range
+        return (x - lo) / (hi - lo)
 
     def build(self):
         cfg = self.cfg
@@ -151,13 +166,13 @@ class NRFLVSuite(ExperimentsMixin, ModelSuite):
                      num_burn_in_steps=cfg.num_burn_in_steps, min_sq_sigma=cfg.min_sq_sigma,
                      max_sq_sigma=cfg.max_sq_sigma if len(cfg.max_sq_sigma) > 1 else cfg.max_sq_sigma[0],
                      sigma=cfg.sigma, scale_grad=cfg.scale_grad, non_diag_inv_mass=cfg.non_diag_inv_mass,
-                     fixed=fixed)
+                     fixed=fixed, clip_grad_norm=cfg.clip_state_grad_norm if cfg.clip_grad else None)
 
     # --- training -------------------------------------------------------------
     def make_optimizer(self, modules, phase):
         init = list(modules["initter"].parameters()) if "initter" in modules else []
         return ClippedAdamAndSGD(list(modules["energy"].parameters()), init, self.cfg.lr,
-                                 self.cfg.initter_network_lr, self.cfg.clip_grad)
+                                 self.cfg.initter_network_lr, self.cfg.adam_grad_clip)
 
     def learning_rate(self, phase, phase_step):
         """Energy model: ``lr * lr_decay_gamma ** epoch`` (epochs of the training images); the
@@ -227,8 +242,9 @@ class NRFLVSuite(ExperimentsMixin, ModelSuite):
         last = getattr(self, "_last", None)
         if last is None:
             return {}
-        return {"positive_image": plots.image_grid(last["pos"][0][:64]),
-                "negative_image": plots.image_grid(last["neg"][0][:64])}
+        rng = self.cfg.image_range
+        return {"positive_image": plots.image_grid(last["pos"][0][:64], value_range=rng),
+                "negative_image": plots.image_grid(last["neg"][0][:64], value_range=rng)}
 
     # replay buffer beside the checkpoints --------------------------------------------------
     def state_dict(self):
@@ -259,16 +275,18 @@ class NRFLVSuite(ExperimentsMixin, ModelSuite):
             frames.append(states[0].detach().clone())
         steps = [0] + [min(k + cfg.viz_img_logging_step_interval, cfg.num_it_viz)
                        for k in range(0, cfg.num_it_viz, cfg.viz_img_logging_step_interval)]
-        return {"standard": plots.frames_figure(frames, steps),
-                "strip": Animation(plots.image_grid(f).permute(1, 2, 0).numpy() for f in frames),
-                "final_samples": plots.grid_figure(states[0], "free samples after %d steps" % cfg.num_it_viz)}
+        rng = cfg.image_range
+        return {"standard": plots.frames_figure(frames, steps, value_range=rng),
+                "strip": Animation(plots.image_grid(f, value_range=rng).permute(1, 2, 0).numpy() for f in frames),
+                "final_samples": plots.grid_figure(states[0], "free samples after %d steps" % cfg.num_it_viz,
+                                                   value_range=rng)}
 
     @visualization("state_maps", "per-layer state maps at the end of a positive phase on training images")
     def viz_state_maps(self, modules, ctx):
         g = torch.Generator(device=self.device).manual_seed(self.cfg.seed)
         images = self._images[: min(4, len(self._images))]
         states, _, _ = self.positive_phase(modules, images, g)
-        return {"state_maps": plots.state_maps_figure(states)}
+        return {"state_maps": plots.state_maps_figure(states, value_range=self.cfg.image_range)}
 
     @visualization("channels_energy", "per layer from viz_start_layer, chains descending one channel's own "
                                       "energy: the image each channel expects")
@@ -283,5 +301,6 @@ class NRFLVSuite(ExperimentsMixin, ModelSuite):
             channel = torch.arange(n_ch, device=self.device).repeat_interleave(per)
             sampler = self.sampler(states, g)
             sampler.run(lambda s, L=layer, c=channel: channel_energy_grad(energy, s, L, c), cfg.num_it_viz)
-            figures[f"layer{layer}"] = plots.channels_figure(states[0], n_ch, per, layer, cfg.num_it_viz)
+            figures[f"layer{layer}"] = plots.channels_figure(states[0], n_ch, per, layer, cfg.num_it_viz,
+                                                             value_range=cfg.image_range)
         return figures

@@ -69,7 +69,7 @@ class ExperimentsMixin:
     @cached_property
     def background(self) -> torch.Tensor:
         """The blank: the mean training image ``(C, H, W)`` in [0, 1] (CPU)."""
-        return ((self._images.mean(0) + 1) / 2).clamp(0, 1).cpu()
+        return self.from_model_range(self._images.mean(0)).clamp(0, 1).cpu()
 
     def held_out_images(self, n: int) -> torch.Tensor:
         """``(n, C, H, W)`` burn-in images in [0, 1] that training never saw: the test split of a
@@ -131,7 +131,7 @@ class ExperimentsMixin:
 
         cfg, arch, proto = self.cfg, self.arch, self.protocol
         energy, layer = modules["energy"], cfg.record_layer
-        to_model = [(inputs[k].float() * 2 - 1) for k in ("burn_in", "blank", "stimulus", "blank")]
+        to_model = [self.to_model_range(inputs[k].float()) for k in ("burn_in", "blank", "stimulus", "blank")]
         b = to_model[0].shape[0]
         gen = torch.Generator(device=self.device).manual_seed(int(torch.randint(2 ** 62, (1,))))
         if "initter" in modules:
