@@ -546,7 +546,8 @@ def toolkit_spectra(path: Path, cfg, device, prefs) -> dict:
 
     exp = open_experiment(path, device)
     table = contrast_trials(exp)
-    lfp = lfp_traces(exp, table, prefs, cfg.match_tolerance)[0].double()
+    lfp, table, _ = lfp_traces(exp, table, prefs, cfg.match_tolerance)
+    lfp = lfp.double()
     during, blank = exp.samples(cfg.onset_skip_ms, "stimulus"), exp.samples(cfg.onset_skip_ms, "blank")
     nper = min(cfg.spectrum_nperseg, during.stop - during.start, blank.stop - blank.start)
     out = {}

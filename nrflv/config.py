@@ -158,8 +158,11 @@ class NRFLVConfig(BaseConfig):
     spectrogram_nperseg: int = param(64, "segment length (steps) of the spectrograms", min=8)
     max_lag_ms: float = param(100.0, "cross-correlations up to +- this lag", min=1.0)
     alpha: float = param(0.05, "significance level of the tests", min=1e-6, max=0.5)
-    tuned_r2: float = param(0.3, "a unit is orientation-tuned when its cosine fit explains this fraction of "
-                                 "the variance over directions", min=0.0, max=1.0)
+    tuned_r2: float = param(0.0, "an effect-size floor on top of the tuning test: a unit is tuned when the F-test "
+                                 "of its cosine fit rejects 'untuned' at alpha and the fit explains at least "
+                                 "this fraction of the variance (0: the test alone)", min=0.0, max=1.0)
+    n_tuning_shuffles: int = param(20, "direction shuffles that measure the tuning criterion's chance level",
+                                   min=1)
     match_tolerance: float = param(10.0, "a unit is matched to a stimulus within this many degrees of its "
                                          "preferred orientation", min=0.0, max=90.0)
     n_bootstrap: int = param(1000, "bootstrap resamples of the confidence intervals", min=10)

@@ -2,6 +2,8 @@
 stimulus by their orientation preference."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -40,17 +42,41 @@ def matched_channels(preferences: pd.DataFrame | None, table: pd.DataFrame, tole
     return matched(pref[None, :], stim[:, None], tolerance=tolerance, period=180.0) & tuned[None, :]
 
 
-def channel_mask_or_all(mask: torch.Tensor, n_channels: int) -> tuple[torch.Tensor, str]:
-    """The matched-channel mask ``(N, C)``; where a trial has no matched channel (or no tuning
-    is known) every channel counts. Returns the mask and how the units were chosen."""
-    if mask.numel() == 0:
-        return torch.ones(mask.shape[0], n_channels, dtype=torch.bool), "all channels (no tuning known)"
-    none = ~mask.any(1)
-    out = mask.clone()
-    out[none] = True
-    how = "matched channels" if not none.any() else \
-        f"matched channels ({int(none.sum())} of {len(none)} trials had none: all channels there)"
-    return out, how
+@dataclass
+class Selection:
+    """Which trials and channels one analysis uses, defined once for all of them.
+
+    ``mask (N, C)``: channels whose units count in trial n; ``keep (N,)``: trials that enter
+    (those with at least one such channel); ``how``: the definition in words, for tables and
+    figures. With orientation tuning known (the recording has ``just_angle``), the channels are
+    the *matched* ones (significantly tuned and preferring the trial's orientation within
+    ``match_tolerance``) and a trial with none is excluded and counted, never filled in with
+    other channels. Without tuning every channel counts in every trial (one definition for all
+    trials, stated as such)."""
+
+    mask: torch.Tensor
+    keep: np.ndarray
+    how: str
+
+    @property
+    def n_excluded(self) -> int:
+        return int((~self.keep).sum())
+
+    def kept(self, table: pd.DataFrame) -> pd.DataFrame:
+        """The rows of ``table`` (the trials the selection was made for) that enter."""
+        return table[self.keep].reset_index(drop=True)
+
+
+def select_channels(mask: torch.Tensor, n_channels: int, n_trials: int) -> Selection:
+    """:class:`Selection` from a matched-channel mask ``(N, C)`` (``(N, 0)``: no tuning known)."""
+    if mask.numel() == 0 and mask.shape[-1] == 0:
+        return Selection(torch.ones(n_trials, n_channels, dtype=torch.bool), np.ones(n_trials, dtype=bool),
+                         "all channels (no tuning known: the recording has no just_angle set)")
+    keep = mask.any(1).cpu().numpy()
+    how = "matched channels"
+    if not keep.all():
+        how += f" ({int((~keep).sum())} of {len(keep)} trials had none and are excluded)"
+    return Selection(mask, keep, how)
 
 
 def bootstrap_mean_ci(x: np.ndarray, n_boot: int, seed: int, level: float = 0.95) -> tuple[float, float, float]:
@@ -67,11 +93,11 @@ def bootstrap_mean_ci(x: np.ndarray, n_boot: int, seed: int, level: float = 0.95
     return float(m), float(lo), float(hi)
 
 
-def matched_mask(exp: Experiment, table: pd.DataFrame, preferences: pd.DataFrame | None,
-                 tolerance: float) -> tuple[torch.Tensor, str]:
-    """``(N, C)`` channels whose units count for each trial: the matched ones, all where none
-    is (see :func:`channel_mask_or_all`), and how they were chosen."""
-    return channel_mask_or_all(matched_channels(preferences, table, tolerance), exp.store.shape("state")[3])
+def matched_selection(exp: Experiment, table: pd.DataFrame, preferences: pd.DataFrame | None,
+                      tolerance: float) -> Selection:
+    """The matched channels of each trial of ``table`` and the trials that have any
+    (see :class:`Selection`)."""
+    return select_channels(matched_channels(preferences, table, tolerance), exp.store.shape("state")[3], len(table))
 
 
 def correlation(a, b) -> float:

@@ -2,8 +2,13 @@
 
 The response of a unit in a trial is its mean state during the stimulus minus during the blank
 before it. Over the directions, the responses are fitted by cosines at 1 theta (direction) and
-2 theta (orientation) (see :func:`nrflv.measures.tuning.fit_direction_tuning`); a unit is tuned
-when the fit explains ``tuned_r2`` of the variance. The directions and orientations come from
+2 theta (orientation) (see :func:`nrflv.measures.tuning.fit_direction_tuning`). A unit is tuned
+when the F-test of that fit against a flat response rejects at ``alpha``
+(:func:`nrflv.measures.tuning.tuning_p_value`) and, optionally, the fit explains at least
+``tuned_r2`` of the variance. An R² threshold alone does not test anything: with 16 directions,
+R² >= 0.3 passes about 37 % of untuned units. The chance level of the criterion is reported
+beside the tuned fraction, both as its nominal level and as the fraction passing when the
+directions are shuffled across trials (``n_tuning_shuffles`` permutations). The directions and orientations come from
 the recording's own per-trial coordinates, so generator and analysis cannot disagree.
 The channel preferences (the unit at the site) are what ``spectra``, ``transients`` and
 ``synchrony`` use to pick units "matched" to a stimulus (within ``match_tolerance``).
@@ -21,7 +26,8 @@ import torch  # noqa: E402
 from core.suite import AnalysisResult  # noqa: E402
 from nrflv.battery.common import matched_channels, phase_means  # noqa: E402
 from nrflv.battery.reading import Experiment  # noqa: E402
-from nrflv.measures.tuning import fit_direction_tuning, tuned  # noqa: E402
+from nrflv.measures.tuning import (fit_direction_tuning, shuffled_tuned_fraction,  # noqa: E402
+                                  significantly_tuned, tuning_p_value)
 
 SET = "just_angle"
 
@@ -34,7 +40,10 @@ def channel_preferences(exp: Experiment, cfg) -> tuple[pd.DataFrame, pd.DataFram
     resp = (during - blank).double()
     direction = torch.tensor(table["direction"].to_numpy(), dtype=torch.float64, device=resp.device)
     fit = fit_direction_tuning(direction, resp)
-    is_tuned = tuned(fit, cfg.tuned_r2)
+    p_value = tuning_p_value(fit)
+    is_tuned = significantly_tuned(fit, cfg.alpha, cfg.tuned_r2)
+    chance = shuffled_tuned_fraction(direction, resp, cfg.alpha, cfg.tuned_r2, cfg.n_tuning_shuffles,
+                                     torch.Generator().manual_seed(cfg.seed))
     c, p = resp.shape[1], resp.shape[-1]
     rows = []
     for ch in range(c):
@@ -45,18 +54,22 @@ def channel_preferences(exp: Experiment, cfg) -> tuple[pd.DataFrame, pd.DataFram
                              "baseline": float(fit.baseline[i]), "amp1": float(fit.amp1[i]),
                              "pref_direction": float(fit.pref_direction[i]), "amp2": float(fit.amp2[i]),
                              "pref_orientation": float(fit.pref_orientation[i]), "r2_1": float(fit.r2_1[i]),
-                             "r2_2": float(fit.r2_2[i]), "r2": float(fit.r2[i]), "tuned": bool(is_tuned[i])})
+                             "r2_2": float(fit.r2_2[i]), "r2": float(fit.r2[i]), "p_value": float(p_value[i]),
+                             "tuned": bool(is_tuned[i]), "n_directions": int(fit.n)})
     units = pd.DataFrame(rows)
     centre = units[(units["dy"] == 0) & (units["dx"] == 0)].drop(columns=["dy", "dx"]).reset_index(drop=True)
-    return centre, units, {"direction": direction.cpu().numpy(), "resp": resp[..., p // 2, p // 2].cpu().numpy()}
+    return centre, units, {"direction": direction.cpu().numpy(), "resp": resp[..., p // 2, p // 2].cpu().numpy(),
+                           "chance_fraction_shuffled": chance}
 
 
 def run(exp: Experiment, cfg) -> tuple[AnalysisResult, pd.DataFrame]:
     centre, units, raw = channel_preferences(exp, cfg)
     fig = _polar_figure(centre, raw)
-    hist = _r2_figure(units, cfg.tuned_r2)
+    hist = _r2_figure(units, cfg.alpha, raw["chance_fraction_shuffled"])
     scalars = {"fraction_tuned_centre": float(centre["tuned"].mean()),
                "fraction_tuned_units": float(units["tuned"].mean()),
+               "chance_fraction_nominal": float(cfg.alpha),
+               "chance_fraction_shuffled": float(raw["chance_fraction_shuffled"]),
                "median_r2_centre": float(centre["r2"].median())}
     # which channels each trial of every set drives at their preferred orientation
     mask = matched_channels(centre, exp.conditions, cfg.match_tolerance).numpy()
@@ -93,12 +106,19 @@ def _polar_figure(centre: pd.DataFrame, raw: dict) -> plt.Figure:
     return fig
 
 
-def _r2_figure(units: pd.DataFrame, threshold: float) -> plt.Figure:
-    fig, ax = plt.subplots(figsize=(5, 3))
-    ax.hist(units["r2"], bins=np.linspace(0, 1, 21), color="0.5")
-    ax.axvline(threshold, color="C3", ls="--", label=f"tuned ≥ {threshold:g}")
-    ax.set_xlabel("R² of the cosine fit (1θ + 2θ)")
-    ax.set_ylabel("units")
-    ax.legend(fontsize=7)
+def _r2_figure(units: pd.DataFrame, alpha: float, chance: float) -> plt.Figure:
+    fig, axs = plt.subplots(1, 2, figsize=(9, 3))
+    bins = np.linspace(0, 1, 21)
+    axs[0].hist([units.loc[units["tuned"], "r2"], units.loc[~units["tuned"], "r2"]], bins=bins, stacked=True,
+                color=["C3", "0.6"], label=["tuned", "not tuned"])
+    axs[0].set_xlabel("R² of the cosine fit (1θ + 2θ)")
+    axs[0].set_ylabel("units")
+    axs[0].legend(fontsize=7)
+    axs[1].hist(units["p_value"], bins=bins, color="0.5")
+    axs[1].axvline(alpha, color="C3", ls="--", label=f"alpha = {alpha:g}")
+    axs[1].set_xlabel("p-value of the tuning F-test")
+    axs[1].legend(fontsize=7)
+    fig.suptitle(f"{units['tuned'].mean():.0%} of units tuned; chance: {alpha:.0%} nominal, "
+                 f"{chance:.1%} with shuffled directions", fontsize=9)
     fig.tight_layout()
     return fig

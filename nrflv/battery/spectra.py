@@ -2,8 +2,11 @@
 otherwise): does the V1-like layer oscillate, at what frequency, and how does that depend on
 contrast?
 
-* "LFP" of a trial: the summed state of the matched channels (tuned, preferring the trial's
-  orientation within ``match_tolerance``; all channels where none is) over the window at site 0.
+* "LFP" of a trial: the summed state of the matched channels (significantly tuned, preferring
+  the trial's orientation within ``match_tolerance``) over the window at site 0, as the original
+  sums its matched units. A trial with no matched channel is excluded and counted (``trials`` and
+  ``trials_excluded`` in the tables); without tuning (no ``just_angle`` set) every channel counts
+  in every trial. One definition per run, never mixed in one mean.
 * Welch spectra of the LFP during the stimulus and during the blank before it (each leaving out
   ``onset_skip_ms`` after the switch), per trial, averaged by contrast; the peak frequency and
   peak power in Hz per trial, with bootstrap intervals by contrast.
@@ -23,7 +26,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from core.suite import AnalysisResult, AnalysisSkipped  # noqa: E402
-from nrflv.battery.common import bootstrap_mean_ci, correlation, matched_mask  # noqa: E402
+from nrflv.battery.common import Selection, bootstrap_mean_ci, correlation, matched_selection  # noqa: E402
 from nrflv.battery.reading import Experiment  # noqa: E402
 from nrflv.measures.spectral import peak, spectrogram, welch  # noqa: E402
 
@@ -39,21 +42,27 @@ def contrast_trials(exp: Experiment) -> pd.DataFrame:
 
 
 def lfp_traces(exp: Experiment, table: pd.DataFrame, preferences: pd.DataFrame | None, tolerance: float,
-               site: int = 0) -> tuple[torch.Tensor, str]:
-    """``(N, T)`` summed state of the matched channels over the window at ``site``."""
-    mask, how = matched_mask(exp, table, preferences, tolerance)
+               site: int = 0) -> tuple[torch.Tensor, pd.DataFrame, Selection]:
+    """The LFP ``(N', T)`` of the trials of ``table`` that have a matched channel: the summed
+    state of their matched channels over the window at ``site``; those trials' rows; the
+    selection (how many were excluded)."""
+    sel = matched_selection(exp, table, preferences, tolerance)
+    kept = sel.kept(table)
+    if kept.empty:
+        raise AnalysisSkipped(f"no trial has a matched channel ({sel.how}); the LFP is undefined")
+    mask = sel.mask[torch.as_tensor(sel.keep)]
     out, k = [], 0
-    for blk in exp.windows("state", table, site):
+    for blk in exp.windows("state", kept, site):
         m = mask[k:k + len(blk.trials)].to(blk.values.device, blk.values.dtype)   # (b, C)
         out.append((blk.values.sum((-1, -2)) * m[:, None, :]).sum(-1))
         k += len(blk.trials)
-    return torch.cat(out), how
+    return torch.cat(out), kept, sel
 
 
 def run(exp: Experiment, cfg, preferences: pd.DataFrame | None = None) -> AnalysisResult:
-    table = contrast_trials(exp)
-    lfp, how = lfp_traces(exp, table, preferences, cfg.match_tolerance)
-    lfp = lfp.double()
+    lfp, table, selection = lfp_traces(exp, contrast_trials(exp), preferences, cfg.match_tolerance)
+    lfp, how = lfp.double(), selection.how
+    all_contrast = contrast_trials(exp)["contrast"].to_numpy()
     during, blank = exp.samples(cfg.onset_skip_ms, "stimulus"), exp.samples(cfg.onset_skip_ms, "blank")
     nper = min(cfg.spectrum_nperseg, during.stop - during.start, blank.stop - blank.start)
     f, p_during = welch(lfp[:, during], exp.fs, nperseg=nper)
@@ -80,7 +89,8 @@ def run(exp: Experiment, cfg, preferences: pd.DataFrame | None = None) -> Analys
         fm, flo, fhi = bootstrap_mean_ci(fpk[sel].cpu().numpy(), cfg.n_bootstrap, cfg.seed + i)
         pm, plo, phi = bootstrap_mean_ci(ppk[sel].cpu().numpy(), cfg.n_bootstrap, cfg.seed + 1000 + i)
         fb = float(fpk_b[sel].mean())
-        rows.append({"contrast": float(c), "trials": len(sel), "peak_hz": fm, "peak_hz_lo": flo, "peak_hz_hi": fhi,
+        rows.append({"contrast": float(c), "trials": len(sel),
+                     "trials_excluded": int((all_contrast == c).sum()) - len(sel), "peak_hz": fm, "peak_hz_lo": flo, "peak_hz_hi": fhi,
                      "peak_power": pm, "peak_power_lo": plo, "peak_power_hi": phi,
                      "blank_peak_hz": fb, "blank_peak_power": float(ppk_b[sel].mean()),
                      "power_ratio_at_peak": float(p_during[sel].mean(0).max() / p_blank[sel].mean(0).max()),
@@ -99,7 +109,8 @@ def run(exp: Experiment, cfg, preferences: pd.DataFrame | None = None) -> Analys
     scalars = {"peak_hz_top_contrast": float(top["peak_hz"]), "peak_power_top_contrast": float(top["peak_power"]),
                "power_ratio_top_contrast": float(top["power_ratio_at_peak"]),
                "peak_hz_contrast_corr": correlation(summary["contrast"], summary["peak_hz"]),
-               "resolution_hz": float(f_np[1] - f_np[0])}
+               "resolution_hz": float(f_np[1] - f_np[0]), "trials_used": len(table),
+               "trials_excluded_no_matched_channel": selection.n_excluded}
     figures = {"lfp_spectra": _spectra_figure(spectra, levels, how),
                "peak_vs_contrast": _peak_figure(summary),
                "spectrograms": _spectrogram_figure(sf.cpu().numpy(), st.cpu().numpy(), sxx, contrast, levels, exp,

@@ -1,7 +1,7 @@
 """Contrast-dependent transients: onset and offset responses of the V1-like layer.
 
-The trace of a trial is the mean state of the matched channels (all channels where none is) at
-site 0's unit; traces are averaged by contrast, and each contrast's mean trace is measured by
+The trace of a trial is the mean state of the matched channels at site 0's unit (trials with
+no matched channel are excluded and counted; see :class:`nrflv.battery.common.Selection`); traces are averaged by contrast, and each contrast's mean trace is measured by
 :func:`nrflv.measures.transients.step_response` -- baseline, peak after onset, sustained level,
 overshoot above it, offset response -- with bootstrap intervals of the overshoot over trials.
 
@@ -20,27 +20,34 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from core.suite import AnalysisResult  # noqa: E402
-from nrflv.battery.common import bootstrap_mean_ci, correlation, matched_mask  # noqa: E402
+from core.suite import AnalysisResult, AnalysisSkipped  # noqa: E402
+from nrflv.battery.common import Selection, bootstrap_mean_ci, correlation, matched_selection  # noqa: E402
 from nrflv.battery.reading import Experiment  # noqa: E402
 from nrflv.battery.spectra import contrast_trials  # noqa: E402
 from nrflv.measures.transients import step_response  # noqa: E402
 
 
-def matched_trace(exp: Experiment, table: pd.DataFrame, preferences, tolerance: float) -> tuple[torch.Tensor, str]:
-    """``(N, T)`` mean state over the matched channels of the unit at site 0."""
-    mask, how = matched_mask(exp, table, preferences, tolerance)
+def matched_trace(exp: Experiment, table: pd.DataFrame, preferences, tolerance: float
+                  ) -> tuple[torch.Tensor, pd.DataFrame, Selection]:
+    """``(N', T)`` mean state over the matched channels of the unit at site 0, for the trials of
+    ``table`` that have any; their rows; the selection."""
+    sel = matched_selection(exp, table, preferences, tolerance)
+    kept = sel.kept(table)
+    if kept.empty:
+        raise AnalysisSkipped(f"no trial has a matched channel ({sel.how})")
+    mask = sel.mask[torch.as_tensor(sel.keep)]
     out, k = [], 0
-    for blk in exp.centre("state", table, 0):
+    for blk in exp.centre("state", kept, 0):
         m = mask[k:k + len(blk.trials)].to(blk.values.device, blk.values.dtype)
         out.append((blk.values * m[:, None, :]).sum(-1) / m.sum(-1, keepdim=True))
         k += len(blk.trials)
-    return torch.cat(out).double(), how
+    return torch.cat(out).double(), kept, sel
 
 
 def run(exp: Experiment, cfg, preferences: pd.DataFrame | None = None) -> AnalysisResult:
-    table = contrast_trials(exp)
-    trace, how = matched_trace(exp, table, preferences, cfg.match_tolerance)
+    all_contrast = contrast_trials(exp)["contrast"].to_numpy()
+    trace, table, selection = matched_trace(exp, contrast_trials(exp), preferences, cfg.match_tolerance)
+    how = selection.how
     contrast = table["contrast"].to_numpy()
     levels = np.unique(contrast)
     base_steps = exp.onset - exp.samples(cfg.onset_skip_ms, "blank").start
@@ -51,7 +58,8 @@ def run(exp: Experiment, cfg, preferences: pd.DataFrame | None = None) -> Analys
     for i, c in enumerate(levels):
         sel = np.flatnonzero(contrast == c)
         om, olo, ohi = bootstrap_mean_ci(per_trial["overshoot"][sel].cpu().numpy(), cfg.n_bootstrap, cfg.seed + i)
-        row = {"contrast": float(c), "trials": len(sel), "units": how}
+        row = {"contrast": float(c), "trials": len(sel), "trials_excluded": int((all_contrast == c).sum()) - len(sel),
+               "units": how}
         row.update({k: float(v[i]) for k, v in by_level.items()})
         row.update({"overshoot_trial_mean": om, "overshoot_lo": olo, "overshoot_hi": ohi})
         rows.append(row)

@@ -152,6 +152,49 @@ def fit_direction_tuning(direction: torch.Tensor, responses: torch.Tensor) -> Tu
     )
 
 
+def tuning_p_value(fit: TuningFit) -> torch.Tensor:
+    """p-value ``units`` of the F-test of the two-harmonic fit against a constant response.
+
+    ``F = (r2 / 4) / ((1 - r2) / (n - 5))`` with ``(4, n - 5)`` degrees of freedom: under the
+    null of an untuned unit with independent Gaussian noise across the stimuli, ``p < alpha``
+    happens with probability exactly ``alpha``. NaN with fewer than 6 stimuli (no residual
+    degrees of freedom); a constant unit has p = 1, a perfect fit p = 0.
+    """
+    from scipy.stats import f as f_dist
+
+    dfd = fit.n - 5
+    r2 = fit.r2.detach().double().cpu()
+    if dfd < 1:
+        return torch.full_like(fit.r2, float("nan"))
+    stat = (r2 / 4.0) / ((1.0 - r2).clamp_min(1e-300) / dfd)
+    p = torch.from_numpy(f_dist.sf(stat.numpy(), 4, dfd)).reshape(r2.shape)
+    return p.to(fit.r2.device, fit.r2.dtype)
+
+
+def significantly_tuned(fit: TuningFit, alpha: float, r2_min: float = 0.0) -> torch.Tensor:
+    """Bool ``units``: the F-test (:func:`tuning_p_value`) rejects "untuned" at ``alpha`` and
+    the fit explains at least ``r2_min`` of the variance (an effect-size floor; 0: none)."""
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+    return (tuning_p_value(fit) < alpha) & tuned(fit, r2_min)
+
+
+def shuffled_tuned_fraction(direction: torch.Tensor, responses: torch.Tensor, alpha: float, r2_min: float = 0.0,
+                            n_shuffles: int = 20, generator: torch.Generator | None = None) -> float:
+    """The fraction of units :func:`significantly_tuned` when the directions are shuffled
+    across the stimuli (the same permutation for all units, ``n_shuffles`` times): the chance
+    level of the criterion on these very responses, whatever their noise distribution.
+    ``direction (N,)``, ``responses (N, ...)``."""
+    direction = torch.as_tensor(direction)
+    n = direction.shape[0]
+    hits = 0.0
+    for _ in range(int(n_shuffles)):
+        perm = torch.randperm(n, generator=generator)
+        fit = fit_direction_tuning(direction[perm.to(direction.device)], responses)
+        hits += float(significantly_tuned(fit, alpha, r2_min).double().mean())
+    return hits / max(1, int(n_shuffles))
+
+
 def tuned(fit: TuningFit, r2_threshold: float = 0.5) -> torch.Tensor:
     """Bool tensor ``units``: the full harmonic fit explains at least ``r2_threshold`` of the
     response variance (``fit.r2 >= r2_threshold``)."""

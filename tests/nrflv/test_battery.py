@@ -180,7 +180,7 @@ def test_spectra_blank_spectrum_is_the_blank_not_the_stimulus(spectra_run):
     assert not np.allclose(stim, blank, rtol=0.5)
     unit = top["unit_psd_stimulus"].to_numpy()
     assert abs(f[1:][np.argmax(unit[1:])] - GAMMA_HZ) <= RESOLUTION_HZ
-    assert set(peak["units"]) == {"all channels (no tuning known)"}
+    assert set(peak["units"]) == {"all channels (no tuning known: the recording has no just_angle set)"}
 
 
 # ---------------------------------------------------------------------------------- ei_lag
@@ -330,7 +330,8 @@ def test_orientation_preferences_and_tuned_flags_match_the_truth(tuning_run):
     np.testing.assert_allclose(centre["amp2"].to_numpy()[tuned_truth], TUNING_AMP, rtol=0.1)
     np.testing.assert_allclose(centre["baseline"].to_numpy(), 0.5, atol=0.05)
     assert centre["r2"].to_numpy()[tuned_truth].min() > 0.9
-    assert centre["r2"].iloc[-1] < config().tuned_r2
+    assert centre["p_value"].iloc[-1] > config().alpha
+    assert centre["p_value"].to_numpy()[tuned_truth].max() < 1e-6
     # response noise sd ~ sqrt(2 / 251) = 0.09 over 48 directions: direction error sd ~ 1 degree
     assert circular_distance(centre["pref_direction"].iloc[0], PREF_DIRECTION_CH0, 360.0) < 4.0
     assert centre["amp1"].iloc[0] == pytest.approx(DIRECTION_AMP, rel=0.15)
@@ -413,6 +414,28 @@ def test_lfp_of_matched_channels_carries_only_their_rhythm(matched_exp):
     assert set(by["units"]) == {"matched channels"}
 
 
+def test_a_trial_with_no_matched_channel_is_counted_and_excluded_never_filled_in(matched_exp):
+    """Channel 0 (0 deg) untuned: the trials at 0 deg have no matched channel. They leave the LFP
+    (counted), instead of entering it as the sum of all channels (whose rhythm is 25 Hz)."""
+    exp, prefs = matched_exp
+    partial = prefs.copy()
+    partial.loc[partial["channel"] == 0, "tuned"] = False
+    res = spectra.run(exp, config(), partial)
+    by = res.tables["peak_by_contrast"]
+    n_at_zero = int((circular_distance(exp.table("contrast_and_angle")["orientation"].to_numpy(), 0.0, 180.0)
+                     < 1).sum())
+    assert n_at_zero > 0
+    assert res.scalars["trials_excluded_no_matched_channel"] == n_at_zero
+    assert int(by["trials_excluded"].sum()) == n_at_zero
+    assert int(by["trials"].sum()) == len(exp.table("contrast_and_angle")) - n_at_zero
+    assert all("excluded" in u for u in by["units"])
+    assert (by["peak_hz"] - GAMMA_HZ).abs().max() <= RESOLUTION_HZ      # no 25 Hz trial mixed in
+    trials = res.tables["peak_per_trial"]
+    assert not (circular_distance(trials["direction"].to_numpy() % 180, 0.0, 180.0) < 1).any()
+    tr = transients.run(exp, config(), partial).tables["transients_by_contrast"]
+    assert int(tr["trials_excluded"].sum()) == n_at_zero
+
+
 # ------------------------------------------------------------------------------ transients
 
 DAMPING, NATURAL_HZ, GAIN = 0.3, 10.0, 1.0
@@ -466,7 +489,7 @@ def test_transient_overshoot_grows_with_contrast_and_matches_the_second_order_tr
     floor, noise_sd = float(by["overshoot"].iloc[0]), 0.05 / math.sqrt(32)
     assert 1.5 * noise_sd < floor < 5 * noise_sd
     np.testing.assert_allclose(by["overshoot_above_control"].to_numpy(), by["overshoot"].to_numpy() - floor)
-    assert set(by["units"]) == {"all channels (no tuning known)"}
+    assert set(by["units"]) == {"all channels (no tuning known: the recording has no just_angle set)"}
     traces = res.tables["mean_traces"]
     assert traces["time_ms"].iloc[ONSET] == 0.0
 

@@ -151,3 +151,33 @@ def test_circular_difference_and_matching_wrap_around():
     assert ((d >= 0) & (d <= 45.0 + 1e-4)).all()
     reference = np.abs((a.numpy() - b.numpy() + 45.0) % 90.0 - 45.0)
     np.testing.assert_allclose(d.numpy(), reference, atol=1e-3)
+
+
+def test_tuning_f_test_false_positive_rate_is_its_level():
+    """On untuned units (Gaussian noise over 16 directions) the F-test passes ~alpha of them, where
+    an R^2 >= 0.3 threshold passes ~37 %; the shuffled-direction chance level agrees."""
+    from nrflv.measures.tuning import shuffled_tuned_fraction, significantly_tuned, tuning_p_value
+
+    g = torch.Generator().manual_seed(0)
+    n_units = 20000
+    direction = torch.arange(16, dtype=torch.float64) * 22.5
+    noise = torch.randn(16, n_units, generator=g, dtype=torch.float64)
+    fit = fit_direction_tuning(direction, noise)
+    for alpha in (0.01, 0.05, 0.2):
+        rate = float(significantly_tuned(fit, alpha).double().mean())
+        sd = (alpha * (1 - alpha) / n_units) ** 0.5
+        assert abs(rate - alpha) < 4 * sd, (alpha, rate)
+    assert 0.3 < float((fit.r2 >= 0.3).double().mean()) < 0.45       # the old criterion's chance level
+    # p-values of untuned units are uniform
+    p = tuning_p_value(fit)
+    assert abs(float(p.mean()) - 0.5) < 0.01
+    chance = shuffled_tuned_fraction(direction, noise[:, :2000], 0.05, n_shuffles=10,
+                                     generator=torch.Generator().manual_seed(1))
+    assert abs(chance - 0.05) < 0.012
+    # a tuned unit (amplitude = noise sd) is found nearly always; a flat one is p = 1
+    tuned_resp = torch.cos(2 * torch.deg2rad(direction - 30))[:, None] * 1.5 + noise[:, :2000]
+    assert float(significantly_tuned(fit_direction_tuning(direction, tuned_resp), 0.05).double().mean()) > 0.8
+    assert float(tuning_p_value(fit_direction_tuning(direction, torch.ones(16, 1)))) == 1.0
+    # too few directions for a residual: NaN, never "tuned"
+    few = fit_direction_tuning(direction[:5], noise[:5, :3])
+    assert torch.isnan(tuning_p_value(few)).all() and not significantly_tuned(few, 0.05).any()
