@@ -150,6 +150,11 @@ class NRFLVConfig(BaseConfig):
                                         choices=["state", "momentum", "grad", "energy"])
     record_dtype: str = param("float16", "stored precision", choices=["float16", "float32"])
     record_every: int = param(1, "keep every N-th step", min=1)
+    record_layer_means: bool = param(True, "also store each unit's mean state per protocol phase over the whole "
+                                           "recorded layer (layer_means: activity maps and the retinotopy figure "
+                                           "on any recording; 4 x C x H x W float32 per trial)")
+    record_movie_every: int = param(0, "also store the whole layer's state every N steps (layer_movie, for "
+                                       "activity movies; 0: off; C x H x W values per frame and trial)", min=0)
 
     # analyses (--analyze)
     onset_skip_ms: float = param(200.0, "left out after each stimulus on/offset by the sustained-response "
@@ -163,6 +168,10 @@ class NRFLVConfig(BaseConfig):
                                  "this fraction of the variance (0: the test alone)", min=0.0, max=1.0)
     n_tuning_shuffles: int = param(20, "direction shuffles that measure the tuning criterion's chance level",
                                    min=1)
+    lfp_units: str = param("matched", "units of the LFP and of the transients' trace: matched (the original: the "
+                                      "channels tuned to the trial's orientation; trials with none are excluded "
+                                      "and counted) or all (every channel, every trial)",
+                           choices=["matched", "all"])
     match_tolerance: float = param(10.0, "a unit is matched to a stimulus within this many degrees of its "
                                          "preferred orientation", min=0.0, max=90.0)
     n_bootstrap: int = param(1000, "bootstrap resamples of the confidence intervals", min=10)

@@ -17,6 +17,14 @@ chain, and index 0 is the initial state (the initialiser's guess for the burn-in
 Units are read in a ``P x P`` window (all channels) around each recording *site* of a trial
 (by default the centre of each Gabor, or a flank point; see :mod:`nrflv.stimuli`), or the
 whole layer. Sites are given in image pixels and mapped to the layer's grid by its stride.
+
+Beside the windows, two small views of the *whole* recorded layer (for activity maps and
+movies on any recording):
+
+* ``layer_means`` ``(B, 4, C, H, W)``: the mean state of every unit over each phase (burn-in,
+  blank, stimulus, blank after), over all of the phase's steps (float32);
+* ``layer_movie`` ``(B, F, C, H, W)``: the state of every unit at every ``movie_every``-th step
+  (frame ``f`` is step ``f * movie_every``), in the recording's dtype.
 """
 from __future__ import annotations
 
@@ -88,7 +96,8 @@ class Recorder:
 
     def __init__(self, variables: Sequence[str], n_steps: int, batch: int, channels: int,
                  rows: torch.Tensor | None, cols: torch.Tensor | None, layer_hw: Sequence[int],
-                 dtype: torch.dtype, device: torch.device, every: int = 1):
+                 dtype: torch.dtype, device: torch.device, every: int = 1, layer_means: bool = False,
+                 movie_every: int = 0, n_phases: int = 4):
         bad = [v for v in variables if v not in VARIABLES]
         if bad:
             raise ValueError(f"unknown variables {bad}; choose from {VARIABLES}")
@@ -101,6 +110,30 @@ class Recorder:
             shape = (batch, n_kept, s, channels, p, p)
         self.buffers = {v: torch.empty(shape, dtype=dtype, device=device) for v in self.variables}
         self._b = torch.arange(batch, device=device)[:, None, None, None]
+        full = (batch, channels, *layer_hw)
+        self.movie_every = int(movie_every)
+        if layer_means:
+            self._sums = torch.zeros(batch, n_phases, *full[1:], dtype=torch.float32, device=device)
+            self._counts = torch.zeros(n_phases, dtype=torch.float32, device=device)
+        else:
+            self._sums = None
+        if self.movie_every:
+            frames = -(-n_steps // self.movie_every)
+            self.buffers["layer_movie"] = torch.empty(batch, frames, *full[1:], dtype=dtype, device=device)
+
+    def observe(self, step: int, phase: int, state: torch.Tensor) -> None:
+        """Every step: the whole layer's state ``(B, C, H, W)`` for ``layer_means`` and the movie."""
+        if self._sums is not None:
+            self._sums[:, phase] += state
+            self._counts[phase] += 1
+        if self.movie_every and step % self.movie_every == 0:
+            self.buffers["layer_movie"][:, step // self.movie_every] = state
+
+    def finish(self) -> dict[str, torch.Tensor]:
+        """The buffers, with ``layer_means`` (phases never visited: NaN)."""
+        if self._sums is not None:
+            self.buffers["layer_means"] = self._sums / self._counts.view(1, -1, 1, 1, 1)
+        return self.buffers
 
     def _read(self, x: torch.Tensor) -> torch.Tensor:
         if self.rows is None:
@@ -134,7 +167,8 @@ def run_protocol(protocol: Protocol, states: list[torch.Tensor], images: Sequenc
         unit_energy: ``states -> (B, C, H, W)`` per-unit energy of ``layer`` (for ``energy``).
         progress: called with the number of steps done, now and then.
     Returns:
-        the recorder's buffers ``{variable: (B, T, S, C, P, P)}``.
+        the recorder's buffers ``{variable: (B, T, S, C, P, P)}`` (and ``layer_means``,
+        ``layer_movie`` when the recorder keeps them).
     """
     phase = protocol.phase_of_step().tolist()
     current = -1
@@ -154,7 +188,8 @@ def run_protocol(protocol: Protocol, states: list[torch.Tensor], images: Sequenc
                 with torch.no_grad():
                     values["energy"] = unit_energy(states)
             recorder(t, values)
+        recorder.observe(t, current, states[layer])
         sampler.step(grads)
         if progress is not None and (t + 1) % 100 == 0:
             progress(100)
-    return recorder.buffers
+    return recorder.finish()

@@ -124,6 +124,8 @@ class ExperimentsMixin:
                 "record_units": c.record_units, "record_patch": c.record_patch,
                 "layer_shape": list(self.arch.layers[c.record_layer]),
                 "image_shape": list(self.arch.layers[0]), "sites": ["site0", "site1"],
+                "layer_means_phases": ["burn_in", "blank_before", "stimulus", "blank_after"],
+                "movie_every": c.record_movie_every,
                 "momentum_sign": "p as stored; the inhibitory population is -p"}
 
     def record(self, modules, inputs, ctx):
@@ -148,15 +150,17 @@ class ExperimentsMixin:
             rows = cols = None
         dtype = torch.float16 if cfg.record_dtype == "float16" else torch.float32
         recorder = Recorder(cfg.record_variables, proto.total, b, c, rows, cols, (lh, lw), dtype, self.device,
-                            every=cfg.record_every)
+                            every=cfg.record_every, layer_means=cfg.record_layer_means,
+                            movie_every=cfg.record_movie_every)
         latent_layers = list(range(1, arch.n_layers))
         with tqdm(total=proto.total, desc="sampler steps", leave=False, dynamic_ncols=True, mininterval=1.0,
                   disable=not ctx.env.is_main) as bar:
             out = run_protocol(proto, states, to_model, lambda s: energy.energy_and_grad(s, wrt=latent_layers),
                                sampler, recorder, layer,
                                unit_energy=lambda s: energy.unit_energies(s)[layer], progress=bar.update)
-        dims = ("trial", "time", "site", "channel", "y", "x")
-        return {k: Labelled(v, dims) for k, v in out.items()}
+        dims = {"layer_means": ("trial", "phase", "channel", "y", "x"),
+                "layer_movie": ("trial", "frame", "channel", "y", "x")}
+        return {k: Labelled(v, dims.get(k, ("trial", "time", "site", "channel", "y", "x"))) for k, v in out.items()}
 
     # --- the analysis battery (each streams the recording; see nrflv.battery) ----------
     def _experiment(self, ctx):

@@ -94,10 +94,16 @@ def bootstrap_mean_ci(x: np.ndarray, n_boot: int, seed: int, level: float = 0.95
 
 
 def matched_selection(exp: Experiment, table: pd.DataFrame, preferences: pd.DataFrame | None,
-                      tolerance: float) -> Selection:
+                      tolerance: float, units: str = "matched") -> Selection:
     """The matched channels of each trial of ``table`` and the trials that have any
-    (see :class:`Selection`)."""
-    return select_channels(matched_channels(preferences, table, tolerance), exp.store.shape("state")[3], len(table))
+    (see :class:`Selection`); ``units="all"``: every channel in every trial."""
+    n_channels = exp.store.shape("state")[3]
+    if units == "all":
+        return Selection(torch.ones(len(table), n_channels, dtype=torch.bool), np.ones(len(table), dtype=bool),
+                         "all channels (lfp_units: all)")
+    if units != "matched":
+        raise ValueError(f"units must be 'matched' or 'all', got {units!r}")
+    return select_channels(matched_channels(preferences, table, tolerance), n_channels, len(table))
 
 
 def correlation(a, b) -> float:

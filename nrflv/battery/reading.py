@@ -52,7 +52,8 @@ class Experiment:
         done = store.done
         if not done.all():
             self.conditions = self.conditions[done].reset_index(drop=True)
-        self.n_steps = store.shape(store.variables[0])[1]
+        self.n_steps = store.shape("state" if "state" in store.variables else store.variables[0])[1]
+        self.movie_every = int(a.get("movie_every", 0) or 0)
 
     # -- which trials ------------------------------------------------------------
     @property

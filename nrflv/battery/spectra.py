@@ -42,14 +42,15 @@ def contrast_trials(exp: Experiment) -> pd.DataFrame:
 
 
 def lfp_traces(exp: Experiment, table: pd.DataFrame, preferences: pd.DataFrame | None, tolerance: float,
-               site: int = 0) -> tuple[torch.Tensor, pd.DataFrame, Selection]:
+               site: int = 0, units: str = "matched") -> tuple[torch.Tensor, pd.DataFrame, Selection]:
     """The LFP ``(N', T)`` of the trials of ``table`` that have a matched channel: the summed
     state of their matched channels over the window at ``site``; those trials' rows; the
     selection (how many were excluded)."""
-    sel = matched_selection(exp, table, preferences, tolerance)
+    sel = matched_selection(exp, table, preferences, tolerance, units)
     kept = sel.kept(table)
     if kept.empty:
-        raise AnalysisSkipped(f"no trial has a matched channel ({sel.how}); the LFP is undefined")
+        raise AnalysisSkipped(f"no trial has a matched channel ({sel.how}): no channel is significantly "
+                              "tuned to the stimuli; the LFP is undefined (--lfp_units all sums every channel)")
     mask = sel.mask[torch.as_tensor(sel.keep)]
     out, k = [], 0
     for blk in exp.windows("state", kept, site):
@@ -60,7 +61,8 @@ def lfp_traces(exp: Experiment, table: pd.DataFrame, preferences: pd.DataFrame |
 
 
 def run(exp: Experiment, cfg, preferences: pd.DataFrame | None = None) -> AnalysisResult:
-    lfp, table, selection = lfp_traces(exp, contrast_trials(exp), preferences, cfg.match_tolerance)
+    lfp, table, selection = lfp_traces(exp, contrast_trials(exp), preferences, cfg.match_tolerance,
+                                           units=cfg.lfp_units)
     lfp, how = lfp.double(), selection.how
     all_contrast = contrast_trials(exp)["contrast"].to_numpy()
     during, blank = exp.samples(cfg.onset_skip_ms, "stimulus"), exp.samples(cfg.onset_skip_ms, "blank")

@@ -27,14 +27,15 @@ from nrflv.battery.spectra import contrast_trials  # noqa: E402
 from nrflv.measures.transients import step_response  # noqa: E402
 
 
-def matched_trace(exp: Experiment, table: pd.DataFrame, preferences, tolerance: float
+def matched_trace(exp: Experiment, table: pd.DataFrame, preferences, tolerance: float, units: str = "matched"
                   ) -> tuple[torch.Tensor, pd.DataFrame, Selection]:
     """``(N', T)`` mean state over the matched channels of the unit at site 0, for the trials of
     ``table`` that have any; their rows; the selection."""
-    sel = matched_selection(exp, table, preferences, tolerance)
+    sel = matched_selection(exp, table, preferences, tolerance, units)
     kept = sel.kept(table)
     if kept.empty:
-        raise AnalysisSkipped(f"no trial has a matched channel ({sel.how})")
+        raise AnalysisSkipped(f"no trial has a matched channel ({sel.how}): no channel is significantly "
+                              "tuned to the stimuli (--lfp_units all uses every channel)")
     mask = sel.mask[torch.as_tensor(sel.keep)]
     out, k = [], 0
     for blk in exp.centre("state", kept, 0):
@@ -46,7 +47,8 @@ def matched_trace(exp: Experiment, table: pd.DataFrame, preferences, tolerance: 
 
 def run(exp: Experiment, cfg, preferences: pd.DataFrame | None = None) -> AnalysisResult:
     all_contrast = contrast_trials(exp)["contrast"].to_numpy()
-    trace, table, selection = matched_trace(exp, contrast_trials(exp), preferences, cfg.match_tolerance)
+    trace, table, selection = matched_trace(exp, contrast_trials(exp), preferences, cfg.match_tolerance,
+                                              cfg.lfp_units)
     how = selection.how
     contrast = table["contrast"].to_numpy()
     levels = np.unique(contrast)

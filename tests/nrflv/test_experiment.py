@@ -13,7 +13,8 @@ EXP = ["--just_angle_directions", "6", "--contrast_directions", "2", "--contrast
        "--long_bars_repeats", "2", "--pair_directions", "1", "--pair_distances", "2,3", "--pair_repeats", "2",
        "--flank_distance", "3", "--exp_burn_in", "5", "--exp_blank_before", "40", "--exp_stimulus", "40",
        "--exp_blank_after", "20", "--record_batch", "8", "--onset_skip_ms", "20", "--spectrum_nperseg", "16",
-       "--spectrogram_nperseg", "16", "--max_lag_ms", "20", "--n_bootstrap", "50"]
+       "--spectrogram_nperseg", "16", "--max_lag_ms", "20", "--n_bootstrap", "50",
+       "--lfp_units", "all"]   # a 4-update model has no tuned channel: the LFP of every channel
 
 
 def test_protocol_phases_and_clamped_images():
@@ -39,6 +40,35 @@ def test_protocol_phases_and_clamped_images():
     assert sampler.seen == [10, 10, 20, 20, 20, 30, 30, 30, 30, 40]
     # the state at index t is the one before step t: the initial state first
     assert out["state"][0, :, 0, 0, 0, 0].tolist() == list(map(float, range(10)))
+
+
+def test_layer_means_and_movie_of_the_whole_layer():
+    """layer_means: each unit's mean over every step of each phase; layer_movie: every N-th
+    step's whole layer -- equal to what a whole-layer recording of every step holds."""
+    p = Protocol(3, 5, 7, 4)
+    g = torch.Generator().manual_seed(0)
+    walk = torch.randn(p.total, 2, 3, 4, 4, generator=g)
+
+    class Sampler:
+        momentum = [None, torch.zeros(2, 3, 4, 4)]
+        t = 0
+
+        def step(self, grads):
+            Sampler.t += 1
+            if Sampler.t < p.total:
+                states[1].copy_(walk[Sampler.t])
+
+    states = [torch.zeros(2, 1, 4, 4), walk[0].clone()]
+    images = [torch.zeros(2, 1, 4, 4)] * 4
+    rec = Recorder(["state"], p.total, 2, 3, None, None, (4, 4), torch.float32, torch.device("cpu"),
+                   layer_means=True, movie_every=4)
+    out = run_protocol(p, states, images, lambda s: (None, [None, torch.zeros_like(s[1])]), Sampler(), rec, 1)
+    full = out["state"][:, :, 0]                                          # (B, T, C, H, W)
+    phase = p.phase_of_step()
+    for k in range(4):
+        torch.testing.assert_close(out["layer_means"][:, k], full[:, phase == k].mean(1))
+    assert out["layer_movie"].shape == (2, 5, 3, 4, 4)                     # steps 0, 4, 8, 12, 16
+    torch.testing.assert_close(out["layer_movie"], full[:, ::4])
 
 
 def test_windows_around_sites_and_layer_stride():
@@ -72,6 +102,7 @@ def test_experiment_end_to_end_and_exact_resume(run_main, tmp_path, monkeypatch)
         assert (run / f"tables/{name}.csv").is_file(), name
     act = zarr.open_group(str(run / "recordings/activity.zarr"), mode="r")
     assert act["state"].shape == (26, 105, 2, 16, 3, 3) and act["state"].dtype == np.float16
+    assert act["layer_means"].shape == (26, 4, 16, 16, 16) and act["layer_means"].dtype == np.float32
     assert act.attrs["onset_step"] == 45 and abs(act.attrs["ms_per_step"] - 70 / 17) < 1e-12
 
     # a second run, killed in its second recorded block, then resumed: the same recording
