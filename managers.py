@@ -345,7 +345,7 @@ class VisualizationManager:
             for fig_name, fig in figures.items():
                 label = f"{name}_{fig_name}" if fig_name != name else name
                 if isinstance(fig, Animation):
-                    path = self.log.animation(label, fig, subdir="viz")
+                    path = self.log.animation(label, fig, subdir="viz", ms_per_frame=fig.ms_per_frame)
                 else:
                     path = self.log.figure(label, fig, subdir="viz")
                 if path:
@@ -587,7 +587,10 @@ class AnalysisManager:
             for tname, frame in result.tables.items():
                 self.log.table(tname, frame, subdir=name)
             for fname, fig in result.figures.items():
-                self.log.figure(fname, fig, subdir=name)
+                if isinstance(fig, Animation):
+                    self.log.animation(fname, fig, subdir=name, ms_per_frame=fig.ms_per_frame)
+                else:
+                    self.log.figure(fname, fig, subdir=name)
             self.log.scalars(result.scalars, 0, prefix=f"analysis/{name}/")
             summary += [{"analysis": name, "quantity": k, "value": float(v)} for k, v in result.scalars.items()]
             results[name] = result

@@ -119,8 +119,10 @@ class AnalysisResult:
 
 
 class Animation(list):
-    """Frames ``(H, W, 3)`` in [0, 1] that a visualisation returns in place of a Figure: written as
-    an animated GIF."""
+    """Frames ``(H, W, 3)`` in [0, 1] that a visualisation or an analysis returns in place of a
+    Figure: written as an animated GIF, ``ms_per_frame`` apart."""
+
+    ms_per_frame: int = 300
 
 
 def visualization(name: str, help: str = ""):

@@ -175,6 +175,15 @@ class NRFLVConfig(BaseConfig):
     match_tolerance: float = param(10.0, "a unit is matched to a stimulus within this many degrees of its "
                                          "preferred orientation", min=0.0, max=90.0)
     n_bootstrap: int = param(1000, "bootstrap resamples of the confidence intervals", min=10)
+    oscillation_peak_ratio: float = param(5.0, "a unit oscillates when a prominent peak of its detrended spectrum "
+                                               "(above the lowest 2 bins) has this many times the spectrum's "
+                                               "median power", min=1.0)
+    oscillation_nperseg: int = param(64, "Welch segment length (steps) of the per-unit oscillation test (short "
+                                         "enough for several segments: a spectrum of 1-2 segments has spurious "
+                                         "peaks)", min=8)
+    trace_window_ms: list[float] = param([400.0, 600.0], "traces around the onset: ms before and after it", min=0.0)
+    map_trials: int = param(2, "activity maps: the first N trials of every set drawn as channel mosaics", min=0)
+    movie_trials: int = param(1, "activity movies: the first N trials of every set", min=1)
     synchrony_band_hz: float = param(10.0, "phase locking in +- this band around the LFP's peak frequency",
                                      min=0.5)
 
@@ -190,6 +199,8 @@ class NRFLVConfig(BaseConfig):
         if self.dataset == "mnist" and arch.layers[0][0] != 1 or self.dataset == "cifar10" and arch.layers[0][0] != 3:
             raise UserError(f"--dataset {self.dataset} does not fit the {arch.layers[0][0]}-channel image layer of "
                             f"{self.architecture}")
+        if len(self.trace_window_ms) != 2:
+            raise UserError(f"--trace_window_ms: give [before, after] in ms, got {self.trace_window_ms}")
         if len(self.image_range) != 2 or not self.image_range[0] < self.image_range[1]:
             raise UserError(f"--image_range: give [lo, hi] with -1 <= lo < hi <= 1, got {self.image_range}")
         if self.record_patch % 2 == 0:

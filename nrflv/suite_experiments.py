@@ -232,6 +232,36 @@ class ExperimentsMixin:
 
         return self._run("synchrony", ctx, lambda exp: synchrony.run(exp, self.cfg))
 
+    @analysis("oscillations", "oscillating units (detrended Welch, prominent peaks); summed peak frequency x "
+                              "power vs contrast, during and before the stimulus", needs_recording=True)
+    def an_oscillations(self, modules, ctx):
+        from nrflv.battery import oscillations
+
+        prefs = self._preferences(ctx)
+        return self._run("oscillations", ctx, lambda exp: oscillations.run(exp, self.cfg, prefs))
+
+    @analysis("traces", "per-channel traces of active matched units with spectrogram and autocorrelation; "
+                        "traces by orientation and contrast around onset", needs_recording=True)
+    def an_traces(self, modules, ctx):
+        from nrflv.battery import traces
+
+        prefs = self._preferences(ctx)
+        return self._run("traces", ctx, lambda exp: traces.run(exp, self.cfg, prefs))
+
+    @analysis("activity_maps", "maps of the whole layer per trial and channel (stimulus - blank), retinotopic "
+                               "centroids, the long-bar retinotopy figure", needs_recording=True)
+    def an_activity_maps(self, modules, ctx):
+        from nrflv.battery import activity_maps
+
+        return self._run("activity_maps", ctx, lambda exp: activity_maps.run(exp, self.cfg))
+
+    @analysis("activity_movies", "animated GIFs of the whole layer (all channels) per trial; needs layer_movie "
+                                 "(record_movie_every) or record_units: all", needs_recording=True)
+    def an_activity_movies(self, modules, ctx):
+        from nrflv.battery import activity_maps
+
+        return self._run("activity_movies", ctx, lambda exp: activity_maps.run_movies(exp, self.cfg))
+
     @analysis("summary", "one page with every analysis's headline; all their scalars", needs_recording=True)
     def an_summary(self, modules, ctx):
         from nrflv.battery import summary
@@ -239,7 +269,8 @@ class ExperimentsMixin:
         exp = self._experiment(ctx)
         before = set(self._battery)
         results, skipped = {}, {}
-        for name in ("active_units", "orientation_tuning", "spectra", "ei_lag", "transients", "synchrony"):
+        for name in ("active_units", "orientation_tuning", "spectra", "ei_lag", "transients", "oscillations",
+                     "synchrony", "activity_maps"):
             try:
                 results[name] = self.analysis(name)(modules, ctx)
             except AnalysisSkipped as exc:

@@ -35,6 +35,17 @@ def headlines(results: dict[str, AnalysisResult], skipped: dict[str, str]) -> li
         lines.append(("transients", f"onset overshoot {_fmt(x['overshoot_top_contrast'])} at the top contrast "
                                     f"({_fmt(x['overshoot_above_control_top_contrast'])} above the contrast-0 "
                                     f"floor), corr(overshoot, contrast) = {_fmt(x['overshoot_contrast_corr'])}"))
+    if "oscillations" in s:
+        x = s["oscillations"]
+        lines.append(("oscillations", f"{_fmt(100 * x['fraction_oscillating_stimulus'])}% of unit-trials oscillate "
+                                      f"during the stimulus, {_fmt(100 * x['fraction_oscillating_before'])}% before; "
+                                      f"Σ peak Hz × power at the top contrast {_fmt(x['freq_power_product_top_contrast'])}"
+                                      f" (before: {_fmt(x['freq_power_product_before_top_contrast'])}), corr with "
+                                      f"contrast {_fmt(x['freq_power_product_contrast_corr'])}"))
+    if "activity_maps" in s:
+        x = s["activity_maps"]
+        lines.append(("activity_maps", "retinotopic centroid of the stimulus-driven activity "
+                      + ", ".join(f"{k.split('/')[-1]} {_fmt(v)} px" for k, v in x.items()) + " from the site"))
     if "synchrony" in s:
         x = s["synchrony"]
         lines.append(("synchrony", f"{_fmt(100 * x['fraction_groups_synchronous'])}% of pair groups synchronous "
@@ -45,7 +56,9 @@ def headlines(results: dict[str, AnalysisResult], skipped: dict[str, str]) -> li
     if "orientation_tuning" in s:
         x = s["orientation_tuning"]
         lines.append(("orientation_tuning", f"{_fmt(100 * x['fraction_tuned_centre'])}% of channels tuned at the "
-                                            f"Gabor's centre (median R² {_fmt(x['median_r2_centre'])})"))
+                                            f"Gabor's centre, {_fmt(100 * x['fraction_tuned_units'])}% of units "
+                                            f"(chance {_fmt(100 * x['chance_fraction_shuffled'])}% with shuffled "
+                                            f"directions; median R² {_fmt(x['median_r2_centre'])})"))
     if "active_units" in s:
         x = s["active_units"]
         lines.append(("active_units", ", ".join(f"{k.split('/')[-1]} {_fmt(100 * v)}%" for k, v in x.items())

@@ -3,7 +3,8 @@ ground truth for the battery's tests and benches, and a way to try an analysis w
 
 ``synthetic_recording(path, table, protocol, activity)`` writes a store exactly like
 ``--experiment`` does (same variables, dims, coords and attributes) where
-``activity(block_table, t) -> {variable: (b, T, S, C, P, P) array}`` makes the values.
+``activity(block_table, t) -> {variable: (b, T, S, C, P, P) array}`` makes the values (and
+optionally ``layer_means (b, 4, C, H, W)`` / ``layer_movie (b, F, C, H, W)``).
 """
 from __future__ import annotations
 
@@ -17,16 +18,20 @@ from core.store import RecordingStore
 from nrflv.experiment import Protocol
 
 DIMS = ("trial", "time", "site", "channel", "y", "x")
+#: the whole-layer views' dims (see :mod:`nrflv.experiment`)
+LAYER_DIMS = {"layer_means": ("trial", "phase", "channel", "y", "x"),
+              "layer_movie": ("trial", "frame", "channel", "y", "x")}
 
 
 def recording_attrs(protocol: Protocol, *, ms_per_step: float = 70.0 / 17.0, record_every: int = 1,
                     channels: int = 32, layer_hw=(32, 32), image_hw=(32, 32), patch: int = 3,
-                    units: str = "patch") -> dict:
+                    units: str = "patch", movie_every: int = 0) -> dict:
     """The attributes ``--experiment`` stores with a recording (see ``NRFLVSuite.recording_attrs``)."""
     return {"kind": "activity", "model": "nrflv", "ms_per_step": ms_per_step, "record_every": record_every,
             "protocol": protocol.as_dict(), "onset_step": protocol.onset, "offset_step": protocol.offset,
             "record_layer": 1, "record_units": units, "record_patch": patch,
             "layer_shape": [channels, *layer_hw], "image_shape": [3, *image_hw], "sites": ["site0", "site1"],
+            "layer_means_phases": ["burn_in", "blank_before", "stimulus", "blank_after"], "movie_every": movie_every,
             "momentum_sign": "p as stored; the inhibitory population is -p"}
 
 
@@ -43,6 +48,7 @@ def synthetic_recording(path: str | Path, table: pd.DataFrame, protocol: Protoco
                                   attrs=recording_attrs(protocol, **attrs), chunk_trials=block)
     for start in range(0, len(table), block):
         rows = table.iloc[start:start + block]
-        values = {k: np.asarray(v, dtype=dtype) for k, v in activity(rows, t).items()}
-        store.write(start, values, {k: DIMS for k in values})
+        values = {k: np.asarray(v, dtype=np.float32 if k == "layer_means" else dtype)
+                  for k, v in activity(rows, t).items()}
+        store.write(start, values, {k: LAYER_DIMS.get(k, DIMS) for k in values})
     return store

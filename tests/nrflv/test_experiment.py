@@ -94,11 +94,15 @@ def test_experiment_end_to_end_and_exact_resume(run_main, tmp_path, monkeypatch)
     run = tmp_path / "runs/full"
     for name in ("active_units/fraction_active", "orientation_tuning/polar_tuning", "spectra/lfp_spectra",
                  "spectra/peak_vs_contrast", "spectra/spectrograms", "ei_lag/ei_lag", "transients/transients",
-                 "synchrony/synchrony", "summary/summary", "stimuli/contact_sheet_pairs"):
+                 "synchrony/synchrony", "summary/summary", "stimuli/contact_sheet_pairs",
+                 "oscillations/oscillations_by_contrast", "traces/traces_around_onset",
+                 "transients/original_transients", "activity_maps/retinotopy_long_bars_trial14",
+                 "activity_maps/activity_map_just_angle_trial0"):
         assert (run / f"figures/{name}.png").is_file(), name
     for name in ("stimuli/conditions", "spectra/peak_by_contrast", "ei_lag/ei_lag_per_channel",
                  "synchrony/synchrony_groups", "transients/transients_by_contrast", "analysis/summary",
-                 "summary/headlines", "orientation_tuning/channel_tuning", "active_units/active_channels"):
+                 "summary/headlines", "orientation_tuning/channel_tuning", "active_units/active_channels",
+                 "oscillations/unit_oscillations", "traces/channel_rhythm", "activity_maps/map_per_trial"):
         assert (run / f"tables/{name}.csv").is_file(), name
     act = zarr.open_group(str(run / "recordings/activity.zarr"), mode="r")
     assert act["state"].shape == (26, 105, 2, 16, 3, 3) and act["state"].dtype == np.float16
