@@ -86,9 +86,10 @@ def movie_frames(exp: Experiment, trial: int) -> tuple[np.ndarray, np.ndarray]:
                           "(layer_movie) or record_units: all")
 
 
-def movie(exp: Experiment, trial: int, title_rows: int = 3) -> Animation:
+def movie(exp: Experiment, trial: int, title_rows: int = 3, zoom: int = 4) -> Animation:
     """All channels of one trial tiled, frame by frame, with a phase bar below (grey burn-in,
-    white blank, black stimulus) and a cursor at the frame's time."""
+    white blank, black stimulus) and a cursor at the frame's time; each unit ``zoom`` x ``zoom``
+    pixels."""
     frames, steps = movie_frames(exp, trial)
     lim = float(np.nanmax(np.abs(frames))) or 1.0
     cmap = plt.get_cmap("RdBu_r")
@@ -106,7 +107,8 @@ def movie(exp: Experiment, trial: int, title_rows: int = 3) -> Animation:
         for k in range(4):
             bar[:, (pos >= edges[k]) & (pos < edges[k + 1])] = shades[k]
         bar[:, min(width - 1, int(step / edges[-1] * width))] = (1.0, 0.0, 0.0)
-        pics.append(np.concatenate([rgb, np.ones((1, width, 3)), bar]))
+        frame = np.concatenate([rgb, np.ones((1, width, 3)), bar])
+        pics.append(frame.repeat(zoom, 0).repeat(zoom, 1))
     pics.ms_per_frame = 80
     pics.model_ms_per_frame = float((steps[1] - steps[0]) * exp.dt_ms / exp.every) if len(steps) > 1 else 0.0
     return pics
