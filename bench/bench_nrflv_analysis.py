@@ -31,9 +31,10 @@ recorded windows are placed at their sites, the rest is zeros), and numpy/scipy 
 * ``tuning``: mean state during the stimulus minus the blank before it (each leaving out
   ``onset_skip_ms``) of the unit at site 0, per channel, over ``just_angle``'s directions; least
   squares (``np.linalg.lstsq``) on ``1, cos, sin`` of theta and 2 theta; preferred orientation,
-  R^2, tuned when R^2 >= ``tuned_r2``;
+  R^2, tuned when the F-test of the fit (``scipy.stats.f``, 4 and N - 5 dof) rejects at ``alpha``
+  and R^2 >= ``tuned_r2``;
 * ``spectra``: per ``contrast_and_angle`` trial, the LFP (state summed over the 3x3 window at
-  site 0 and the channels matched to the trial's orientation, all channels where none is),
+  site 0 and the channels matched to the trial's orientation; trials with none are left out),
   ``scipy.signal.welch`` of its stimulus and blank samples, and each spectrum's peak (Hz, power);
 * ``ei_lag``: per trial with contrast > 0 and channel, ``np.correlate`` of ``-p`` with ``s`` at the
   unit at site 0 (normalised, lags +- ``max_lag_ms``), the peak within half the period of the
@@ -352,18 +353,20 @@ def baseline_tuning(root: Path, table, protocol, dt_ms: float, cfg, layer_hw: in
     ss_tot = ((resp - resp.mean(0)) ** 2).sum(0)
     r2 = 1 - ss_res / ss_tot
     pref = np.remainder(np.rad2deg(np.arctan2(coef[4], coef[3])) / 2 + 90, 180) - 90
-    return {"pref_orientation": pref, "r2": r2, "tuned": r2 >= cfg.tuned_r2}
+    from scipy.stats import f as f_dist
+
+    n = len(theta)
+    p_value = f_dist.sf((r2 / 4) / ((1 - r2) / (n - 5)), 4, n - 5)
+    return {"pref_orientation": pref, "r2": r2, "tuned": (p_value < cfg.alpha) & (r2 >= cfg.tuned_r2)}
 
 
 def baseline_matched(tuning: dict, table, tolerance: float):
-    """``(N, C)`` bool: tuned channels within ``tolerance`` degrees of the trial's orientation; all
-    channels for a trial with none."""
+    """``(N, C)`` bool: tuned channels within ``tolerance`` degrees of the trial's orientation (a
+    trial with none has an all-False row and is left out by the caller)."""
     import numpy as np
 
     d = np.remainder(tuning["pref_orientation"][None, :] - table["orientation"].to_numpy(float)[:, None], 180)
-    mask = (np.minimum(d, 180 - d) <= tolerance) & tuning["tuned"][None, :]
-    mask[~mask.any(1)] = True
-    return mask
+    return (np.minimum(d, 180 - d) <= tolerance) & tuning["tuned"][None, :]
 
 
 def baseline_spectra(root: Path, table, protocol, dt_ms: float, cfg, layer_hw: int, tuning: dict) -> dict:
@@ -374,7 +377,9 @@ def baseline_spectra(root: Path, table, protocol, dt_ms: float, cfg, layer_hw: i
 
     fs = 1000.0 / dt_ms
     blank, during = phase_steps(protocol, dt_ms, cfg.onset_skip_ms)
-    mask = baseline_matched(tuning, table, cfg.match_tolerance).astype(np.float32)
+    mask = baseline_matched(tuning, table, cfg.match_tolerance)
+    keep = mask.any(1)
+    table, mask = table[keep].reset_index(drop=True), mask[keep].astype(np.float32)
     rows, cols = layer_windows(table, 0, layer_hw)
     nper = min(cfg.spectrum_nperseg, len(during), len(blank))
     out = {}
