@@ -318,6 +318,10 @@ def main(argv: list[str] | None = None) -> int:
             exp.generate_stimuli()
         if args.experiment:
             exp.record(Path(args.stimuli) if args.stimuli else None)
+            control = suite.control_modules()
+            if control is not None:
+                ExperimentsManager(suite, control[0], ctx, control[1], logger, recording="control").record(
+                    Path(args.stimuli) if args.stimuli else None)
         if args.analyze:
             AnalysisManager(suite, modules, ctx, logger).run(args.analysis_names)
         logger.close()

@@ -365,10 +365,11 @@ class ExperimentsManager:
     """
 
     def __init__(self, suite: ModelSuite, modules: dict[str, nn.Module] | None, ctx: RunContext,
-                 weights_source: str | None = None, logger: RunLogger | None = None):
+                 weights_source: str | None = None, logger: RunLogger | None = None, recording: str = "activity"):
         self.suite, self.modules, self.ctx = suite, modules, ctx
         self.weights_source = weights_source
         self.log = logger
+        self.recording = recording     # activity (the model's) or control (the suite's control modules)
 
     @property
     def stimuli_path(self) -> Path:
@@ -376,7 +377,7 @@ class ExperimentsManager:
 
     @property
     def activity_path(self) -> Path:
-        return self.ctx.run.recordings / "activity.zarr"
+        return self.ctx.run.recordings / f"{self.recording}.zarr"
 
     # -- checks before anything is written --------------------------------------------
     def open_stimuli(self, path: Path) -> RecordingStore:

@@ -278,6 +278,12 @@ class ModelSuite:
         set's: what the analyses must read from the recording rather than from the config."""
         return {}
 
+    def control_modules(self) -> tuple[dict[str, nn.Module], str] | None:
+        """Modules to record a *control* with, and how to name their weights, or None (default):
+        ``--experiment`` then also records the same stimuli with them into
+        ``recordings/control.zarr`` (e.g. the untrained model, for analyses that compare)."""
+        return None
+
 
 def config_class(suite: type[ModelSuite]) -> type:
     cls = suite.Config

@@ -28,7 +28,8 @@ class NRFLVConfig(BaseConfig):
                             choices=["swish"], arch=True)
     architecture: str = param("nrflv_thesis", "layer sizes and connection table (nrflv_thesis = the original's "
                                               "NRFLV_CIFAR_4SL_small_densebackw_wideSL1base, nrflv_quick)",
-                              choices=["nrflv_thesis", "nrflv_quick", "NRFLV_CIFAR_4SL_small_densebackw_wideSL1base"],
+                              choices=["nrflv_thesis", "nrflv_quick", "nrflv_medium",
+                                       "NRFLV_CIFAR_4SL_small_densebackw_wideSL1base"],
                               arch=True)
     model_weight_norm: bool = param(True, "weight-normalise the energy model's base convs and first fc layers",
                                     arch=True)
@@ -153,6 +154,9 @@ class NRFLVConfig(BaseConfig):
     record_layer_means: bool = param(True, "also store each unit's mean state per protocol phase over the whole "
                                            "recorded layer (layer_means: activity maps and the retinotopy figure "
                                            "on any recording; 4 x C x H x W float32 per trial)")
+    record_control: bool = param(False, "also record the untrained model (this run's initial weights, from its seed) "
+                                        "on the same stimuli and protocol into recordings/control.zarr: the "
+                                        "control of the findings analysis")
     record_movie_every: int = param(0, "also store the whole layer's state every N steps (layer_movie, for "
                                        "activity movies; 0: off; C x H x W values per frame and trial)", min=0)
 

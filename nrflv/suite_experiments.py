@@ -117,6 +117,16 @@ class ExperimentsMixin:
                    "background": "mean training image", "dataset": self.cfg.dataset},
             figures=figures, tables={"conditions": table})
 
+    def control_modules(self):
+        """With ``record_control``: the untrained model of this run (its initial weights, built
+        from its seed), to record the same stimuli with."""
+        if not self.cfg.record_control:
+            return None
+        modules = self.build()
+        for m in modules.values():
+            m.eval()
+        return modules, f"initial weights (seed {self.cfg.seed}, untrained control)"
+
     def recording_attrs(self):
         c, p = self.cfg, self.protocol
         return {"ms_per_step": c.ms_per_step, "record_every": c.record_every, "protocol": p.as_dict(),
@@ -261,6 +271,24 @@ class ExperimentsMixin:
         from nrflv.battery import activity_maps
 
         return self._run("activity_movies", ctx, lambda exp: activity_maps.run_movies(exp, self.cfg))
+
+    @analysis("findings", "the thesis's findings as tests with controls (untrained model, shuffled, blank): "
+                          "effect, CI, holds yes/no; needs the control recording (record_control)",
+              needs_recording=True)
+    def an_findings(self, modules, ctx):
+        from pathlib import Path
+
+        from core.store import RecordingStore
+        from nrflv.battery import findings
+        from nrflv.battery.reading import Experiment
+
+        path = Path(ctx.recording.path).parent / "control.zarr"
+        if not path.exists():
+            raise AnalysisSkipped(f"no control recording ({path}): record the untrained control with "
+                                  "--record_control true --experiment (it is added to an existing recording)")
+        control = Experiment(RecordingStore.open(path), self.device)
+        prefs = self._preferences(ctx)
+        return self._run("findings", ctx, lambda exp: findings.run(exp, control, self.cfg, prefs))
 
     @analysis("summary", "one page with every analysis's headline; all their scalars", needs_recording=True)
     def an_summary(self, modules, ctx):

@@ -41,24 +41,35 @@ def half_period(xc: torch.Tensor) -> torch.Tensor:
     return (4 * n / k.double() / 2).clamp(min=1.0, max=float(n // 2))
 
 
+def site_traces(exp: Experiment, table: pd.DataFrame, during: slice) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(N, C, T)`` state and inhibitory population ``-p`` of the unit at site 0 per channel."""
+    s_out, i_out = [], []
+    for s_blk, p_blk in zip(exp.centre("state", table, 0, time=during), exp.centre("momentum", table, 0, time=during)):
+        s_out.append(s_blk.values.movedim(1, -1).double())
+        i_out.append(-p_blk.values.movedim(1, -1).double())
+    return torch.cat(s_out), torch.cat(i_out)
+
+
+def channel_lags(s: torch.Tensor, inhib: torch.Tensor, max_lag: int):
+    """Per trial and channel, the lag (steps) of ``inhib`` behind ``s`` (both ``(N, C, T)``): the
+    peak of their normalised cross-correlation within half the channel's dominant period of 0.
+    Returns ``lag (N, C)``, the lags ``(2L+1,)``, the mean correlograms ``(C, 2L+1)``, the
+    half periods ``(C,)`` and the search windows ``(C, 2L+1)``."""
+    lags, xc = cross_correlation(inhib, s, max_lag)        # peak at k > 0: -p lags s
+    mean = xc.mean(0)                                       # (C, 2L+1)
+    half = half_period(mean)                                # (C,) steps
+    inside = lags.abs()[None, :] <= half[:, None]           # (C, 2L+1)
+    lag, _ = peak_lag(lags, xc.masked_fill(~inside, float("-inf")), interpolate=True)
+    return lag, lags, mean, half, inside
+
+
 def run(exp: Experiment, cfg) -> AnalysisResult:
     exp.variable("momentum")
     table = driven_trials(exp)
     during = exp.samples(cfg.onset_skip_ms, "stimulus")
     max_lag = max(1, int(round(cfg.max_lag_ms / exp.dt_ms)))
-    xcs = []
-    states = exp.centre("state", table, 0, time=during)
-    momenta = exp.centre("momentum", table, 0, time=during)
-    for s_blk, p_blk in zip(states, momenta):
-        s = s_blk.values.movedim(1, -1).double()          # (b, C, T)
-        inhib = -p_blk.values.movedim(1, -1).double()
-        lags, xc = cross_correlation(inhib, s, max_lag)     # peak at k > 0: -p lags s
-        xcs.append(xc)
-    xc = torch.cat(xcs)                                     # (N, C, 2L+1)
-    mean = xc.mean(0)                                       # (C, 2L+1)
-    half = half_period(mean)                                # (C,) steps
-    inside = lags.abs()[None, :] <= half[:, None]           # (C, 2L+1)
-    lag, _ = peak_lag(lags, xc.masked_fill(~inside, float("-inf")), interpolate=True)
+    s, inhib = site_traces(exp, table, during)
+    lag, lags, mean, half, inside = channel_lags(s, inhib, max_lag)
     lag_ms = lag.cpu().numpy() * exp.dt_ms                  # (N, C)
     mean_xc = mean.cpu().numpy()
     lags_ms = lags.cpu().numpy() * exp.dt_ms

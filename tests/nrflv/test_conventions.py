@@ -76,3 +76,15 @@ def test_images_enter_the_model_in_image_range(tmp_path):
 def test_image_range_must_be_increasing(run_main):
     rc, err = run_main("--config", "configs/nrflv_quick.yaml", "--image_range", "1,0", "--steps", "0")
     assert rc == 2 and "--image_range" in err
+
+
+def test_medium_preset_keeps_the_thesis_inverse_mass_and_runs(run_main, tmp_path):
+    from nrflv.architecture import get_architecture
+    from nrflv.sghmc import inverse_mass_kernel
+
+    arch = get_architecture("nrflv_medium")
+    assert [c for c, _, _ in arch.layers[1:]] == [32, 32]
+    assert abs(float(inverse_mass_kernel(32)[0].sum()) - 1.0051) < 1e-4
+    rc, err = run_main("--config", "configs/nrflv_medium.yaml", "--n_images", "32", "--steps", "1", "--batch_size", "2",
+                       "--num_it_pos", "2", "--num_it_neg", "2", "--num_burn_in_steps", "1", "--run_name", "m")
+    assert rc == 0, err
