@@ -298,7 +298,7 @@ class ExperimentsMixin:
         before = set(self._battery)
         results, skipped = {}, {}
         for name in ("active_units", "orientation_tuning", "spectra", "ei_lag", "transients", "oscillations",
-                     "synchrony", "activity_maps"):
+                     "synchrony", "activity_maps", "findings"):
             try:
                 results[name] = self.analysis(name)(modules, ctx)
             except AnalysisSkipped as exc:

@@ -63,6 +63,11 @@ def headlines(results: dict[str, AnalysisResult], skipped: dict[str, str]) -> li
         x = s["active_units"]
         lines.append(("active_units", ", ".join(f"{k.split('/')[-1]} {_fmt(100 * v)}%" for k, v in x.items())
                       + " of unit-trials active"))
+    if "findings" in results:
+        t = results["findings"].tables["findings"]
+        held = [f for f, h in zip(t["finding"], t["holds"]) if h == "yes"]
+        lines.append(("findings", f"{len(held)} of {len(t)} hold against their controls"
+                      + (f": {', '.join(held)}" if held else "")))
     lines += [(k, f"not run: {v}") for k, v in skipped.items()]
     return lines
 
