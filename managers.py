@@ -239,12 +239,16 @@ class TrainingManager:
             mean_loss = all_reduce_mean(loss, env)
             if not torch.isfinite(mean_loss):
                 raise self._diverged(f"loss became {mean_loss.item()}", step, phase.name)
-            optimizer.zero_grad(set_to_none=True)
+            # every gradient dropped, not only the optimiser's: a module outside this phase would
+            # otherwise keep the stale gradient of its last phase (counted by the clip's norm in an
+            # uninterrupted process, absent after a resume)
+            for _, p in self._named_parameters:
+                p.grad = None
             loss.backward()
             clip = cfg.grad_clip if phase.grad_clip is None else phase.grad_clip
             if clip > 0:
                 metrics["grad_norm"] = torch.nn.utils.clip_grad_norm_(
-                    [p for m in self.modules.values() for p in m.parameters() if p.grad is not None], clip)
+                    [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None], clip)
             optimizer.step()
             self.suite.after_step(self.modules, sctx, metrics)
             bad = nonfinite_parameters(self._named_parameters)
