@@ -32,6 +32,7 @@ from core.config import to_dict
 from core.errors import TrainingDiverged, UserError
 from core.health import (nonfinite_entries, nonfinite_parameters, summarise,
                          weights_fingerprint)
+from core.optim_state import load_optimizer_state
 from core.outputs import RunLogger, to_numpy
 from core.runtime import all_reduce_mean, derive_seed, generator, reseed
 from core.signals import RunInterrupted, StopSignals  # noqa: F401  (RunInterrupted: re-exported)
@@ -214,8 +215,8 @@ class TrainingManager:
                 if step == int(bounds[k]):  # a phase starting afresh (not resumed inside it)
                     self.suite.begin_phase(self.modules, phases[k])
                 optimizer = self.suite.make_optimizer(self.modules, phases[k])
-                if opt_state is not None and k == resume_phase:
-                    optimizer.load_state_dict(opt_state)
+                if opt_state is not None and k == resume_phase:  # settings (lr, ...) stay the config's
+                    load_optimizer_state(optimizer, opt_state, "checkpoints/last.pt")
                 opt_state = None
                 if env.distributed:  # wrapped per phase: which parameters train may change
                     from torch.nn.parallel import DistributedDataParallel as DDP
