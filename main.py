@@ -225,6 +225,7 @@ def _out_of_memory(exc: BaseException) -> bool:
 def main(argv: list[str] | None = None) -> int:
     from core.checkpoint import load_checkpoint, save_checkpoint
     from core.outputs import RunLogger
+    from core.resume_note import ResumeNote
     from core.runtime import (broadcast_object, init_distributed, keep_freed_memory_mapped, seed_everything,
                               shutdown_distributed)
     from managers import (AnalysisManager, ExperimentsManager, RunInterrupted, TrainingManager,
@@ -284,10 +285,12 @@ def main(argv: list[str] | None = None) -> int:
                 path = str(run.path)
             run = RunDir(broadcast_object(path, env))
         ctx.run = run
+        if args.resume:  # config.yaml stays as the run's first part wrote it; meta.yaml notes the
+            # resume and its overrides once it has started well (not if refused or failed)
+            ctx.resume_started = ResumeNote(run, device=device, world_size=env.world_size,
+                                            overrides=args.overrides, enabled=env.is_main).started
         if env.is_main:
-            if args.resume:  # config.yaml stays as the run's first part wrote it
-                run.note_resume(device=device, world_size=env.world_size, overrides=args.overrides)
-            else:
+            if not args.resume:
                 run.write_config({"model": args.model, **C.to_dict(cfg, derived=False)})
                 run.write_meta(model=args.model, seed=cfg.seed, device=device, world_size=env.world_size,
                                parent=str(args.load_checkpoint) if args.load_model else None,
@@ -320,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
             exp.record(Path(args.stimuli) if args.stimuli else None)
         if args.analyze:
             AnalysisManager(suite, modules, ctx, logger).run(args.analysis_names)
+        ctx.resume_started()
         logger.close()
         print(f"done: {run.path}", file=sys.stderr)
         return 0

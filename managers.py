@@ -257,6 +257,7 @@ class TrainingManager:
                 raise self._diverged(f"parameters {summarise(bad)} became non-finite (loss "
                                      f"{mean_loss.item():.4g})", step, phase.name)
             self._step_was_finite()
+            ctx.resume_started()
             done = step + 1
 
             if done % cfg.log_every == 0 or done == total:
@@ -347,6 +348,7 @@ class VisualizationManager:
         for name in progress(names, self.ctx, desc="visualise"):
             with torch.no_grad():
                 figures = self.suite.visualization(name)(self.modules, self.ctx)
+            self.ctx.resume_started()
             for fig_name, fig in figures.items():
                 label = f"{name}_{fig_name}" if fig_name != name else name
                 if isinstance(fig, Animation):
@@ -453,9 +455,11 @@ class ExperimentsManager:
                 "would mix two models in one recording. Load the same checkpoint, or record in a new run")
 
     # -- the stages --------------------------------------------------------------------
-    def generate_stimuli(self) -> Path:
+    def generate_stimuli(self, stage: bool = True) -> Path:
         """Write the suite's stimulus set to ``RUN/recordings/stimuli.zarr`` (replacing an
-        unused one only once the new set is completely written)."""
+        unused one only once the new set is completely written). ``stage``: the
+        ``--gen_exp_stim`` stage itself, which starts a resume (the set a recording makes for
+        itself does not: the recording's first block does)."""
         stim = self.suite.stimulus_set(self.ctx)
         block = self.suite.cfg.record_batch
         final = self.stimuli_path
@@ -470,6 +474,8 @@ class ExperimentsManager:
         for start in progress(range(0, stim.n_trials, block), self.ctx, desc="write stimuli"):
             sl = slice(start, min(start + block, stim.n_trials))
             store.write(start, {k: to_numpy(v.values[sl]) for k, v in stim.inputs.items()}, dims)
+        if stage:
+            self.ctx.resume_started()
         if final.exists():
             old = final.with_name(f".{final.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -491,7 +497,7 @@ class ExperimentsManager:
         stimuli = Path(stimuli) if stimuli else self.stimuli_path
         if not stimuli.exists():
             _say(self.ctx, "no stimulus set in this run yet: generating it first")
-            stimuli = self.generate_stimuli()
+            stimuli = self.generate_stimuli(stage=False)
         stim = self.open_stimuli(stimuli)
         block = self.suite.cfg.record_batch
         fingerprint = weights_fingerprint(self.modules or {})
@@ -534,6 +540,7 @@ class ExperimentsManager:
                                 "nothing of this block was written (check the weights: "
                                 f"{self.weights_source or 'as loaded'})")
             act.write(start, values, {k: v.dims for k, v in out.items()})
+            self.ctx.resume_started()
         _say(self.ctx, f"recording: {act.n_trials} trials, {_size(self.activity_path)} -> {self.activity_path}")
         return self.activity_path
 
@@ -589,6 +596,7 @@ class AnalysisManager:
                     raise UserError(f"analysis {name!r}: {exc}") from None
                 _say(self.ctx, f"skipped: analysis {name!r}: {exc}")
                 continue
+            self.ctx.resume_started()
             for tname, frame in result.tables.items():
                 self.log.table(tname, frame, subdir=name)
             for fname, fig in result.figures.items():

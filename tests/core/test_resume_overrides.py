@@ -62,3 +62,53 @@ def test_cordsnet_resume_with_new_rates_uses_them_in_phases_2_to_5(run_main, tmp
     rc, err = run_main("--resume", str(run), "--rnn_lr", "0.125")  # inside the linear phase
     assert rc == 0, err
     assert _rates(load_checkpoint(run / "checkpoints/last.pt")) == [0.125]
+
+
+# --- the overrides of a refused or failed resume are not recorded ----------------------------
+def _resumes(run):
+    return yaml.safe_load((run / "meta.yaml").read_text()).get("resumed") or []
+
+
+def test_a_failed_resume_records_nothing_and_a_started_one_its_overrides(run_main, tmp_path, monkeypatch):
+    from tests.conftest import TOY
+    from tests.toy_suite import ToySuite
+
+    rc, err = run_main("--model", TOY, "--steps", "10", "--ckpt_every", "5", "--run_name", "t")
+    assert rc == 0, err
+    run = tmp_path / "runs/t"
+    real_batch = ToySuite.training_batch
+
+    def oom(self, step):  # what a batch of 10^8 does: out of memory in the first step
+        if self.cfg.batch_size > 1000:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.49 GiB")
+        return real_batch(self, step)
+    monkeypatch.setattr(ToySuite, "training_batch", oom)
+    rc, err = run_main("--resume", str(run), "--steps", "20", "--batch_size", "100000000")
+    assert rc == 2 and "out of memory" in err and _resumes(run) == []
+    # diverging in the first step: exit 3, nothing recorded (the next resume has the old rate)
+    rc, err = run_main("--resume", str(run), "--steps", "20", "--nan_at_step", "10")
+    assert rc == 3 and _resumes(run) == []
+    # an analysis that cannot run, a recording refused by the model
+    rc, err = run_main("--resume", str(run), "--no_train_model", "--analyze", "--only", "mean_response",
+                       "--mode", "b")
+    assert rc == 2 and "needs a recording" in err and _resumes(run) == []
+
+    def refuse(self, modules, inputs, ctx):
+        if self.cfg.mode == "b":
+            from core.errors import UserError
+            raise UserError("--mode: b cannot record")
+        return real_record(self, modules, inputs, ctx)
+    real_record = ToySuite.record
+    monkeypatch.setattr(ToySuite, "record", refuse)
+    rc, err = run_main("--resume", str(run), "--no_train_model", "--experiment", "--mode", "b")
+    assert rc == 2 and "cannot record" in err and _resumes(run) == []
+    # the plain commands still work: no override came back
+    rc, err = run_main("--resume", str(run), "--no_train_model", "--experiment")
+    assert rc == 0, err
+    rc, err = run_main("--resume", str(run), "--steps", "20")
+    assert rc == 0, err
+    assert [r["overrides"] for r in _resumes(run)] == [{}, {"steps": 20}]
+    # a resume killed after its first step has started: its overrides are kept for the next one
+    from tests.resume_helpers import killed
+    killed(run_main, monkeypatch, ToySuite, "loss", 3, "--resume", str(run), "--steps", "30", "--lr", "0.01")
+    assert _resumes(run)[-1]["overrides"] == {"steps": 30, "lr": 0.01}
