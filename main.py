@@ -14,6 +14,7 @@ and exit status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shutil
 import sys
 from pathlib import Path
@@ -25,6 +26,7 @@ from core import config as C
 from core.errors import TrainingDiverged, UserError
 from core.registry import FAMILIES, get_suite
 from core.rundir import RunDir, check_out_dir, check_run_name, resolve_checkpoint
+from core.runlock import RunLock
 from core.suite import ModelSuite, RunContext
 
 GENERAL_KEYS = {"seed"}  # config keys that have their own general flag
@@ -223,6 +225,12 @@ def _out_of_memory(exc: BaseException) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command; the run folder's lock (core.runlock) is held until it returns."""
+    with contextlib.ExitStack() as held:
+        return _main(argv, held)
+
+
+def _main(argv: list[str] | None, held: contextlib.ExitStack) -> int:
     from core.checkpoint import load_checkpoint, save_checkpoint
     from core.outputs import RunLogger
     from core.resume_note import ResumeNote
@@ -237,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
         resume_ckpt = loaded = existing = None
         if args.resume:
             run = existing = RunDir.existing(args.resume)
+            if env.is_main:  # one process writes a run at a time
+                held.enter_context(RunLock(run.path, "--resume"))
             if run.last_checkpoint.exists():
                 resume_ckpt = load_checkpoint(run.last_checkpoint)
                 cfg = _arch_from_checkpoint(suite_cls, cfg, resume_ckpt, args.overrides, str(run.last_checkpoint))
@@ -282,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
             path = None
             if env.is_main:
                 run = created = RunDir.create(args.out_dir, suite_cls.name, args.run_name)
+                held.enter_context(RunLock(run.path, "--run_name"))
                 path = str(run.path)
             run = RunDir(broadcast_object(path, env))
         ctx.run = run
