@@ -237,7 +237,7 @@ def _main(argv: list[str] | None, held: contextlib.ExitStack) -> int:
     from core.runtime import (broadcast_object, init_distributed, keep_freed_memory_mapped, seed_everything,
                               shutdown_distributed)
     from managers import (AnalysisManager, ExperimentsManager, RunInterrupted, TrainingManager,
-                          VisualizationManager, checkpoint_dict, load_into)
+                          VisualizationManager, check_resume, checkpoint_dict, load_into)
 
     try:
         args, suite_cls, cfg = parse_args(argv)
@@ -276,6 +276,8 @@ def _main(argv: list[str] | None, held: contextlib.ExitStack) -> int:
         if resume_ckpt is not None:
             load_into(suite, modules, resume_ckpt, args.resume)
             weights = _describe(existing.last_checkpoint, resume_ckpt)
+            if not args.no_train_model:
+                check_resume(suite, resume_ckpt)
         elif loaded is not None:
             load_into(suite, modules, loaded, str(args.load_checkpoint))
             weights = _describe(args.load_checkpoint, loaded)

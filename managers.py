@@ -33,6 +33,7 @@ from core.errors import TrainingDiverged, UserError
 from core.health import (nonfinite_entries, nonfinite_parameters, summarise,
                          weights_fingerprint)
 from core.optim_state import load_optimizer_state
+from core.phase_check import check_resumed_phases, phase_table
 from core.outputs import RunLogger, to_numpy
 from core.runtime import all_reduce_mean, derive_seed, generator, reseed
 from core.signals import RunInterrupted, StopSignals  # noqa: F401  (RunInterrupted: re-exported)
@@ -99,6 +100,20 @@ def _link_or_copy(src: Path, dst: Path) -> None:
     except OSError:
         shutil.copy2(src, tmp)
     os.replace(tmp, dst)
+
+
+def check_resume(suite: ModelSuite, resume: dict) -> None:
+    """Before anything is written: refuse a resume whose config rewrites phases that have already
+    run (their length, or a key acting only in them; see :mod:`core.phase_check`)."""
+    phases = suite.phases()
+    bounds = np.cumsum([0] + [p.steps for p in phases])
+    step = int(resume.get("step", 0))
+    loop_state = resume.get("loop_state") or {}
+    if loop_state.get("stopped_early") or step >= int(bounds[-1]):
+        return  # nothing left to train: "training already complete"
+    check_resumed_phases(phase_table(phases, bounds), loop_state.get("phases"), step,
+                         int(resume.get("phase_index", 0)), type(suite).phase_keys, to_dict(suite.cfg),
+                         resume.get("config") or {})
 
 
 class TrainingManager:
@@ -191,6 +206,7 @@ class TrainingManager:
         if loop_state.get("stopped_early") or step >= total:
             _say(ctx, f"training already complete at step {step}/{total}; nothing to do")
             return {}
+        loop_state["phases"] = phase_table(phases, bounds)  # see check_resume
 
         with StopSignals() as self._stop_requested:
             return self._loop(step, total, bounds, phases, loop_state, opt_state, resume_phase, sel)

@@ -157,6 +157,9 @@ class ModelSuite:
     #: ("metric name", "max"|"min"): the evaluation metric that picks best.pt and drives
     #: early stopping; None keeps no best checkpoint.
     selection_metric: ClassVar[tuple[str, str] | None] = None
+    #: config keys that act in some phases only (key -> phase names): a resume after those
+    #: phases have ended refuses a new value of the key (it would change nothing)
+    phase_keys: ClassVar[dict[str, tuple[str, ...]]] = {}
 
     _visualizations: ClassVar[dict[str, tuple[str, str]]] = {}
     _analyses: ClassVar[dict[str, tuple[str, str]]] = {}

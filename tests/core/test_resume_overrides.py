@@ -112,3 +112,28 @@ def test_a_failed_resume_records_nothing_and_a_started_one_its_overrides(run_mai
     from tests.resume_helpers import killed
     killed(run_main, monkeypatch, ToySuite, "loss", 3, "--resume", str(run), "--steps", "30", "--lr", "0.01")
     assert _resumes(run)[-1]["overrides"] == {"steps": 30, "lr": 0.01}
+
+
+def test_cordsnet_resume_refuses_to_rewrite_phases_that_have_run(run_main, tmp_path, monkeypatch, capsys):
+    """After phase 2, a new phase-1 rate or a new length of phases 1-2 would change nothing (or move
+    steps already taken to another phase): refused with one line, nothing recorded."""
+    from cordsnet.suite import CordsNetSuite
+
+    killed(run_main, monkeypatch, CordsNetSuite, "loss", 13, *CORDSNET, "--run_name", "c")  # 2 linear steps run
+    run = tmp_path / "runs/c"
+    capsys.readouterr()  # the killed run's output
+    before = (run / "meta.yaml").read_bytes()
+    for flags, words in ((["--cnn_lr", "0.5"], "--cnn_lr: the phase it acts in (cnn) ended before step 12"),
+                         (["--inversion_clip", "2"], "--inversion_clip:"),
+                         (["--cnn_steps", "7"], "phase cnn has run 6 of its 6 steps"),
+                         (["--inversion_steps", "3"], "phase inversion has run 4 of its 4 steps"),
+                         (["--linear_steps", "0"], "phase linear (from step 10) and resumes at step 12, but the config now drops"),
+                         (["--linear_steps", "1", "--anneal_steps", "5"], "phase linear has run 2 of its 3 steps")):
+        rc, err = run_main("--resume", str(run), *flags)
+        lines = [ln for ln in err.splitlines() if ln.strip()]
+        assert rc == 2 and len(lines) == 1 and words in lines[0] and lines[0].startswith("main.py: error:"), err
+        assert (run / "meta.yaml").read_bytes() == before
+    # the phase being trained and the later ones may change; the same value is no change
+    rc, err = run_main("--resume", str(run), "--linear_steps", "4", "--anneal_steps", "2", "--cnn_lr", "0.05")
+    assert rc == 0, err
+    assert load_checkpoint(run / "checkpoints/last.pt")["step"] == 19
