@@ -52,3 +52,39 @@ def test_resume_with_the_presets_decaying_rate_is_bitwise_exact(run_main, tmp_pa
     a, b = (load_checkpoint(r / "checkpoints/last.pt") for r in (full, cut))
     for x, y in zip(_buffer(full, a), _buffer(cut, b), strict=True):
         assert x.shape[0] == 12 and x.equal(y)
+
+
+def test_kill_9_at_any_moment_then_resume_is_bitwise_exact(run_main, tmp_path):
+    """A real SIGKILL of a training process (wherever it is: sampling, writing a checkpoint or a replay
+    chunk), then --resume: the same checkpoints and buffer as the uninterrupted run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    argv = ["--config", "configs/nrflv_quick.yaml", *SMALL, "--threads", "1"]
+    rc, err = run_main(*argv, "--run_name", "full")
+    assert rc == 0, err
+    cut = tmp_path / "runs/cut"
+    proc = subprocess.Popen([sys.executable, "main.py", *argv, "--run_name", "cut", "--out_dir", str(tmp_path / "runs")],
+                            cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "PYTHONPATH": str(root)})
+    end = time.monotonic() + 120
+    while not (cut / "checkpoints/step_00000003.pt").exists() and proc.poll() is None:
+        assert time.monotonic() < end
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=60) == -signal.SIGKILL  # killed, not finished
+    assert load_checkpoint(cut / "checkpoints/last.pt")["step"] < 7
+    rc, err = run_main("--resume", str(cut))
+    assert rc == 0, err
+    full = tmp_path / "runs/full"
+    for step in range(4, 8):
+        name = f"checkpoints/step_{step:08d}.pt"
+        assert_same_training_state(load_checkpoint(full / name), load_checkpoint(cut / name))
+    a, b = (load_checkpoint(r / "checkpoints/last.pt") for r in (full, cut))
+    for x, y in zip(_buffer(full, a), _buffer(cut, b), strict=True):
+        assert x.equal(y)
