@@ -33,8 +33,8 @@ from core.errors import TrainingDiverged, UserError
 from core.health import (nonfinite_entries, nonfinite_parameters, summarise,
                          weights_fingerprint)
 from core.optim_state import load_optimizer_state
-from core.phase_check import check_resumed_phases, phase_table
 from core.outputs import RunLogger, to_numpy
+from core.phase_check import check_resumed_phases, phase_table
 from core.runtime import all_reduce_mean, derive_seed, generator, reseed
 from core.signals import RunInterrupted, StopSignals  # noqa: F401  (RunInterrupted: re-exported)
 from core.store import RecordingStore
