@@ -137,3 +137,15 @@ def test_cordsnet_resume_refuses_to_rewrite_phases_that_have_run(run_main, tmp_p
     rc, err = run_main("--resume", str(run), "--linear_steps", "4", "--anneal_steps", "2", "--cnn_lr", "0.05")
     assert rc == 0, err
     assert load_checkpoint(run / "checkpoints/last.pt")["step"] == 19
+
+
+def test_a_failed_only_v1_likeness_resume_leaves_meta_as_it_was(run_main, tmp_path):
+    rc, err = run_main(*RSA, "--steps", "2", "--run_name", "v")
+    assert rc == 0, err
+    run = tmp_path / "runs/v"
+    before = (run / "meta.yaml").read_bytes()
+    rc, err = run_main("--resume", str(run), "--no_train_model", "--analyze", "--only", "v1_likeness",
+                       "--n_bootstrap", "7")
+    assert rc == 2 and "v1_likeness" in err and (run / "meta.yaml").read_bytes() == before
+    rc, err = run_main("--resume", str(run), "--no_train_model", "--analyze", "--only", "v1_likeness")
+    assert rc == 2 and (run / "meta.yaml").read_bytes() == before
