@@ -8,11 +8,13 @@
 The model and its config come from the run (``config.yaml``, ``meta.yaml``); the weights
 from ``checkpoints/best.pt`` (else ``last.pt``). Tables go to ``RUN/tables/<analysis>/``
 as CSV, figures to ``RUN/figures/<analysis>/`` as PNG and to the run's TensorBoard. The
-run's config, checkpoints and recordings are only read, never changed.
+run's config, checkpoints and recordings are only read, never changed. The run's lock
+(``RUN/.lock``) is held meanwhile: a run another process is writing is refused with one line.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -41,11 +43,18 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the analyses; the run folder's lock (core.runlock) is held until it returns."""
+    with contextlib.ExitStack() as held:
+        return _main(argv, held)
+
+
+def _main(argv: list[str] | None, held: contextlib.ExitStack) -> int:
     from core.checkpoint import load_checkpoint
     from core.outputs import RunLogger
     from core.registry import get_suite
     from core.runtime import keep_freed_memory_mapped, resolve_device, seed_everything
     from core.rundir import RunDir
+    from core.runlock import RunLock
     from core.suite import RunContext
     from managers import AnalysisManager, load_into
 
@@ -64,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if "analyze" not in suite_cls.stages():
             raise UserError(f"model {model} has no analyses")
+        held.enter_context(RunLock(run.path, "--run"))  # one process writes a run at a time
         overrides = {}
         for item in args.set:
             key, sep, value = item.partition("=")

@@ -14,6 +14,7 @@ and exit status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shutil
 import sys
 from pathlib import Path
@@ -25,6 +26,7 @@ from core import config as C
 from core.errors import TrainingDiverged, UserError
 from core.registry import FAMILIES, get_suite
 from core.rundir import RunDir, check_out_dir, check_run_name, resolve_checkpoint
+from core.runlock import RunLock
 from core.suite import ModelSuite, RunContext
 
 GENERAL_KEYS = {"seed"}  # config keys that have their own general flag
@@ -223,12 +225,19 @@ def _out_of_memory(exc: BaseException) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command; the run folder's lock (core.runlock) is held until it returns."""
+    with contextlib.ExitStack() as held:
+        return _main(argv, held)
+
+
+def _main(argv: list[str] | None, held: contextlib.ExitStack) -> int:
     from core.checkpoint import load_checkpoint, save_checkpoint
     from core.outputs import RunLogger
+    from core.resume_note import ResumeNote
     from core.runtime import (broadcast_object, init_distributed, keep_freed_memory_mapped, seed_everything,
                               shutdown_distributed)
     from managers import (AnalysisManager, ExperimentsManager, RunInterrupted, TrainingManager,
-                          VisualizationManager, checkpoint_dict, load_into)
+                          VisualizationManager, check_resume, checkpoint_dict, load_into)
 
     try:
         args, suite_cls, cfg = parse_args(argv)
@@ -236,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
         resume_ckpt = loaded = existing = None
         if args.resume:
             run = existing = RunDir.existing(args.resume)
+            if env.is_main:  # one process writes a run at a time
+                held.enter_context(RunLock(run.path, "--resume"))
             if run.last_checkpoint.exists():
                 resume_ckpt = load_checkpoint(run.last_checkpoint)
                 cfg = _arch_from_checkpoint(suite_cls, cfg, resume_ckpt, args.overrides, str(run.last_checkpoint))
@@ -265,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
         if resume_ckpt is not None:
             load_into(suite, modules, resume_ckpt, args.resume)
             weights = _describe(existing.last_checkpoint, resume_ckpt)
+            if not args.no_train_model:
+                check_resume(suite, resume_ckpt)
         elif loaded is not None:
             load_into(suite, modules, loaded, str(args.load_checkpoint))
             weights = _describe(args.load_checkpoint, loaded)
@@ -281,13 +294,16 @@ def main(argv: list[str] | None = None) -> int:
             path = None
             if env.is_main:
                 run = created = RunDir.create(args.out_dir, suite_cls.name, args.run_name)
+                held.enter_context(RunLock(run.path, "--run_name"))
                 path = str(run.path)
             run = RunDir(broadcast_object(path, env))
         ctx.run = run
+        if args.resume:  # config.yaml stays as the run's first part wrote it; meta.yaml notes the
+            # resume and its overrides once it has started well (not if refused or failed)
+            ctx.resume_started = ResumeNote(run, device=device, world_size=env.world_size,
+                                            overrides=args.overrides, enabled=env.is_main).started
         if env.is_main:
-            if args.resume:  # config.yaml stays as the run's first part wrote it
-                run.note_resume(device=device, world_size=env.world_size, overrides=args.overrides)
-            else:
+            if not args.resume:
                 run.write_config({"model": args.model, **C.to_dict(cfg, derived=False)})
                 run.write_meta(model=args.model, seed=cfg.seed, device=device, world_size=env.world_size,
                                parent=str(args.load_checkpoint) if args.load_model else None,
@@ -324,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
                     Path(args.stimuli) if args.stimuli else None)
         if args.analyze:
             AnalysisManager(suite, modules, ctx, logger).run(args.analysis_names)
+        ctx.resume_started()
         logger.close()
         print(f"done: {run.path}", file=sys.stderr)
         return 0

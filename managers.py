@@ -32,7 +32,9 @@ from core.config import to_dict
 from core.errors import TrainingDiverged, UserError
 from core.health import (nonfinite_entries, nonfinite_parameters, summarise,
                          weights_fingerprint)
+from core.optim_state import load_optimizer_state
 from core.outputs import RunLogger, to_numpy
+from core.phase_check import check_resumed_phases, phase_table
 from core.runtime import all_reduce_mean, derive_seed, generator, reseed
 from core.signals import RunInterrupted, StopSignals  # noqa: F401  (RunInterrupted: re-exported)
 from core.store import RecordingStore
@@ -98,6 +100,20 @@ def _link_or_copy(src: Path, dst: Path) -> None:
     except OSError:
         shutil.copy2(src, tmp)
     os.replace(tmp, dst)
+
+
+def check_resume(suite: ModelSuite, resume: dict) -> None:
+    """Before anything is written: refuse a resume whose config rewrites phases that have already
+    run (their length, or a key acting only in them; see :mod:`core.phase_check`)."""
+    phases = suite.phases()
+    bounds = np.cumsum([0] + [p.steps for p in phases])
+    step = int(resume.get("step", 0))
+    loop_state = resume.get("loop_state") or {}
+    if loop_state.get("stopped_early") or step >= int(bounds[-1]):
+        return  # nothing left to train: "training already complete"
+    check_resumed_phases(phase_table(phases, bounds), loop_state.get("phases"), step,
+                         int(resume.get("phase_index", 0)), type(suite).phase_keys, to_dict(suite.cfg),
+                         resume.get("config") or {})
 
 
 class TrainingManager:
@@ -190,6 +206,7 @@ class TrainingManager:
         if loop_state.get("stopped_early") or step >= total:
             _say(ctx, f"training already complete at step {step}/{total}; nothing to do")
             return {}
+        loop_state["phases"] = phase_table(phases, bounds)  # see check_resume
 
         with StopSignals() as self._stop_requested:
             return self._loop(step, total, bounds, phases, loop_state, opt_state, resume_phase, sel)
@@ -214,8 +231,8 @@ class TrainingManager:
                 if step == int(bounds[k]):  # a phase starting afresh (not resumed inside it)
                     self.suite.begin_phase(self.modules, phases[k])
                 optimizer = self.suite.make_optimizer(self.modules, phases[k])
-                if opt_state is not None and k == resume_phase:
-                    optimizer.load_state_dict(opt_state)
+                if opt_state is not None and k == resume_phase:  # settings (lr, ...) stay the config's
+                    load_optimizer_state(optimizer, opt_state, "checkpoints/last.pt")
                 opt_state = None
                 if env.distributed:  # wrapped per phase: which parameters train may change
                     from torch.nn.parallel import DistributedDataParallel as DDP
@@ -239,12 +256,16 @@ class TrainingManager:
             mean_loss = all_reduce_mean(loss, env)
             if not torch.isfinite(mean_loss):
                 raise self._diverged(f"loss became {mean_loss.item()}", step, phase.name)
-            optimizer.zero_grad(set_to_none=True)
+            # every gradient dropped, not only the optimiser's: a module outside this phase would
+            # otherwise keep the stale gradient of its last phase (counted by the clip's norm in an
+            # uninterrupted process, absent after a resume)
+            for _, p in self._named_parameters:
+                p.grad = None
             loss.backward()
             clip = cfg.grad_clip if phase.grad_clip is None else phase.grad_clip
             if clip > 0:
                 metrics["grad_norm"] = torch.nn.utils.clip_grad_norm_(
-                    [p for m in self.modules.values() for p in m.parameters() if p.grad is not None], clip)
+                    [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None], clip)
             optimizer.step()
             self.suite.after_step(self.modules, sctx, metrics)
             bad = nonfinite_parameters(self._named_parameters)
@@ -252,6 +273,7 @@ class TrainingManager:
                 raise self._diverged(f"parameters {summarise(bad)} became non-finite (loss "
                                      f"{mean_loss.item():.4g})", step, phase.name)
             self._step_was_finite()
+            ctx.resume_started()
             done = step + 1
 
             if done % cfg.log_every == 0 or done == total:
@@ -342,6 +364,7 @@ class VisualizationManager:
         for name in progress(names, self.ctx, desc="visualise"):
             with torch.no_grad():
                 figures = self.suite.visualization(name)(self.modules, self.ctx)
+            self.ctx.resume_started()
             for fig_name, fig in figures.items():
                 label = f"{name}_{fig_name}" if fig_name != name else name
                 if isinstance(fig, Animation):
@@ -449,9 +472,11 @@ class ExperimentsManager:
                 "would mix two models in one recording. Load the same checkpoint, or record in a new run")
 
     # -- the stages --------------------------------------------------------------------
-    def generate_stimuli(self) -> Path:
+    def generate_stimuli(self, stage: bool = True) -> Path:
         """Write the suite's stimulus set to ``RUN/recordings/stimuli.zarr`` (replacing an
-        unused one only once the new set is completely written)."""
+        unused one only once the new set is completely written). ``stage``: the
+        ``--gen_exp_stim`` stage itself, which starts a resume (the set a recording makes for
+        itself does not: the recording's first block does)."""
         stim = self.suite.stimulus_set(self.ctx)
         block = self.suite.cfg.record_batch
         final = self.stimuli_path
@@ -466,6 +491,8 @@ class ExperimentsManager:
         for start in progress(range(0, stim.n_trials, block), self.ctx, desc="write stimuli"):
             sl = slice(start, min(start + block, stim.n_trials))
             store.write(start, {k: to_numpy(v.values[sl]) for k, v in stim.inputs.items()}, dims)
+        if stage:
+            self.ctx.resume_started()
         if final.exists():
             old = final.with_name(f".{final.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -487,7 +514,7 @@ class ExperimentsManager:
         stimuli = Path(stimuli) if stimuli else self.stimuli_path
         if not stimuli.exists():
             _say(self.ctx, "no stimulus set in this run yet: generating it first")
-            stimuli = self.generate_stimuli()
+            stimuli = self.generate_stimuli(stage=False)
         stim = self.open_stimuli(stimuli)
         block = self.suite.cfg.record_batch
         fingerprint = weights_fingerprint(self.modules or {})
@@ -530,6 +557,7 @@ class ExperimentsManager:
                                 "nothing of this block was written (check the weights: "
                                 f"{self.weights_source or 'as loaded'})")
             act.write(start, values, {k: v.dims for k, v in out.items()})
+            self.ctx.resume_started()
         _say(self.ctx, f"recording: {act.n_trials} trials, {_size(self.activity_path)} -> {self.activity_path}")
         return self.activity_path
 
@@ -585,6 +613,7 @@ class AnalysisManager:
                     raise UserError(f"analysis {name!r}: {exc}") from None
                 _say(self.ctx, f"skipped: analysis {name!r}: {exc}")
                 continue
+            self.ctx.resume_started()
             for tname, frame in result.tables.items():
                 self.log.table(tname, frame, subdir=name)
             for fname, fig in result.figures.items():

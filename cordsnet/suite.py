@@ -31,6 +31,10 @@ class CordsNetSuite(ModelSuite):
     Config = CordsNetConfig
     description = "CordsNet: continuous-time convolutional RNN of the ventral stream (R2-R8)"
     selection_metric = None  # phases differ in what 'accuracy' measures; later stages use the final weights
+    phase_keys = {**dict.fromkeys(("cnn_lr", "cnn_momentum", "cnn_weight_decay", "cnn_warmup"), ("cnn",)),
+                  **dict.fromkeys(("inversion_lr", "inversion_clip", "inversion_penalty"), ("inversion",)),
+                  **dict.fromkeys(("anneal_start", "anneal_levels"), ("anneal",)),
+                  **dict.fromkeys(("rnn_lr", "rnn_clip"), ("linear", "anneal", "finetune"))}
 
     # --- set-up ---------------------------------------------------------------
     def prepare(self) -> None:

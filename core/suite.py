@@ -32,6 +32,7 @@ from torch import nn
 
 from core.config import BaseConfig
 from core.errors import UserError
+from core.resume_note import nothing_to_note
 from core.runtime import DistEnv
 
 STAGES = ("train", "viz", "gen_exp_stim", "experiment", "analyze")
@@ -69,6 +70,9 @@ class RunContext:
     run: Any = None  # core.rundir.RunDir or None
     recording: Any = None  # core.store.RecordingStore during analyses that use one
     stages: tuple[str, ...] = ()  # the stages of this invocation (see STAGES), for prepare()
+    #: the managers call this once something of a resumed run has been done (see
+    #: core.resume_note): the resume and its overrides are then recorded in meta.yaml
+    resume_started: Callable[[], None] = nothing_to_note
 
 
 @dataclass
@@ -155,6 +159,9 @@ class ModelSuite:
     #: ("metric name", "max"|"min"): the evaluation metric that picks best.pt and drives
     #: early stopping; None keeps no best checkpoint.
     selection_metric: ClassVar[tuple[str, str] | None] = None
+    #: config keys that act in some phases only (key -> phase names): a resume after those
+    #: phases have ended refuses a new value of the key (it would change nothing)
+    phase_keys: ClassVar[dict[str, tuple[str, ...]]] = {}
 
     _visualizations: ClassVar[dict[str, tuple[str, str]]] = {}
     _analyses: ClassVar[dict[str, tuple[str, str]]] = {}

@@ -48,15 +48,23 @@ from nrflv.viz import channel_energy_grad
 class ClippedAdamAndSGD(torch.optim.Optimizer):
     """The two optimisers of an update behind one interface: Adam (beta1 = 0) for the energy
     model, with the source's element-wise gradient clipping, and Nesterov SGD for the
-    initialiser. ``param_groups``: ``[energy, initialiser]``."""
+    initialiser. ``param_groups``: ``[energy, initialiser]``, read through to the two optimisers
+    (``load_state_dict`` replaces their group dicts, so a copied list would go stale and a rate
+    set on it would never reach Adam)."""
 
     def __init__(self, energy_params, init_params, lr: float, init_lr: float, clip: bool):
         self.adam = torch.optim.Adam(energy_params, lr=lr, betas=(0.0, 0.999))
         self.sgd = torch.optim.SGD(init_params, lr=init_lr, momentum=0.85, nesterov=True) if init_params else None
         self.clip = clip
-        self.param_groups = self.adam.param_groups + (self.sgd.param_groups if self.sgd else [])
-        self.state = self.adam.state
         self.defaults = {}
+
+    @property
+    def param_groups(self) -> list[dict]:
+        return self.adam.param_groups + (self.sgd.param_groups if self.sgd else [])
+
+    @property
+    def state(self):
+        return self.adam.state
 
     @torch.no_grad()
     def _clip(self) -> None:

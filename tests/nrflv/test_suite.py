@@ -48,7 +48,7 @@ def test_train_visualise_and_resume_exactly(run_main, tmp_path, monkeypatch):
     a, b = ckpt, load_checkpoint(tmp_path / "runs/cut/checkpoints/last.pt")
     for mod in a["modules"]:
         for k, v in a["modules"][mod].items():
-            torch.testing.assert_close(v, b["modules"][mod][k], rtol=1e-6, atol=1e-7, msg=f"{mod} {k}")
+            torch.testing.assert_close(v, b["modules"][mod][k], rtol=0, atol=0, msg=f"{mod} {k}")
     assert b["suite_state"]["replay"]["total_pushed"] == 24
 
 
