@@ -226,7 +226,8 @@ class ExperimentsMixin:
     def an_synchrony(self, modules, ctx):
         from nrflv.battery import synchrony
 
-        return self._run("synchrony", ctx, lambda exp: synchrony.run(exp, self.cfg))
+        prefs = self._preferences(ctx)
+        return self._run("synchrony", ctx, lambda exp: synchrony.run(exp, self.cfg, prefs))
 
     @analysis("summary", "one page with every analysis's headline; all their scalars", needs_recording=True)
     def an_summary(self, modules, ctx):
