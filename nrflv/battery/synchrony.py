@@ -67,7 +67,7 @@ def channel_pairs(exp: Experiment, cfg, per: Periods, max_lag: int, preferences,
         part.phases += phase_rows(label, sub, cfg, cfg.seed + int(d))
         part.fits.append((label, sub.corr["during"]["xcorr"]))
     kept = table.iloc[stats.keep].reset_index(drop=True)
-    exp1 = experiment1(stats, kept, i, j, n_ch, preferences, lags_ms, f0, cfg)
+    exp1 = experiment1(stats, kept, i, j, n_ch, preferences, lags_ms, (f0, lo, hi), cfg)
     _merge(part, exp1)
     return part
 

@@ -5,7 +5,8 @@ orientation within ``match_tolerance``) and the others, in each period.
 
 Amplitudes: the shift-corrected cross-correlation at zero lag per pair and trial (unbiased: ~0
 without synchrony), and the amplitude of the damped cosine fitted to each pair's mean corrected
-correlogram over the group's trials where the fit converges. Only channels the orientation-tuning
+correlogram over the group's trials where the fit converges (finite, its frequency inside the
+band around the LFP peak). Only channels the orientation-tuning
 analysis calls tuned enter. Slopes against the difference (per degree) come with bootstrap
 intervals over trials (zero-lag amplitude) or over pairs (fit amplitude).
 """
@@ -25,6 +26,13 @@ from nrflv.measures.correlation import fit_damped_cosine  # noqa: E402
 from nrflv.measures.trend import bootstrap_slope_ci  # noqa: E402
 
 GROUPS = ("aligned", "unaligned")
+
+
+def converged(amplitude: torch.Tensor, r2: torch.Tensor, frequency: torch.Tensor, band) -> torch.Tensor:
+    """A damped-cosine fit that describes the rhythm: finite, with its frequency inside the band
+    ``(f0, lo, hi)`` around the LFP peak (a fit at ~0 Hz trades its amplitude against the offset
+    and is no oscillation)."""
+    return torch.isfinite(amplitude) & torch.isfinite(r2) & (frequency >= band[1]) & (frequency <= band[2])
 BIN_DEG = 22.5
 
 
@@ -36,9 +44,11 @@ def preference_difference(pref: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.
 
 
 def experiment1(stats: Stats, table: pd.DataFrame, i: torch.Tensor, j: torch.Tensor, n_ch: int,
-                preferences: pd.DataFrame | None, lags_ms: torch.Tensor, f0: float, cfg) -> Part:
+                preferences: pd.DataFrame | None, lags_ms: torch.Tensor, band: tuple[float, float, float],
+                cfg) -> Part:
     """Experiment 1 from the channel pairs' measures (``stats``: ``(N', P)`` per measure over the
-    pairs ``i < j``) of the kept trials ``table``. Without preferences, a note only."""
+    pairs ``i < j``) of the kept trials ``table``; ``band``: the LFP peak and the band around it
+    (Hz). Without preferences, a note only."""
     part = Part()
     if preferences is None or preferences.empty:
         part.notes.append("experiment 1 (amplitude vs preferred-direction difference): skipped: no orientation "
@@ -67,7 +77,8 @@ def experiment1(stats: Stats, table: pd.DataFrame, i: torch.Tensor, j: torch.Ten
             n_trials, n_pairs = int(mk.any(1).sum()), int(mk.any(0).sum())
             base = {"experiment": 1, "period": period, "group": g, "x": "preference difference (deg)"}
             if n_pairs == 0:
-                part.notes.append(f"experiment 1: no {g} pairs of tuned channels ({period})")
+                if period == "during":
+                    part.notes.append(f"experiment 1: no {g} pairs of tuned channels")
                 continue
             s, lo, hi = bootstrap_slope_ci(x, y, cfg.n_bootstrap, generator=torch.Generator().manual_seed(cfg.seed))
             part.slopes.append({**base, "measure": "xcorr_zero_lag", "slope": float(s), "lo": float(lo),
@@ -79,11 +90,11 @@ def experiment1(stats: Stats, table: pd.DataFrame, i: torch.Tensor, j: torch.Ten
             cnt = mk.sum(0)
             has = cnt > 0
             mean_xc = (xc * w).sum(0)[has] / cnt[has, None]
-            fit = fit_damped_cosine(lags_ms, mean_xc, f_guess=f0)
+            fit = fit_damped_cosine(lags_ms, mean_xc, f_guess=band[0])
             amp_fit = torch.full((len(diff),), float("nan"), dtype=torch.float64)
-            r2 = amp_fit.clone()
-            amp_fit[has], r2[has] = fit["amplitude"].cpu(), fit["r2"].cpu()
-            ok = torch.isfinite(amp_fit) & torch.isfinite(r2)
+            r2, freq = amp_fit.clone(), amp_fit.clone()
+            amp_fit[has], r2[has], freq[has] = fit["amplitude"].cpu(), fit["r2"].cpu(), fit["frequency_hz"].cpu()
+            ok = converged(amp_fit, r2, freq, band)
             s, lo, hi = bootstrap_slope_ci(x[:, None], torch.where(ok, amp_fit, float("nan"))[:, None],
                                            cfg.n_bootstrap, generator=torch.Generator().manual_seed(cfg.seed + 1))
             part.slopes.append({**base, "measure": "fit_amplitude", "slope": float(s), "lo": float(lo),
@@ -149,7 +160,8 @@ def figure(pairs: pd.DataFrame, bins: pd.DataFrame, slopes: pd.DataFrame) -> plt
                                 label=f"slope {s['slope']:.2g}/deg [{s['lo']:.2g}, {s['hi']:.2g}]")
             ax.axhline(0, color="k", lw=0.5)
             ax.set_title(f"{g}: {lab}", fontsize=9)
-            ax.legend(fontsize=6)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=6)
             if row == 1:
                 ax.set_xlabel("difference of preferred directions (deg)")
     fig.suptitle("experiment 1: channel pairs at one site (few_angles), tuned channels only; aligned: both matched "

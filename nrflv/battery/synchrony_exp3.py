@@ -7,7 +7,8 @@ the bar's axis, on both sides (layer units; positions rounded to the layer grid)
 one side. Per trial and distance the shift-corrected zero-lag cross-correlation is averaged over
 channels and sides; its mean over trials with a bootstrap interval, and the slope against
 distance with a bootstrap interval over trials, in each period. The damped cosine fitted to each
-distance's mean corrected correlogram gives a second amplitude (point slope only). A window
+distance's mean corrected correlogram gives a second amplitude where it converges (finite, its
+frequency in the band around the LFP peak; point slope only). A window
 recording (``record_units: patch``) holds units at two sites only: this part is skipped there
 with that reason.
 """
@@ -24,6 +25,7 @@ import torch  # noqa: E402
 from core.suite import AnalysisSkipped  # noqa: E402
 from nrflv.battery.common import bootstrap_mean_ci  # noqa: E402
 from nrflv.battery.reading import Experiment  # noqa: E402
+from nrflv.battery.synchrony_exp1 import converged  # noqa: E402
 from nrflv.battery.synchrony_pairs import Part, PairMeasure, Periods, band_around_peak, measure_periods  # noqa: E402
 from nrflv.measures.correlation import fit_damped_cosine  # noqa: E402
 from nrflv.measures.trend import bootstrap_slope_ci, pooled_slope  # noqa: E402
@@ -79,19 +81,20 @@ def experiment3(exp: Experiment, cfg, per: Periods, max_lag: int, lags_ms: torch
         w = ok.reshape(amp.shape[0], amp.shape[1], D, 2)[..., None].to(xc.dtype)
         mean_xc = (xc * w).sum((0, 1, 3)) / w.sum((0, 1, 3)).clamp_min(1)  # (D, 2L+1)
         fit = fit_damped_cosine(lags_ms, mean_xc, f_guess=f0)
+        conv = converged(fit["amplitude"], fit["r2"], fit["frequency_hz"], (f0, lo, hi)).cpu()
         for k in range(D):
             mean, ci_lo, ci_hi = bootstrap_mean_ci(per_trial[:, k].numpy(), cfg.n_bootstrap, cfg.seed + k)
             prof.append({"period": period, "distance": k + 1, "xcorr_zero_lag": mean, "lo": ci_lo, "hi": ci_hi,
                          "trials": int(torch.isfinite(per_trial[:, k]).sum()),
                          "pairs": int(w[:, :, k].sum()), "fit_amplitude": float(fit["amplitude"][k]),
-                         "fit_r2": float(fit["r2"][k])})
+                         "fit_frequency_hz": float(fit["frequency_hz"][k]), "fit_r2": float(fit["r2"][k]),
+                         "fit_converged": bool(conv[k])})
         s, s_lo, s_hi = bootstrap_slope_ci(dist, per_trial, cfg.n_bootstrap,
                                            generator=torch.Generator().manual_seed(cfg.seed))
         base = {"experiment": 3, "period": period, "group": "long_bars", "x": "distance along the bar (layer units)"}
         part.slopes.append({**base, "measure": "xcorr_zero_lag", "slope": float(s), "lo": float(s_lo),
                             "hi": float(s_hi), "resampled": "trials", "n_resampled": int(per_trial.shape[0]),
                             "pairs": int(w.sum()), "values": int(torch.isfinite(per_trial).sum())})
-        conv = torch.isfinite(fit["amplitude"]) & torch.isfinite(fit["r2"])
         fs, _ = pooled_slope(dist[conv][None], fit["amplitude"].cpu()[conv][None])
         part.slopes.append({**base, "measure": "fit_amplitude", "slope": float(fs), "lo": float("nan"),
                             "hi": float("nan"), "resampled": "none (one fit per distance)",
@@ -114,7 +117,8 @@ def figure(profile: pd.DataFrame, slopes: pd.DataFrame) -> plt.Figure:
         s = slopes[(slopes["period"] == period) & (slopes["measure"] == "xcorr_zero_lag")].iloc[0]
         axs[0, 0].errorbar(p["distance"], m, yerr=err, color=colour, marker="o", capsize=3,
                            label=f"{period}: slope {s['slope']:.2g} [{s['lo']:.2g}, {s['hi']:.2g}]/unit")
-        axs[0, 1].plot(p["distance"], p["fit_amplitude"], color=colour, marker="o", label=period)
+        axs[0, 1].plot(p["distance"], p["fit_amplitude"].where(p["fit_converged"]), color=colour, marker="o",
+                       label=period)
     axs[0, 0].set_ylabel("corrected xcorr at zero lag (95% CI over trials)")
     axs[0, 1].set_ylabel("damped-cosine amplitude of the mean correlogram")
     for ax in axs[0]:
