@@ -108,7 +108,7 @@ def centre_flank(exp: Experiment, cfg, per: Periods, max_lag: int, preferences, 
             part.slopes.append({"experiment": 2, "period": period, "group": rel, "x": "centre-flank distance (px)",
                                 "measure": "xcorr_zero_lag", "slope": float(s), "lo": float(s_lo), "hi": float(s_hi),
                                 "resampled": "trials", "n_resampled": int(sel.sum()),
-                                "pairs": int(sel.sum()) * int(a.shape[1]), "values": int(torch.isfinite(y).sum())})
+                                "pairs": int(a.shape[1]), "values": int(torch.isfinite(y).sum())})
     return part
 
 

@@ -158,6 +158,8 @@ def figure(pairs: pd.DataFrame, bins: pd.DataFrame, slopes: pd.DataFrame) -> plt
                         x0, y0 = pp["pref_difference_deg"].to_numpy()[ok].mean(), v.to_numpy()[ok].mean()
                         ax.plot(xs, y0 + s["slope"] * (xs - x0), color=colour, lw=0.8,
                                 label=f"slope {s['slope']:.2g}/deg [{s['lo']:.2g}, {s['hi']:.2g}]")
+            if not ax.has_data():
+                ax.text(0.5, 0.5, f"no {g} pairs of tuned channels", ha="center", transform=ax.transAxes)
             ax.axhline(0, color="k", lw=0.5)
             ax.set_title(f"{g}: {lab}", fontsize=9)
             if ax.get_legend_handles_labels()[0]:

@@ -86,7 +86,7 @@ def experiment3(exp: Experiment, cfg, per: Periods, max_lag: int, lags_ms: torch
             mean, ci_lo, ci_hi = bootstrap_mean_ci(per_trial[:, k].numpy(), cfg.n_bootstrap, cfg.seed + k)
             prof.append({"period": period, "distance": k + 1, "xcorr_zero_lag": mean, "lo": ci_lo, "hi": ci_hi,
                          "trials": int(torch.isfinite(per_trial[:, k]).sum()),
-                         "pairs": int(w[:, :, k].sum()), "fit_amplitude": float(fit["amplitude"][k]),
+                         "pair_values": int(w[:, :, k].sum()), "fit_amplitude": float(fit["amplitude"][k]),
                          "fit_frequency_hz": float(fit["frequency_hz"][k]), "fit_r2": float(fit["r2"][k]),
                          "fit_converged": bool(conv[k])})
         s, s_lo, s_hi = bootstrap_slope_ci(dist, per_trial, cfg.n_bootstrap,
@@ -94,11 +94,11 @@ def experiment3(exp: Experiment, cfg, per: Periods, max_lag: int, lags_ms: torch
         base = {"experiment": 3, "period": period, "group": "long_bars", "x": "distance along the bar (layer units)"}
         part.slopes.append({**base, "measure": "xcorr_zero_lag", "slope": float(s), "lo": float(s_lo),
                             "hi": float(s_hi), "resampled": "trials", "n_resampled": int(per_trial.shape[0]),
-                            "pairs": int(w.sum()), "values": int(torch.isfinite(per_trial).sum())})
+                            "pairs": 2 * D * int(x.shape[1]), "values": int(torch.isfinite(per_trial).sum())})
         fs, _ = pooled_slope(dist[conv][None], fit["amplitude"].cpu()[conv][None])
         part.slopes.append({**base, "measure": "fit_amplitude", "slope": float(fs), "lo": float("nan"),
                             "hi": float("nan"), "resampled": "none (one fit per distance)",
-                            "n_resampled": 0, "pairs": int(w.sum()), "values": int(conv.sum())})
+                            "n_resampled": 0, "pairs": 2 * D * int(x.shape[1]), "values": int(conv.sum())})
     profile = pd.DataFrame(prof)
     part.tables["exp3_distance_profile"] = profile
     part.scalars["exp3_slope_per_unit/during"] = part.slopes[0]["slope"]

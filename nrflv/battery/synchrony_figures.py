@@ -39,7 +39,7 @@ def groups_figure(groups: pd.DataFrame) -> plt.Figure:
             for rel, marker in (("collinear", "o"), ("orthogonal", "s")):
                 g = cf[cf["relation"] == rel] if not cf.empty else cf
                 if not g.empty:
-                    st = dict(style, color=("C0" if rel == "collinear" else "C1") if not prefix else "0.55")
+                    st = dict(style, color="C0" if rel == "collinear" else "C1", alpha=0.4 if prefix else 1.0)
                     _errorbar(axs[1, col], g["distance"], g, k, label=f"{rel}, {period}", **st)
             lb = groups[groups["comparison"] == "along_bar"]
             if not lb.empty:
@@ -97,7 +97,7 @@ def exp2_figure(phases: pd.DataFrame, groups: pd.DataFrame, slopes: pd.DataFrame
                 m = g["phase_lag_deg"].to_numpy()
                 err = np.nan_to_num(np.stack([m - g["phase_lag_lo_deg"].to_numpy(), g["phase_lag_hi_deg"].to_numpy() - m]))
                 axs[0, 0].errorbar(g["distance"] + dx + (0.04 if period == "before" else 0), m, yerr=err, capsize=3,
-                                   marker="o", ms=3, color=colour if period == "during" else "0.55",
+                                   marker="o", ms=3, color=colour, alpha=1.0 if period == "during" else 0.4,
                                    ls="-" if period == "during" else "--", label=f"{rel}, {period}")
                 for x, y, p in zip(g["distance"], m, g["v_test_p"]):
                     if period == "during":
@@ -110,7 +110,7 @@ def exp2_figure(phases: pd.DataFrame, groups: pd.DataFrame, slopes: pd.DataFrame
                 lab = f"{rel}, {period}"
                 if not s.empty:
                     lab += f": slope {s.iloc[0]['slope']:.2g} [{s.iloc[0]['lo']:.2g}, {s.iloc[0]['hi']:.2g}]/px"
-                _errorbar(axs[0, 1], a["distance"] + dx, a, key, color=colour if period == "during" else "0.55",
+                _errorbar(axs[0, 1], a["distance"] + dx, a, key, color=colour, alpha=1.0 if period == "during" else 0.4,
                           ls="-" if period == "during" else "--", label=lab)
     axs[0, 0].axhline(0, color="k", lw=0.5)
     axs[0, 0].set_ylabel("phase lag of flank behind centre (deg)")

@@ -218,13 +218,13 @@ def test_experiment3_profile_along_the_bar_falls_linearly_with_distance(bar_run)
     # the centre at layer (8, 8): every trial reaches 8 units along its (vertical or horizontal) bar
     assert during["distance"].tolist() == list(range(1, 9))
     np.testing.assert_allclose(during["xcorr_zero_lag"], 0.8 - DECAY * during["distance"], atol=0.06)
-    assert (during["trials"] == 16).all() and during["pairs"].iloc[0] == 16 * 2 * 2   # trials x channels x sides
-    assert during["pairs"].iloc[-1] == 16 * 2                                        # one side reaches 8
+    assert (during["trials"] == 16).all() and during["pair_values"].iloc[0] == 16 * 2 * 2   # trials x channels x sides
+    assert during["pair_values"].iloc[-1] == 16 * 2                                        # one side reaches 8
     assert before["xcorr_zero_lag"].abs().max() < 0.05
     slopes = bar_run.tables["synchrony_slopes"].set_index(["experiment", "period", "measure"])
     s = slopes.loc[(3, "during", "xcorr_zero_lag")]
     assert s["slope"] == pytest.approx(-DECAY, abs=0.01) and s["lo"] < -DECAY < s["hi"]
-    assert s["n_resampled"] == 16
+    assert s["n_resampled"] == 16 and s["pairs"] == 2 * 8 * 2 and s["values"] == 16 * 8
     b = slopes.loc[(3, "before", "xcorr_zero_lag")]
     assert b["lo"] < 0 < b["hi"] and abs(b["slope"]) < 0.01
     assert slopes.loc[(3, "during", "fit_amplitude"), "slope"] < 0
