@@ -119,13 +119,13 @@ def figure(profile: pd.DataFrame, slopes: pd.DataFrame) -> plt.Figure:
                            label=f"{period}: slope {s['slope']:.2g} [{s['lo']:.2g}, {s['hi']:.2g}]/unit")
         axs[0, 1].plot(p["distance"], p["fit_amplitude"].where(p["fit_converged"]), color=colour, marker="o",
                        label=period)
-    axs[0, 0].set_ylabel("corrected xcorr at zero lag (95% CI over trials)")
-    axs[0, 1].set_ylabel("damped-cosine amplitude of the mean correlogram")
+    axs[0, 0].set_ylabel("corrected xcorr, zero lag (95% CI)")
+    axs[0, 1].set_ylabel("damped-cosine amplitude (converged fits)")
     for ax in axs[0]:
         ax.axhline(0, color="k", lw=0.5)
         ax.set_xlabel("distance from the bar's centre along its axis (layer units)")
         ax.legend(fontsize=7)
     fig.suptitle("experiment 3: synchrony of the centre unit with units along the long bar (same channel, all "
                  "channels, both sides)", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
     return fig

@@ -238,3 +238,23 @@ def test_experiment3_on_a_window_recording_is_skipped_with_the_reason(onset_run)
     notes = onset_run.tables["synchrony_notes"].set_index("part")["reason"]
     assert "needs record_units: all" in notes["along_bar_profile"]
     assert "exp3_distance_profile" not in onset_run.tables
+
+
+def test_points_of_a_whole_layer_recording_are_the_units_asked_for(tmp_path):
+    from core.suite import AnalysisSkipped
+    from tests.nrflv.test_battery import LAYER as READ_LAYER, READ_PROTOCOL, layer_value, patch_trial, whole_layer_trial
+
+    table = conditions_table(["few_angles"], GaborDesign(few_angles_directions=4, few_angles_repeats=2), IMAGE, IMAGE)
+    kw = dict(channels=3, protocol=READ_PROTOCOL, layer_hw=(READ_LAYER, READ_LAYER))
+    whole = record(tmp_path / "all.zarr", table, whole_layer_trial, units="all", **kw)
+    rng = np.random.default_rng(0)
+    rows, cols = rng.integers(0, READ_LAYER, (2, len(table), 5))
+    sub = table.iloc[1::2].reset_index(drop=True)                     # not every trial: an orthogonal read
+    got = np.concatenate([b.values.numpy() for b in whole.points("state", sub, rows[1::2], cols[1::2], block=3)])
+    t = np.arange(READ_PROTOCOL.total)
+    truth = layer_value(sub["trial"].to_numpy()[:, None, None, None], t[None, :, None, None],
+                        np.arange(3)[None, None, :, None], rows[1::2, None, None, :], cols[1::2, None, None, :])
+    np.testing.assert_array_equal(got, truth)                         # (N, T, C, K)
+    patch = record(tmp_path / "patch.zarr", table, patch_trial, units="patch", **kw)
+    with pytest.raises(AnalysisSkipped, match="needs record_units: all"):
+        next(patch.points("state", table, rows, cols))
