@@ -171,7 +171,7 @@ def run(exp: Experiment, cfg, preferences: pd.DataFrame | None) -> AnalysisResul
     groups = pd.DataFrame(total.rows)
     phases = pd.DataFrame(total.phases)
     slopes = pd.DataFrame(total.slopes)
-    tables, scalars = {}, {}
+    tables, scalars = {}, {"fraction_groups_synchronous": float("nan")}
     if total.rows:
         fit_table = pd.DataFrame(fit_rows(total.fits, lags_ms, float(np.mean(list(freqs.values())))))
         tables.update({"synchrony_groups": groups, "xcorr_gabor_fits": fit_table, "synchrony_phase": phases})

@@ -114,7 +114,8 @@ def v_test(phi: torch.Tensor, mu: float | torch.Tensor = 0.0) -> tuple[torch.Ten
     ``V = sum cos(phi - mu)``, ``u = V sqrt(2 / n)`` (standard normal under uniform phases: each
     cosine has mean 0 and variance 1/2), one-sided ``p = 1 - Phi(u)`` (Durand & Greenwood 1958;
     Zar 1999, 27.1; as CircStat's ``circ_vtest``). It rejects for phases clustered at ``mu``, not
-    for phases clustered elsewhere (at ``mu + pi/2``, ``V ~ 0``). Returns ``V, u, p`` ``(...)``."""
+    for phases clustered elsewhere (at ``mu + pi/2``, ``V ~ 0``). The normal approximation is the
+    large-sample form: below ~10 samples its p-values are rough. Returns ``V, u, p`` ``(...)``."""
     phi = _as_angles(phi)
     mu = torch.as_tensor(mu, dtype=phi.dtype, device=phi.device)
     ok = torch.isfinite(phi)
