@@ -487,7 +487,7 @@ def toolkit_battery(path: Path, cfg, device, timings: list) -> dict:
              ("spectra", lambda: spectra.run(exp, cfg, prefs)),
              ("ei_lag", lambda: ei_lag.run(exp, cfg)),
              ("transients", lambda: transients.run(exp, cfg, prefs)),
-             ("synchrony", lambda: synchrony.run(exp, cfg)))
+             ("synchrony", lambda: synchrony.run(exp, cfg, prefs)))
     for name, fn in steps:
         t0 = time.perf_counter()
         try:

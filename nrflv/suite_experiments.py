@@ -235,12 +235,14 @@ class ExperimentsMixin:
         prefs = self._preferences(ctx)
         return self._run("transients", ctx, lambda exp: transients.run(exp, self.cfg, prefs))
 
-    @analysis("synchrony", "shift-corrected correlation, coherence and phase locking of channel, centre-flank and "
-                           "along-bar pairs", needs_recording=True)
+    @analysis("synchrony", "shift-corrected correlation, coherence, phase locking and phase of channel, centre-flank "
+                           "and along-bar pairs, during vs before the stimulus; amplitude vs preference difference "
+                           "(exp 1), phase test (exp 2), profile along the long bar (exp 3)", needs_recording=True)
     def an_synchrony(self, modules, ctx):
         from nrflv.battery import synchrony
 
-        return self._run("synchrony", ctx, lambda exp: synchrony.run(exp, self.cfg))
+        prefs = self._preferences(ctx)
+        return self._run("synchrony", ctx, lambda exp: synchrony.run(exp, self.cfg, prefs))
 
     @analysis("oscillations", "oscillating units (detrended Welch, prominent peaks); summed peak frequency x "
                               "power vs contrast, during and before the stimulus", needs_recording=True)

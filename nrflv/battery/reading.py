@@ -108,6 +108,31 @@ class Experiment:
         """The unit of every channel at ``site`` itself: blocks ``(b, T, C)``."""
         yield from self._read(name, table, site, block, time, centre=True)
 
+    def points(self, name: str, table: pd.DataFrame, rows: np.ndarray, cols: np.ndarray,
+               block: int | None = None, time: slice | None = None) -> Iterator[Block]:
+        """Any units of a whole-layer recording (``record_units: all``): ``rows, cols (N, K)``
+        layer indices per trial of ``table`` (in its order); blocks ``(b, T, C, K)``. The units are
+        picked from each block in the stored dtype, before conversion to float32."""
+        if self.units_mode != "all":
+            raise AnalysisSkipped(f"needs record_units: all (this recording has record_units: {self.units_mode}, "
+                                  "windows round two sites)")
+        arr = self.store.group[self.variable(name)]
+        block = block or self.store.chunk_trials
+        trials = table["trial"].to_numpy()
+        time = time or slice(None)
+        rows, cols = np.asarray(rows), np.asarray(cols)
+        for start in range(0, len(trials), block):
+            idx = trials[start:start + block]
+            raw = np.asarray(arr.get_orthogonal_selection((idx, time)))[:, :, 0]     # (b, T, C, H, W), stored dtype
+            b_idx = np.arange(len(idx))[:, None]
+            picked = raw[b_idx, :, :, rows[start:start + block], cols[start:start + block]]   # (b, K, T, C)
+            values = torch.as_tensor(np.ascontiguousarray(picked), device=self.device).float()
+            yield Block(idx, values.permute(0, 2, 3, 1))
+
+    def layer_site(self, table: pd.DataFrame, site: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(N,)`` row and column of ``site`` in the recorded layer, per trial of ``table``."""
+        return self._layer_site(table, site)
+
     def _read(self, name, table, site, block, time, centre) -> Iterator[Block]:
         arr = self.store.group[self.variable(name)]
         block = block or self.store.chunk_trials

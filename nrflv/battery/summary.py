@@ -50,6 +50,8 @@ def headlines(results: dict[str, AnalysisResult], skipped: dict[str, str]) -> li
         x = s["synchrony"]
         lines.append(("synchrony", f"{_fmt(100 * x['fraction_groups_synchronous'])}% of pair groups synchronous "
                                    "after shift correction"
+                                   + (f" ({_fmt(100 * x['fraction_groups_synchronous_before'])}% before the stimulus)"
+                                      if "fraction_groups_synchronous_before" in x else "")
                                    + (f"; {_fmt(100 * x['fraction_differences_significant'])}% of "
                                       "collinear/orthogonal and long/short differences significant"
                                       if "fraction_differences_significant" in x else "")))

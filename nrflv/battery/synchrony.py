@@ -1,297 +1,211 @@
 """Stimulus-dependent synchrony -- the thesis's question (its answer: none).
 
 Three comparisons, each on pairs of single units at recording sites (the unit at the site, per
-channel), during the stimulus after ``onset_skip_ms``:
+channel), during the stimulus and in the blank before it (equally long windows, each after
+``onset_skip_ms``):
 
 * ``channels`` (``few_angles``): every pair of channels at site 0, by channel-index distance on
-  the ring the circulant mass matrix makes (``min(|i-j|, C-|i-j|)``);
-* ``centre_flank`` (``pairs``): the same channel at the two Gabors' centres, collinear against
-  orthogonal, by distance;
+  the ring the circulant mass matrix makes (``min(|i-j|, C-|i-j|)``); and experiment 1: the
+  amplitude against the difference of the pair's preferred directions, aligned vs unaligned
+  (:mod:`nrflv.battery.synchrony_exp1`; needs the orientation preferences);
+* ``centre_flank`` (``pairs``, experiment 2): the same channel at the two Gabors' centres,
+  collinear against orthogonal, by distance; the phase test (is the flank's phase lag zero?)
+  and the amplitude's slope against distance;
 * ``long_bars`` (``long_bars`` against ``few_angles``): the same channel at the centre and at a
-  point ``flank_distance`` along the bars' axis, under a long bar and under a short Gabor.
+  point ``flank_distance`` along the bars' axis, under a long bar and under a short Gabor; and
+  experiment 3, the amplitude profile along the bar against distance
+  (:mod:`nrflv.battery.synchrony_exp3`; needs ``record_units: all``).
 
-Per pair and trial: the normalised cross-correlogram, the coherence and the phase-locking value
-in a band of +- ``synchrony_band_hz`` around the set's LFP peak frequency. Every measure is
-shuffle-corrected by the shift predictor (the same pair from other trials of the same
-condition, which share only what the stimulus locks), then averaged per trial and group with
-95% bootstrap intervals over trials; a group's corrected measure is "synchronous" when its
-interval lies above zero. The mean corrected correlogram of each group is fitted by the damped
-cosine of Gray et al. (1989), whose frequency, decay and oscillation index (the envelope one
-period out: ~1 for a sustained rhythm, 0 for a single bump) summarise how oscillatory the
+Per pair and trial: the normalised cross-correlogram, the coherence, the phase-locking value and
+the complex coherency in a band of +- ``synchrony_band_hz`` around the set's LFP peak frequency
+(during the stimulus). Every measure is shuffle-corrected by the shift predictor (the same pair
+from other trials of the same condition, which share only what the stimulus locks), then
+averaged per trial and group with 95% bootstrap intervals over trials, in each period, with the
+paired during-minus-before difference per trial; a group's corrected measure is "synchronous"
+when its interval lies above zero. The mean corrected correlogram of each group is fitted by the
+damped cosine of Gray et al. (1989), whose frequency, decay and oscillation index (the envelope
+one period out: ~1 for a sustained rhythm, 0 for a single bump) summarise how oscillatory the
 synchrony is. (The relative modulation amplitude is listed too, but on mean-removed
-correlograms it is ~1 for any fitted peak.)
+correlograms it is ~1 for any fitted peak.) Parts that cannot run (a missing set, no tuning,
+a window recording for experiment 3) are listed with their reason in ``synchrony_notes``.
 """
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from core.suite import AnalysisResult, AnalysisSkipped  # noqa: E402
-from nrflv.battery.common import bootstrap_mean_ci  # noqa: E402
 from nrflv.battery.reading import Experiment  # noqa: E402
-from nrflv.measures.correlation import (circular_channel_distance, cross_correlation,  # noqa: E402
-                                        fit_damped_cosine, oscillation_index, phase_locking_value, relative_modulation,
-                                        shuffle_corrected)
-from nrflv.measures.spectral import coherence, peak, welch  # noqa: E402
+from nrflv.battery.synchrony_exp1 import experiment1  # noqa: E402
+from nrflv.battery.synchrony_exp3 import experiment3  # noqa: E402
+from nrflv.battery.synchrony_figures import exp2_figure, groups_figure, xcorr_figure  # noqa: E402
+from nrflv.battery.synchrony_pairs import (MEASURES, PairMeasure, Part, Periods, band_around_peak,  # noqa: E402
+                                           centre_traces, difference_row, fit_rows, group_row, measure_periods,
+                                           per_trial, periods, phase_rows)
+from nrflv.measures.correlation import circular_channel_distance  # noqa: E402
+from nrflv.measures.trend import bootstrap_slope_ci  # noqa: E402
 
-MEASURES = ("xcorr_zero_lag", "xcorr_peak", "coherence", "plv")
-
-
-def centre_traces(exp: Experiment, table: pd.DataFrame, site: int, during: slice) -> torch.Tensor:
-    """``(N, C, T)`` state of the unit at ``site`` in every channel (small: read whole)."""
-    return torch.cat([b.values.movedim(1, -1) for b in exp.centre("state", table, site, time=during)]).double()
-
-
-class PairMeasure:
-    """``(a, b) (..., T) -> (..., 2L+3)``: the correlogram at lags -L..L, then coherence and PLV in
-    the band (one callable, so the shift predictor shuffles all of them alike)."""
-
-    def __init__(self, fs: float, max_lag: int, band: tuple[float, float], nperseg: int):
-        self.fs, self.max_lag, self.band, self.nperseg = fs, max_lag, band, nperseg
-
-    def __call__(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        _, xc = cross_correlation(a, b, self.max_lag)
-        f, coh = coherence(a, b, self.fs, nperseg=min(self.nperseg, a.shape[-1]))
-        inband = (f >= self.band[0]) & (f <= self.band[1])
-        coh = coh[..., inband].mean(-1, keepdim=True) if inband.any() else torch.full_like(coh[..., :1], float("nan"))
-        plv = phase_locking_value(a, b, self.fs, self.band)[..., None]
-        return torch.cat([xc, coh, plv], -1)
-
-    def split(self, m: torch.Tensor) -> dict[str, torch.Tensor]:
-        L = self.max_lag
-        xc = m[..., :2 * L + 1]
-        return {"xcorr": xc, "xcorr_zero_lag": xc[..., L], "xcorr_peak": xc.amax(-1),
-                "coherence": m[..., 2 * L + 1], "plv": m[..., 2 * L + 2]}
+__all__ = ["run", "MEASURES"]
 
 
-def corrected_by_condition(measure: PairMeasure, a: torch.Tensor, b: torch.Tensor, groups: np.ndarray
-                           ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-    """Raw and shift-corrected measures ``(N', ..., K)`` of trials in conditions with >= 2 trials
-    (``groups``: a condition label per trial); returns them and the kept trial positions."""
-    raws, corrs, keep = [], [], []
-    for g in pd.unique(groups):
-        idx = np.flatnonzero(groups == g)
-        if len(idx) < 2:
-            continue
-        raw, _, corr = shuffle_corrected(measure, a[idx], b[idx])
-        raws.append(raw)
-        corrs.append(corr)
-        keep.append(idx)
-    if not keep:
-        raise AnalysisSkipped("every condition has a single trial: the shift predictor needs repeats")
-    return torch.cat(raws), torch.cat(corrs), np.concatenate(keep)
-
-
-def band_around_peak(exp: Experiment, traces: torch.Tensor, nperseg: int, half_width: float) -> tuple[float, float, float]:
-    """The LFP peak frequency of ``traces (N, C, T)`` (their sum over channels) and a band around it."""
-    f, p = welch(traces.sum(1), exp.fs, nperseg=min(nperseg, traces.shape[-1]))
-    f0, _ = peak(f, p.mean(0))
-    f0 = float(f0)
-    return f0, max(f0 - half_width, float(f[1])), min(f0 + half_width, exp.fs / 2 * 0.999)
-
-
-def _group_rows(label: dict, values: dict[str, torch.Tensor], raw: dict[str, torch.Tensor], cfg, seed: int) -> dict:
-    """One table row: each measure's per-trial means (over the group's pairs), mean and CI."""
-    row = dict(label)
-    for k in MEASURES:
-        per_trial = values[k].reshape(values[k].shape[0], -1).nanmean(1).cpu().numpy()
-        m, lo, hi = bootstrap_mean_ci(per_trial, cfg.n_bootstrap, seed)
-        row.update({k: m, f"{k}_lo": lo, f"{k}_hi": hi,
-                    f"{k}_raw": float(raw[k].reshape(raw[k].shape[0], -1).nanmean(1).mean())})
-        seed += 1
-    row["synchronous"] = bool(row["xcorr_zero_lag_lo"] > 0)
-    row["trials"] = int(values["xcorr_zero_lag"].shape[0])
-    return row
-
-
-def _fit_rows(groups: list[tuple[dict, torch.Tensor]], lags_ms: torch.Tensor, f0: float) -> list[dict]:
-    """Damped-cosine fits of each group's mean corrected correlogram."""
-    rows = []
-    for label, xc in groups:
-        mean = xc.reshape(-1, xc.shape[-1]).mean(0)
-        fit = fit_damped_cosine(lags_ms, mean[None], f_guess=f0)
-        rows.append({**label, **{k: float(v.reshape(-1)[0]) for k, v in fit.items()},
-                     "relative_modulation": float(relative_modulation(fit).reshape(-1)[0]),
-                     "oscillation_index": float(oscillation_index(fit).reshape(-1)[0])})
-    return rows
-
-
-def channel_pairs(exp: Experiment, cfg, during: slice, max_lag: int):
+def channel_pairs(exp: Experiment, cfg, per: Periods, max_lag: int, preferences, lags_ms) -> Part:
     table = exp.table("few_angles")
-    x = centre_traces(exp, table, 0, during)                      # (N, C, T)
+    x = centre_traces(exp, table, 0, per.span)                               # (N, C, T)
     n_ch = x.shape[1]
-    f0, lo, hi = band_around_peak(exp, x, cfg.spectrum_nperseg, cfg.synchrony_band_hz)
+    f0, lo, hi = band_around_peak(exp, per.cut(x, "during"), cfg.spectrum_nperseg, cfg.synchrony_band_hz)
     measure = PairMeasure(exp.fs, max_lag, (lo, hi), cfg.spectrum_nperseg)
     i, j = torch.triu_indices(n_ch, n_ch, 1)
     dist = circular_channel_distance(i, j, n_ch).cpu().numpy()
-    groups = table["direction"].to_numpy()
-    raw, corr, _ = corrected_by_condition(measure, x[:, i], x[:, j], groups)    # (N', pairs, K)
-    raw, corr = measure.split(raw), measure.split(corr)
-    rows, fits = [], []
+    stats = measure_periods(measure, per, x[:, i], x[:, j], table["direction"].to_numpy())   # (N', P)
+    part = Part(f0=f0)
     for d in np.unique(dist):
-        sel = torch.as_tensor(dist == d, device=x.device)
-        label = {"comparison": "channels", "channel_distance": int(d), "pairs": int(sel.sum())}
-        rows.append(_group_rows(label, {k: v[:, sel] for k, v in corr.items()},
-                                {k: v[:, sel] for k, v in raw.items()}, cfg, cfg.seed + int(d)))
-        fits.append((label, corr["xcorr"][:, sel]))
-    return rows, fits, f0
+        sel = (slice(None), torch.as_tensor(dist == d, device=x.device))
+        label = {"comparison": "channels", "channel_distance": int(d), "pairs": int((dist == d).sum())}
+        sub = stats.select(sel)
+        part.rows.append(group_row(label, sub, cfg, cfg.seed + int(d)))
+        part.phases += phase_rows(label, sub, cfg, cfg.seed + int(d))
+        part.fits.append((label, sub.corr["during"]["xcorr"]))
+    kept = table.iloc[stats.keep].reset_index(drop=True)
+    exp1 = experiment1(stats, kept, i, j, n_ch, preferences, lags_ms, (f0, lo, hi), cfg)
+    _merge(part, exp1)
+    return part
 
 
-def centre_flank(exp: Experiment, cfg, during: slice, max_lag: int):
+def centre_flank(exp: Experiment, cfg, per: Periods, max_lag: int, preferences, lags_ms) -> Part:
     table = exp.table("pairs")
-    a, b = centre_traces(exp, table, 0, during), centre_traces(exp, table, 1, during)
-    f0, lo, hi = band_around_peak(exp, a, cfg.spectrum_nperseg, cfg.synchrony_band_hz)
+    a, b = centre_traces(exp, table, 0, per.span), centre_traces(exp, table, 1, per.span)
+    f0, lo, hi = band_around_peak(exp, per.cut(a, "during"), cfg.spectrum_nperseg, cfg.synchrony_band_hz)
     measure = PairMeasure(exp.fs, max_lag, (lo, hi), cfg.spectrum_nperseg)
     cond = table[["displacement", "distance", "relation"]].astype(str).agg("|".join, axis=1).to_numpy()
-    raw, corr, keep = corrected_by_condition(measure, a, b, cond)            # (N', C, K)
-    raw, corr = measure.split(raw), measure.split(corr)
-    kept = table.iloc[keep].reset_index(drop=True)
-    rows, fits, diffs = [], [], []
+    stats = measure_periods(measure, per, a, b, cond)                        # (N', C)
+    kept = table.iloc[stats.keep].reset_index(drop=True)
+    part = Part(f0=f0)
     for d in sorted(kept["distance"].unique()):
-        per = {}
+        means = {}
         for rel in ("collinear", "orthogonal"):
             sel = torch.tensor(((kept["distance"] == d) & (kept["relation"] == rel)).to_numpy(), device=a.device)
             if not bool(sel.any()):
                 continue
             label = {"comparison": "centre_flank", "distance": int(d), "relation": rel}
-            rows.append(_group_rows(label, {k: v[sel] for k, v in corr.items()},
-                                    {k: v[sel] for k, v in raw.items()}, cfg, cfg.seed + 100 * int(d)))
-            fits.append((label, corr["xcorr"][sel]))
-            per[rel] = corr["xcorr_zero_lag"][sel].mean(1).cpu().numpy()
-        if len(per) == 2:
-            diffs.append(_difference_row({"comparison": "collinear - orthogonal", "distance": int(d)},
-                                         per["collinear"], per["orthogonal"], cfg))
-    return rows, fits, diffs, f0
+            sub = stats.select(sel)
+            part.rows.append(group_row(label, sub, cfg, cfg.seed + 100 * int(d)))
+            part.phases += phase_rows(label, sub, cfg, cfg.seed + 100 * int(d))
+            part.fits.append((label, sub.corr["during"]["xcorr"]))
+            means[rel] = per_trial(sub.corr["during"]["xcorr_zero_lag"])
+        if len(means) == 2:
+            part.diffs.append(difference_row({"comparison": "collinear - orthogonal", "distance": int(d)},
+                                             means["collinear"], means["orthogonal"], cfg))
+    # amplitude against distance, per relation and period: a line through every trial's mean
+    for rel in ("collinear", "orthogonal"):
+        sel = (kept["relation"] == rel).to_numpy().copy()
+        if sel.sum() < 2:
+            continue
+        dist = torch.tensor(kept["distance"].to_numpy(float)[sel])[:, None]
+        for period, m in stats.corr.items():
+            y = torch.from_numpy(per_trial(m["xcorr_zero_lag"][torch.from_numpy(sel)]))[:, None]
+            s, s_lo, s_hi = bootstrap_slope_ci(dist, y, cfg.n_bootstrap, generator=torch.Generator().manual_seed(cfg.seed))
+            part.slopes.append({"experiment": 2, "period": period, "group": rel, "x": "centre-flank distance (px)",
+                                "measure": "xcorr_zero_lag", "slope": float(s), "lo": float(s_lo), "hi": float(s_hi),
+                                "resampled": "trials", "n_resampled": int(sel.sum()),
+                                "pairs": int(a.shape[1]), "values": int(torch.isfinite(y).sum())})
+    return part
 
 
-def long_bars(exp: Experiment, cfg, during: slice, max_lag: int):
-    rows, fits, per = [], [], {}
-    f0 = None
+def long_bars(exp: Experiment, cfg, per: Periods, max_lag: int, preferences, lags_ms) -> Part:
+    part, means, measure = Part(), {}, None
     for name in ("long_bars", "few_angles"):
         table = exp.table(name)
-        a, b = centre_traces(exp, table, 0, during), centre_traces(exp, table, 1, during)
-        if f0 is None:
-            f0, lo, hi = band_around_peak(exp, a, cfg.spectrum_nperseg, cfg.synchrony_band_hz)
+        a, b = centre_traces(exp, table, 0, per.span), centre_traces(exp, table, 1, per.span)
+        if measure is None:
+            part.f0, lo, hi = band_around_peak(exp, per.cut(a, "during"), cfg.spectrum_nperseg, cfg.synchrony_band_hz)
             measure = PairMeasure(exp.fs, max_lag, (lo, hi), cfg.spectrum_nperseg)
-        raw, corr, _ = corrected_by_condition(measure, a, b, table["direction"].to_numpy())
-        raw, corr = measure.split(raw), measure.split(corr)
+        stats = measure_periods(measure, per, a, b, table["direction"].to_numpy())
         label = {"comparison": "along_bar", "stimulus_set": name}
-        rows.append(_group_rows(label, corr, raw, cfg, cfg.seed + 7))
-        fits.append((label, corr["xcorr"]))
-        per[name] = corr["xcorr_zero_lag"].mean(1).cpu().numpy()
-    diff = _difference_row({"comparison": "long bar - short Gabor"}, per["long_bars"], per["few_angles"], cfg)
-    return rows, fits, [diff], f0
+        part.rows.append(group_row(label, stats, cfg, cfg.seed + 7))
+        part.phases += phase_rows(label, stats, cfg, cfg.seed + 7)
+        part.fits.append((label, stats.corr["during"]["xcorr"]))
+        means[name] = per_trial(stats.corr["during"]["xcorr_zero_lag"])
+    part.diffs.append(difference_row({"comparison": "long bar - short Gabor"}, means["long_bars"],
+                                     means["few_angles"], cfg))
+    return part
 
 
-def _difference_row(label: dict, x: np.ndarray, y: np.ndarray, cfg) -> dict:
-    """Difference of means of two independent groups of trials, with a bootstrap interval."""
-    rng = np.random.default_rng(cfg.seed)
-    boots = (x[rng.integers(0, len(x), (cfg.n_bootstrap, len(x)))].mean(1)
-             - y[rng.integers(0, len(y), (cfg.n_bootstrap, len(y)))].mean(1))
-    lo, hi = np.quantile(boots, [0.025, 0.975])
-    return {**label, "difference_xcorr_zero_lag": float(x.mean() - y.mean()), "lo": float(lo), "hi": float(hi),
-            "different": bool(lo > 0 or hi < 0), "trials_a": len(x), "trials_b": len(y)}
+def along_bar_profile(exp: Experiment, cfg, per: Periods, max_lag: int, preferences, lags_ms) -> Part:
+    """Experiment 3 (:mod:`nrflv.battery.synchrony_exp3`)."""
+    return experiment3(exp, cfg, per, max_lag, lags_ms)
 
 
-def run(exp: Experiment, cfg) -> AnalysisResult:
-    during = exp.samples(cfg.onset_skip_ms, "stimulus")
+PARTS = (("channels", channel_pairs), ("centre_flank", centre_flank), ("long_bars", long_bars),
+         ("along_bar_profile", along_bar_profile))
+
+
+def _merge(into: Part, other: Part) -> None:
+    for k in ("rows", "fits", "diffs", "phases", "slopes", "notes"):
+        getattr(into, k).extend(getattr(other, k))
+    for k in ("tables", "figures", "scalars"):
+        getattr(into, k).update(getattr(other, k))
+
+
+def run(exp: Experiment, cfg, preferences: pd.DataFrame | None) -> AnalysisResult:
+    """The synchrony battery on ``exp``. ``preferences``: the channels' orientation preferences
+    (the orientation-tuning analysis's table: ``channel``, ``pref_direction``,
+    ``pref_orientation``, ``tuned``), or None (experiment 1 is then skipped with the reason)."""
+    per = periods(exp, cfg.onset_skip_ms)
     max_lag = max(1, int(round(cfg.max_lag_ms / exp.dt_ms)))
+    max_lag = min(max_lag, per.during.stop - per.during.start - 1)
     lags_ms = torch.arange(-max_lag, max_lag + 1, dtype=torch.float64) * exp.dt_ms
-    rows, fits, diffs, notes, freqs = [], [], [], [], {}
-    for name, fn in (("channels", channel_pairs), ("centre_flank", centre_flank), ("long_bars", long_bars)):
+    total, freqs = Part(), {}
+    if per.note:
+        total.notes.append(per.note)
+    for name, fn in PARTS:
         try:
-            out = fn(exp, cfg, during, max_lag)
+            out = fn(exp, cfg, per, max_lag, preferences, lags_ms)
         except AnalysisSkipped as exc:
-            notes.append(f"{name}: {exc}")
+            total.notes.append(f"{name}: {exc}")
             continue
-        rows += out[0]
-        fits += out[1]
-        if len(out) == 4:
-            diffs += out[2]
-        freqs[name] = out[-1]
-    if not rows:
-        raise AnalysisSkipped("; ".join(notes))
-    groups = pd.DataFrame(rows)
-    fit_table = pd.DataFrame(_fit_rows(fits, lags_ms, float(np.mean(list(freqs.values())))))
-    tables = {"synchrony_groups": groups, "xcorr_gabor_fits": fit_table}
-    if diffs:
-        tables["synchrony_differences"] = pd.DataFrame(diffs)
-    scalars = {"fraction_groups_synchronous": float(groups["synchronous"].mean())}
+        _merge(total, out)
+        freqs[name] = out.f0
+    if not total.rows and not total.slopes:
+        raise AnalysisSkipped("; ".join(total.notes))
+    groups = pd.DataFrame(total.rows)
+    phases = pd.DataFrame(total.phases)
+    slopes = pd.DataFrame(total.slopes)
+    tables, scalars = {}, {"fraction_groups_synchronous": float("nan")}
+    if total.rows:
+        fit_table = pd.DataFrame(fit_rows(total.fits, lags_ms, float(np.mean(list(freqs.values())))))
+        tables.update({"synchrony_groups": groups, "xcorr_gabor_fits": fit_table, "synchrony_phase": phases})
+        scalars["fraction_groups_synchronous"] = float(groups["synchronous"].mean())
+        if "changed" in groups:
+            scalars["fraction_groups_changed_from_before"] = float(groups["changed"].mean())
+            scalars["fraction_groups_synchronous_before"] = float(groups["synchronous_before"].mean())
+    if total.diffs:
+        tables["synchrony_differences"] = pd.DataFrame(total.diffs)
+        scalars["fraction_differences_significant"] = float(np.mean([d["different"] for d in total.diffs]))
+    if total.slopes:
+        tables["synchrony_slopes"] = slopes
+    tables.update(total.tables)
+    if total.notes:
+        tables["synchrony_notes"] = pd.DataFrame({"part": [n.split(":")[0] for n in total.notes],
+                                                  "reason": total.notes})
+        groups.attrs["notes"] = total.notes
     for name, f in freqs.items():
         scalars[f"band_centre_hz/{name}"] = f
-    if diffs:
-        scalars["fraction_differences_significant"] = float(np.mean([d["different"] for d in diffs]))
-    ch = groups[groups["comparison"] == "channels"]
+    ch = groups[groups["comparison"] == "channels"] if total.rows else groups
     if not ch.empty:
         scalars["channels_xcorr_zero_lag_nearest"] = float(ch.iloc[0]["xcorr_zero_lag"])
-    figures = {"synchrony": _figure(groups, diffs)}
-    xc_fig = _xcorr_figure(fits, lags_ms.numpy(), fit_table)
-    if xc_fig is not None:
-        figures["corrected_xcorrs"] = xc_fig
-    if notes:
-        groups.attrs["notes"] = notes
+    cf = phases[(phases["comparison"] == "centre_flank") & (phases["period"] == "during")] if total.phases else phases
+    if not cf.empty:
+        scalars["exp2_fraction_groups_phase_v_test_p_below_0.05"] = float((cf["v_test_p"] < 0.05).mean())
+        scalars["exp2_fraction_groups_zero_lag_in_interval"] = float(cf["zero_in_interval"].mean())
+    scalars.update(total.scalars)
+    figures = {}
+    if total.rows:
+        figures["synchrony"] = groups_figure(groups)
+        xc_fig = xcorr_figure(total.fits, lags_ms.numpy(), fit_table)
+        if xc_fig is not None:
+            figures["corrected_xcorrs"] = xc_fig
+    if not cf.empty:
+        figures["exp2_phase_and_distance"] = exp2_figure(phases, groups, slopes)
+    figures.update(total.figures)
     return AnalysisResult(tables=tables, figures=figures, scalars=scalars)
-
-
-def _errorbar(ax, x, g: pd.DataFrame, key: str, **kw):
-    m = g[key].to_numpy()
-    err = np.stack([m - g[f"{key}_lo"].to_numpy(), g[f"{key}_hi"].to_numpy() - m])
-    ax.errorbar(x, m, yerr=np.nan_to_num(err), capsize=3, marker="o", ms=3, **kw)
-
-
-def _figure(groups: pd.DataFrame, diffs: list[dict]) -> plt.Figure:
-    fig, axs = plt.subplots(3, 3, figsize=(12, 8.5), squeeze=False)
-    for col, key in enumerate(("xcorr_zero_lag", "coherence", "plv")):
-        ch = groups[groups["comparison"] == "channels"]
-        if not ch.empty:
-            _errorbar(axs[0, col], ch["channel_distance"], ch, key)
-            axs[0, col].set_xlabel("channel distance (circular)")
-        cf = groups[groups["comparison"] == "centre_flank"]
-        for rel in ("collinear", "orthogonal") if not cf.empty else ():
-            g = cf[cf["relation"] == rel]
-            if not g.empty:
-                _errorbar(axs[1, col], g["distance"], g, key, label=rel)
-        axs[1, col].set_xlabel("centre-flank distance (px)")
-        lb = groups[groups["comparison"] == "along_bar"]
-        if not lb.empty:
-            _errorbar(axs[2, col], np.arange(len(lb)), lb, key)
-            axs[2, col].set_xticks(np.arange(len(lb)), lb["stimulus_set"].tolist())
-        for row in range(3):
-            axs[row, col].axhline(0, color="k", lw=0.5)
-            axs[row, col].set_ylabel(f"{key} (shift-corrected)", fontsize=8)
-    if not groups[groups["comparison"] == "centre_flank"].empty:
-        axs[1, 0].legend(fontsize=7)
-    fig.suptitle("synchrony, shift-predictor corrected (95% bootstrap intervals over trials); rows: channel "
-                 "pairs at one site, centre-flank pairs, along a bar", fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
-def _xcorr_figure(fits: list[tuple[dict, torch.Tensor]], lags_ms: np.ndarray, fit_table: pd.DataFrame):
-    if not fits:
-        return None
-    n = len(fits)
-    cols = min(4, n)
-    rows = -(-n // cols)
-    fig, axs = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.4 * rows), squeeze=False)
-    from nrflv.measures.correlation import damped_cosine
-
-    for ax, (label, xc), (_, f) in zip(axs.flat, fits, fit_table.iterrows()):
-        mean = xc.reshape(-1, xc.shape[-1]).mean(0).cpu().numpy()
-        ax.plot(lags_ms, mean, color="0.3", lw=0.8)
-        if np.isfinite(f["frequency_hz"]):
-            ax.plot(lags_ms, damped_cosine(torch.as_tensor(lags_ms), f["amplitude"], f["frequency_hz"], f["phase"],
-                                           f["decay_ms"], f["offset"]).numpy(), color="C3", lw=0.8)
-        ax.set_title(", ".join(f"{v}" for k, v in label.items() if k != "comparison"), fontsize=7)
-        ax.axvline(0, color="k", lw=0.4)
-    for ax in list(axs.flat)[n:]:
-        ax.axis("off")
-    fig.suptitle("mean shift-corrected cross-correlograms (grey) and damped-cosine fits (red); lag in ms",
-                 fontsize=9)
-    fig.tight_layout()
-    return fig

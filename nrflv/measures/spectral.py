@@ -316,3 +316,34 @@ def band_power(freqs: torch.Tensor, psd: torch.Tensor, fmin: float, fmax: float,
         raise ValueError("freqs must be evenly spaced and increasing")
     index = mask.nonzero().squeeze(-1)
     return psd.index_select(dim, index).sum(dim=dim) * float(df)
+
+
+# ------------------------------------------------------------------------- band coherency
+
+
+def coherency_in_band(freqs: torch.Tensor, pxy: torch.Tensor, pxx: torch.Tensor, pyy: torch.Tensor,
+                      fmin: float, fmax: float) -> torch.Tensor:
+    """Complex coherency of a band from Welch spectra: ``sum Pxy / sqrt(sum Pxx * sum Pyy)``
+    over the bins with ``fmin <= f <= fmax`` (``freqs: (F,)``; ``pxy`` complex and ``pxx``,
+    ``pyy`` real, each ``(..., F)``, broadcasting). Its modulus is in [0, 1]; its angle is the
+    band's phase with :func:`csd`'s sign (``y`` lagging ``x`` by ``d`` s at frequency f:
+    ``-2 pi f d``). Zero where a signal has no power in the band. Returns complex ``(...)``."""
+    mask = _band_mask(freqs, pxy, fmin, fmax, -1)
+    sxy = pxy[..., mask].sum(-1)
+    norm = (pxx[..., mask].sum(-1) * pyy[..., mask].sum(-1)).sqrt().to(sxy.real.dtype)
+    ok = norm > 0
+    return torch.where(ok, sxy / torch.where(ok, norm, torch.ones_like(norm)), torch.zeros_like(sxy))
+
+
+def band_coherency(x: torch.Tensor, y: torch.Tensor, fs: float, fmin: float, fmax: float,
+                   nperseg: int = 256, noverlap: int | None = None, window: str | torch.Tensor = "hann",
+                   detrend: str | bool | None = "constant") -> torch.Tensor:
+    """Complex coherency of ``x, y: (..., T)`` in the band ``[fmin, fmax]`` Hz (Welch spectra as
+    in :func:`csd`; see :func:`coherency_in_band`). For a ``y`` that repeats ``x`` ``d`` s later,
+    ``angle = -2 pi f0 d`` at the band's centre ``f0`` (a 90-degree lag of ``y``: ``-pi/2``);
+    for independent signals the modulus is ~``1/sqrt(segments x bins)`` and the angle uniform.
+    Returns complex ``(...)``."""
+    freqs, pxy = csd(x, y, fs, nperseg, noverlap, window, detrend)
+    _, pxx = welch(x, fs, nperseg, noverlap, window, detrend)
+    _, pyy = welch(y, fs, nperseg, noverlap, window, detrend)
+    return coherency_in_band(freqs, pxy, pxx, pyy, fmin, fmax)

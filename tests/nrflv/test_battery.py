@@ -589,7 +589,7 @@ SYNC_DESIGN = GaborDesign(few_angles_directions=2, few_angles_repeats=6, long_ba
 def sync_run(tmp_path_factory) -> AnalysisResult:
     table = conditions_table(["few_angles", "long_bars", "pairs"], SYNC_DESIGN, IMAGE, IMAGE)
     exp = record(tmp_path_factory.mktemp("sync") / "rec.zarr", table, shared_rhythm_trial, channels=SYNC_CHANNELS)
-    return synchrony.run(exp, config())
+    return synchrony.run(exp, config(), None)
 
 
 @pytest.fixture(scope="module")
@@ -597,7 +597,7 @@ def locked_run(tmp_path_factory) -> AnalysisResult:
     table = conditions_table(["few_angles", "pairs"], SYNC_DESIGN, IMAGE, IMAGE)
     exp = record(tmp_path_factory.mktemp("locked") / "rec.zarr", table, locked_rhythm_trial,
                  channels=SYNC_CHANNELS)
-    return synchrony.run(exp, config())
+    return synchrony.run(exp, config(), None)
 
 
 def test_channels_sharing_a_trial_specific_rhythm_are_synchronous(sync_run):
@@ -628,13 +628,17 @@ def test_stimulus_locked_rhythm_is_removed_by_the_shift_predictor(locked_run):
     diffs = locked_run.tables["synchrony_differences"]
     assert diffs["difference_xcorr_zero_lag"].abs().max() < 0.05
     notes = groups.attrs["notes"]
-    assert len(notes) == 1 and notes[0].startswith("long_bars:") and "long_bars" in notes[0]
+    assert len(notes) == 3 and notes[1].startswith("long_bars:") and "long_bars" in notes[1]
+    assert notes[0].startswith("experiment 1") and "just_angle" in notes[0]      # no preferences given
+    assert notes[2] == "along_bar_profile: needs record_units: all (this recording has record_units: patch: " \
+                       "units at two sites only)"
+    assert locked_run.tables["synchrony_notes"]["reason"].tolist() == notes
 
 
 def test_synchrony_runs_on_a_recording_without_pairs(tmp_path):
     table = conditions_table(["few_angles"], SYNC_DESIGN, IMAGE, IMAGE)
     exp = record(tmp_path / "rec.zarr", table, locked_rhythm_trial, channels=SYNC_CHANNELS)
-    res = synchrony.run(exp, config())
+    res = synchrony.run(exp, config(), None)
     groups = res.tables["synchrony_groups"]
     assert groups["comparison"].unique().tolist() == ["channels"]
     assert groups["xcorr_zero_lag"].abs().max() < 0.05
