@@ -137,10 +137,7 @@ def contrast_slope(trials: pd.DataFrame, column: str, cfg, seed: int) -> dict:
 def collinear_minus_orthogonal(exp: Experiment, cfg, prefs) -> dict:
     """Pooled over distances: the collinear - orthogonal difference of the shift-corrected
     zero-lag correlation (the synchrony analysis's differences), with its CI."""
-    import inspect
-
-    takes_prefs = len(inspect.signature(synchrony.run).parameters) > 2
-    res = synchrony.run(exp, cfg, prefs) if takes_prefs else synchrony.run(exp, cfg)
+    res = synchrony.run(exp, cfg, prefs)
     diffs = res.tables.get("synchrony_differences")
     rows = None if diffs is None else diffs[diffs["comparison"] == "collinear - orthogonal"]
     if rows is None or rows.empty:
