@@ -270,10 +270,10 @@ def main(argv: list[str] | None = None) -> int:
             weights = _describe(args.load_checkpoint, loaded)
         if existing is not None and args.no_train_model and env.is_main:
             weights = _later_stage_weights(suite, modules, existing, weights)
-        if env.is_main and (args.gen_exp_stim or args.experiment or args.stimuli):
+        if env.is_main and (args.gen_exp_stim or args.experiment or args.stimuli or args.analyze):
             ExperimentsManager(suite, modules, ctx, weights).preflight(
                 gen_exp_stim=args.gen_exp_stim, experiment=args.experiment,
-                stimuli=Path(args.stimuli) if args.stimuli else None,
+                stimuli=Path(args.stimuli) if args.stimuli else None, analyze=args.analyze,
                 check_weights=args.no_train_model)  # after training they are only known then
         if existing is not None:
             run = existing

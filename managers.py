@@ -403,7 +403,7 @@ class ExperimentsManager:
         return stim
 
     def preflight(self, *, gen_exp_stim: bool, experiment: bool, stimuli: Path | None,
-                  check_weights: bool = True) -> None:
+                  check_weights: bool = True, analyze: bool = False) -> None:
         """Check the experiment stages of this invocation against what the run already holds."""
         run_has_recording = self.ctx.run is not None and self.activity_path.exists()
         if gen_exp_stim and run_has_recording:
@@ -414,12 +414,15 @@ class ExperimentsManager:
                 "or move recordings/ away first")
         if stimuli is not None:
             self.open_stimuli(stimuli)
+        source = stimuli or (self.stimuli_path if self.ctx.run is not None else None)
+        if experiment and not gen_exp_stim and source is not None and source.exists():
+            self.open_stimuli(source)  # verified now: a damaged set stops the run before training
+        if analyze and run_has_recording and not experiment:
+            RecordingStore.open(self.activity_path)  # verified now, not after training
         if experiment and run_has_recording:
             act = self._open_activity()
-            if not gen_exp_stim:
-                source = stimuli or self.stimuli_path
-                if source.exists():
-                    self._check_same_stimuli(act, self.open_stimuli(source), source)
+            if not gen_exp_stim and source.exists():
+                self._check_same_stimuli(act, self.open_stimuli(source), source)
             if check_weights:
                 self._check_same_weights(act)
 

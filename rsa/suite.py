@@ -48,8 +48,13 @@ class RSASuite(ModelSuite):
         Stringer V1 file, when it is going to be used (``v1_source: stringer``, or ``auto``
         and present), is read and validated now (kept for the analyses), so a corrupt or
         mis-shaped file stops the run here, not after training."""
-        if self.cfg.compare_recording and not Path(self.cfg.compare_recording).exists():
-            raise UserError(f"--compare_recording: not found: {self.cfg.compare_recording}")
+        if self.cfg.compare_recording:
+            if not Path(self.cfg.compare_recording).exists():
+                raise UserError(f"--compare_recording: not found: {self.cfg.compare_recording}")
+            try:  # opened and verified now: a damaged or unsafe store stops the run here
+                RecordingStore.open(self.cfg.compare_recording)
+            except UserError as exc:
+                raise UserError(f"--compare_recording: {exc}") from None
         self.__dict__["v1"] = self._load_v1()
 
     def _load_v1(self) -> V1Data:
