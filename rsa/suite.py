@@ -29,7 +29,7 @@ from rsa.config import RSAConfig
 from rsa.embedding import pca_tsne
 from rsa.gratings import grating_images, random_orientations, tilt_labels
 from rsa.predictivity import ridge_predictivity
-from rsa.rdm import rdm
+from rsa.rdm import ResponsesTooLarge, rdm
 from rsa.recording import most_v1_like, v1_likeness
 from rsa.v1data import V1Data, load_stringer_v1, nearest_stimuli, stringer_path, synthetic_v1
 
@@ -196,7 +196,13 @@ class RSASuite(ModelSuite):
 
     def _rdms(self, modules) -> dict[str, torch.Tensor]:
         c = self.cfg
-        return {k: rdm(v, c.rdm_metric, chunk=c.chunk_units) for k, v in self.responses(modules).items()}
+        out = {}
+        for k, v in self.responses(modules).items():
+            try:
+                out[k] = rdm(v, c.rdm_metric, chunk=c.chunk_units)
+            except ResponsesTooLarge as exc:
+                raise UserError(f"--rdm_metric {c.rdm_metric}: {k}: {exc}") from None
+        return out
 
     # --- analyses ---------------------------------------------------------------
     @analysis("rdms", "RDM of the V1 data and of each layer")
