@@ -106,6 +106,16 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"analysis_main.py: error: {exc}", file=sys.stderr)
         return 2
+    except (OSError, RuntimeError) as exc:
+        from core import diskfull
+
+        rerun = " ".join(["python analysis_main.py", *(argv if argv is not None else sys.argv[1:])])
+        msg = diskfull.message(exc, args.run if "args" in locals() else None, rerun)
+        if msg is None:
+            raise
+        diskfull.remove_temporaries(args.run if "args" in locals() else None)
+        print(f"analysis_main.py: error: {msg}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"main.py: error: {exc}", file=sys.stderr)
         return 2
 
-    created = None
+    created = current = None
     keep_freed_memory_mapped()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -283,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
                 run = created = RunDir.create(args.out_dir, suite_cls.name, args.run_name)
                 path = str(run.path)
             run = RunDir(broadcast_object(path, env))
-        ctx.run = run
+        ctx.run = current = run
         if env.is_main:
             if args.resume:  # config.yaml stays as the run's first part wrote it
                 run.note_resume(device=device, world_size=env.world_size, overrides=args.overrides)
@@ -333,7 +333,13 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingDiverged as exc:
         print(f"main.py: training diverged: {exc}", file=sys.stderr)
         return 3
+    except OSError as exc:
+        if not _disk_failure_exit(exc, current, created, args):
+            raise
+        return 2
     except (MemoryError, RuntimeError) as exc:
+        if _disk_failure_exit(exc, current, created, args):
+            return 2
         if not _out_of_memory(exc):
             raise
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
@@ -343,6 +349,29 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         shutdown_distributed()
+
+
+def _disk_failure_exit(exc: BaseException, run: RunDir | None, created: RunDir | None, args) -> bool:
+    """A full or read-only disk: remove temporary files, print one line saying how to go on."""
+    from core import diskfull
+
+    if diskfull.disk_failure(exc) is None:
+        return False
+    diskfull.remove_temporaries(run.path if run is not None else None)
+    _drop_if_empty(created)
+    if run is not None and run.path.exists():
+        flags = [("--no_train_model", args.no_train_model), ("--viz", args.viz),
+                 ("--gen_exp_stim", args.gen_exp_stim), ("--experiment", args.experiment),
+                 ("--analyze", args.analyze)]
+        rerun = " ".join(["python main.py --resume", str(run.path), *(f for f, on in flags if on),
+                          *([f"--viz_type {args.viz_type}"] if args.viz_type != "all" else []),
+                          *([f"--only {args.only}"] if args.only else []),
+                          *([f"--stimuli {args.stimuli}"] if args.stimuli else [])])
+    else:
+        rerun = "the same command"
+    print(f"main.py: error: {diskfull.message(exc, run.path if run is not None else None, rerun)}",
+          file=sys.stderr)
+    return True
 
 
 def _drop_if_empty(created: RunDir | None) -> None:
