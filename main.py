@@ -192,7 +192,7 @@ def _arch_from_checkpoint(suite, cfg, ckpt: dict, overrides: dict, source: str):
             raise UserError(f"--{key}: the checkpoint {source} was built with {key}={saved[key]!r}; "
                             "architecture keys cannot change when loading a model")
         changes[key] = saved[key]
-    values = {**C.to_dict(cfg), **changes}
+    values = {**C.to_dict(cfg, derived=False), **changes}  # derived keys are recomputed
     return C.from_dict(suite.Config, values, source=source)
 
 

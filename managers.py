@@ -455,6 +455,13 @@ class ExperimentsManager:
         """Write the suite's stimulus set to ``RUN/recordings/stimuli.zarr`` (replacing an
         unused one only once the new set is completely written)."""
         stim = self.suite.stimulus_set(self.ctx)
+        for name, v in stim.inputs.items():  # refused where made: never written, never recorded
+            values = to_numpy(v.values)
+            if values.dtype.kind in "fc" and not np.isfinite(values).all():
+                n = int((~np.isfinite(values)).sum())
+                raise UserError(f"--gen_exp_stim: the stimulus set's {name!r} has {n} NaN or infinite value(s) "
+                                f"of {values.size}; check the stimulus keys of the config (--model "
+                                f"{self.suite.name} --help)")
         block = self.suite.cfg.record_batch
         final = self.stimuli_path
         tmp = final.with_name(f".{final.name}.partial")

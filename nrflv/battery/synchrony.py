@@ -32,7 +32,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from core.suite import AnalysisResult, AnalysisSkipped  # noqa: E402
-from nrflv.battery.common import bootstrap_mean_ci  # noqa: E402
+from nrflv.battery.common import bootstrap_mean_ci, lag_steps  # noqa: E402
 from nrflv.battery.reading import Experiment  # noqa: E402
 from nrflv.measures.correlation import (circular_channel_distance, cross_correlation,  # noqa: E402
                                         fit_damped_cosine, oscillation_index, phase_locking_value, relative_modulation,
@@ -200,7 +200,7 @@ def _difference_row(label: dict, x: np.ndarray, y: np.ndarray, cfg) -> dict:
 
 def run(exp: Experiment, cfg) -> AnalysisResult:
     during = exp.samples(cfg.onset_skip_ms, "stimulus")
-    max_lag = max(1, int(round(cfg.max_lag_ms / exp.dt_ms)))
+    max_lag = lag_steps(exp, cfg, during)
     lags_ms = torch.arange(-max_lag, max_lag + 1, dtype=torch.float64) * exp.dt_ms
     rows, fits, diffs, notes, freqs = [], [], [], [], {}
     for name, fn in (("channels", channel_pairs), ("centre_flank", centre_flank), ("long_bars", long_bars)):
