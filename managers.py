@@ -400,7 +400,19 @@ class ExperimentsManager:
             raise UserError(f"--stimuli: cannot read {path}: {type(exc).__name__}: {exc}") from None
         if not complete:
             raise UserError(f"stimulus set {path} is incomplete; regenerate it with --gen_exp_stim")
+        self._check_geometry(stim, path)
         return stim
+
+    def _check_geometry(self, stim: RecordingStore, path: Path) -> None:
+        """The set's per-trial shapes are those this model takes (:meth:`ModelSuite.stimulus_shapes`)."""
+        want = self.suite.stimulus_shapes() or {}
+        for name, shape in want.items():
+            have = stim.shape(name)[1:] if name in stim.variables else None
+            if have != tuple(shape):
+                got = f"{name} of shape {have}" if have is not None else f"no {name!r}"
+                raise UserError(f"--stimuli: {path} holds {got} per trial, but this {self.suite.name} model "
+                                f"takes {tuple(shape)}: the set was made for another geometry; generate one "
+                                "for this model with --gen_exp_stim")
 
     def preflight(self, *, gen_exp_stim: bool, experiment: bool, stimuli: Path | None,
                   check_weights: bool = True, analyze: bool = False) -> None:

@@ -297,6 +297,10 @@ class CordsNetSuite(ModelSuite):
                                   "blank_steps": cfg.blank_steps, "stimulus_steps": cfg.stimulus_steps,
                                   "post_blank_steps": cfg.post_blank_steps, "record_stride": cfg.record_stride})
 
+    def stimulus_shapes(self):
+        cfg = self.cfg
+        return {"image": (cfg.in_channels, cfg.input_size, cfg.input_size)}
+
     @cached_property
     def _input_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and std ``(C, 1, 1)`` on the device that normalise stimuli like training images."""

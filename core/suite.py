@@ -276,6 +276,12 @@ class ModelSuite:
         set's: what the analyses must read from the recording rather than from the config."""
         return {}
 
+    def stimulus_shapes(self) -> dict[str, tuple[int, ...]] | None:
+        """Per-trial shape each stimulus variable must have for this model (``{name: shape
+        without the trial axis}``), checked against a stimulus set before anything is written
+        (a set of the same family made for another geometry); None: not checked."""
+        return None
+
 
 def config_class(suite: type[ModelSuite]) -> type:
     cls = suite.Config

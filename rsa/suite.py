@@ -372,6 +372,9 @@ class RSASuite(ModelSuite):
                               figures={"v1_likeness": fig}, scalars=self._scalars(scalars))
 
     # --- experiments ----------------------------------------------------------
+    def stimulus_shapes(self):
+        return {"images": (self.cfg.image_height, self.cfg.image_width)}
+
     def stimulus_set(self, ctx):
         c = self.cfg
         base = torch.arange(c.n_exp_orientations) * (180.0 / c.n_exp_orientations) - 90.0

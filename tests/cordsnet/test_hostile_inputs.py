@@ -78,3 +78,12 @@ def test_non_finite_gratings_are_refused(run_main, tmp_path):
     rc, err = run_main(*TINY, "--grating_cycles", "1e300", "--no_train_model", "--gen_exp_stim", "--run_name", "g")
     _one_line_refusal(rc, err, tmp_path / "runs/g")
     assert "--grating_cycles" in err
+
+
+def test_stimulus_set_of_another_geometry_is_refused_in_the_preflight(run_main, tmp_path):
+    rc, err = run_main(*TINY, "--no_train_model", "--gen_exp_stim", "--run_name", "px16")
+    assert rc == 0, err
+    stim = tmp_path / "runs/px16/recordings/stimuli.zarr"
+    rc, err = run_main(*TINY, "--input_size", "24", "--stimuli", str(stim), "--experiment", "--run_name", "px24")
+    _one_line_refusal(rc, err, tmp_path / "runs/px24")
+    assert "(1, 16, 16)" in err and "(1, 24, 24)" in err and "--gen_exp_stim" in err

@@ -49,3 +49,24 @@ def test_ei_lag_and_synchrony_windows_longer_than_the_stimulus_are_skipped(tmp_p
     for fn in (ei_lag.run, synchrony.run):
         with pytest.raises(AnalysisSkipped, match="lower max_lag_ms"):
             fn(exp, tb.config(max_lag_ms=max_lag_ms))
+
+
+def test_a_thesis_size_stimulus_set_is_refused_for_the_quick_model(run_main, tmp_path):
+    """A Gabor set of another image size is refused by the preflight, before a run folder exists."""
+    import numpy as np
+
+    from core.store import RecordingStore
+    from tests.nrflv.test_suite import TINY
+
+    n = 4
+    stim = RecordingStore.create(tmp_path / "stimuli.zarr", n, attrs={"kind": "stimuli", "model": "nrflv"},
+                                 chunk_trials=n)
+    img = ("trial", "channel", "height", "width")
+    stim.write(0, {"stimulus": np.zeros((n, 3, 32, 32), np.float32), "burn_in": np.zeros((n, 3, 32, 32), np.float32),
+                   "blank": np.zeros((n, 3, 32, 32), np.float32), "site_y": np.zeros((n, 2), np.int64),
+                   "site_x": np.zeros((n, 2), np.int64)},
+               {"stimulus": img, "burn_in": img, "blank": img, "site_y": ("trial", "site"), "site_x": ("trial", "site")})
+    rc, err = run_main(*TINY, "--no_train_model", "--stimuli", str(tmp_path / "stimuli.zarr"), "--experiment",
+                       "--run_name", "geo")
+    assert rc == 2 and "another geometry" in err and "Traceback" not in err, err
+    assert not (tmp_path / "runs/geo").exists()
