@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     from core.outputs import RunLogger
     from core.registry import get_suite
     from core.runtime import keep_freed_memory_mapped, resolve_device, seed_everything
+    from core.runconfig import run_config
     from core.rundir import RunDir
     from core.suite import RunContext
     from managers import AnalysisManager, load_into
@@ -53,10 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = get_args_parser().parse_args(argv)
         run = RunDir.existing(args.run)
-        saved = run.read_config()
-        model = saved.pop("model", None) or run.read_meta().get("model")
-        if not model:
-            raise UserError(f"--run: {run.path}/config.yaml names no model")
+        saved = run_config(run)
+        model = saved.pop("model")
         suite_cls = get_suite(model)
         if args.list:
             for name, help_ in suite_cls.analysis_names().items():

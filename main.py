@@ -24,6 +24,7 @@ import torch
 from core import config as C
 from core.errors import TrainingDiverged, UserError
 from core.registry import FAMILIES, get_suite
+from core.runconfig import run_config
 from core.rundir import RunDir, check_out_dir, check_run_name, resolve_checkpoint
 from core.suite import ModelSuite, RunContext
 
@@ -109,7 +110,7 @@ def parse_args(argv: list[str] | None = None):
     source = None
     if pre.resume:
         run = RunDir.existing(pre.resume)
-        preset, source = run.read_config(), str(run.path / "config.yaml")
+        preset, source = run_config(run), str(run.path / "config.yaml")
         if pre.config:
             raise UserError("--resume takes its config from the run; drop --config")
     elif pre.config:
