@@ -201,17 +201,22 @@ def _describe(path: Path, ckpt: dict) -> str:
     return f"{path} (step {ckpt.get('step', '?')})"
 
 
-def _later_stage_weights(suite, modules, run: RunDir, current: str) -> str:
+def _later_stage_weights(suite, modules, run: RunDir, current: str, notes: list[str] | None = None) -> str:
     """After training, or when a trained run is resumed: the stages after training use
     best.pt when the model selects one (as the run's first invocation did), else the
-    current weights. Returns a description of the weights in use."""
+    current weights. Returns a description of the weights in use; the note saying so goes
+    to ``notes`` when given (printed once the checks have passed), else to stderr."""
     from core.checkpoint import load_checkpoint
     from managers import load_into
 
     if suite.selection_metric and run.best_checkpoint.exists():
         best = load_checkpoint(run.best_checkpoint)
         load_into(suite, modules, best, str(run.best_checkpoint))
-        print(f"using best checkpoint ({suite.selection_metric[0]}) for later stages", file=sys.stderr)
+        note = f"using best checkpoint ({suite.selection_metric[0]}) for later stages"
+        if notes is None:
+            print(note, file=sys.stderr)
+        else:
+            notes.append(note)
         return _describe(run.best_checkpoint, best)
     return current
 
@@ -269,8 +274,9 @@ def main(argv: list[str] | None = None) -> int:
         elif loaded is not None:
             load_into(suite, modules, loaded, str(args.load_checkpoint))
             weights = _describe(args.load_checkpoint, loaded)
+        notes: list[str] = []  # printed once every check has passed (never above an error line)
         if existing is not None and args.no_train_model and env.is_main:
-            weights = _later_stage_weights(suite, modules, existing, weights)
+            weights = _later_stage_weights(suite, modules, existing, weights, notes)
         if env.is_main and (args.gen_exp_stim or args.experiment or args.stimuli or args.analyze):
             ExperimentsManager(suite, modules, ctx, weights).preflight(
                 gen_exp_stim=args.gen_exp_stim, experiment=args.experiment,
@@ -299,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
         if env.is_main:
             print(f"run: {run.path}  model: {suite.name}  device: {device}"
                   f"{f'  world: {env.world_size}' if env.distributed else ''}", file=sys.stderr)
+            for note in notes:
+                print(note, file=sys.stderr)
 
         if not args.no_train_model:
             TrainingManager(suite, modules, ctx, logger).fit(resume=resume_ckpt)

@@ -142,6 +142,9 @@ class CordsNetConfig(BaseConfig):
         if self.phase_batch_sizes and len(self.phase_batch_sizes) != len(PHASES):
             raise UserError(f"--phase_batch_sizes: give {len(PHASES)} sizes ({', '.join(PHASES)}), "
                             f"got {self.phase_batch_sizes}")
+        if not self.noise_levels:
+            raise UserError("--noise_levels: give at least one level (e.g. 0,0.5,1); an empty list makes an "
+                            "empty robustness table")
         if self.grating_cycles > self.input_size / 2:
             raise UserError(f"--grating_cycles: at most {self.input_size / 2:g} (half the {self.input_size}-px "
                             f"image: two pixels per cycle), got {self.grating_cycles:g}")

@@ -87,3 +87,13 @@ def test_stimulus_set_of_another_geometry_is_refused_in_the_preflight(run_main, 
     rc, err = run_main(*TINY, "--input_size", "24", "--stimuli", str(stim), "--experiment", "--run_name", "px24")
     _one_line_refusal(rc, err, tmp_path / "runs/px24")
     assert "(1, 16, 16)" in err and "(1, 24, 24)" in err and "--gen_exp_stim" in err
+
+
+def test_empty_noise_levels_and_control_characters_in_run_name(run_main, tmp_path):
+    rc, err = run_main(*TINY, "--noise_levels", "[]", "--run_name", "e")
+    _one_line_refusal(rc, err, tmp_path / "runs/e")
+    assert "--noise_levels" in err
+    for name in ("a\x07b", "tab\there", "new\nline", "del\x7f"):
+        rc, err = run_main(*TINY, "--run_name", name)
+        assert rc == 2 and "--run_name: control character" in err, (name, err)
+        assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

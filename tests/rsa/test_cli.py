@@ -66,3 +66,14 @@ def test_damaged_or_pickled_compare_recording_is_one_line(run_main, tmp_path):
                        "--compare_recording", str(evil), "--run_name", "evil")
     assert rc == 2 and "zarr v3" in err and not marker.exists() and "Traceback" not in err, err
     assert len(err.strip().splitlines()) == 1, err
+
+
+def test_refusal_after_choosing_best_checkpoint_is_one_line(run_main, tmp_path):
+    """'using best checkpoint' is said once the checks pass, never above an error line."""
+    rc, err = run_main(*TINY, "--experiment", "--run_name", "b")
+    assert rc == 0, err
+    rc, err = run_main("--resume", str(tmp_path / "runs/b"), "--no_train_model", "--gen_exp_stim")
+    assert rc == 2 and "orphan" in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    rc, err = run_main("--resume", str(tmp_path / "runs/b"), "--no_train_model", "--experiment")
+    assert rc == 0 and "using best checkpoint" in err, err
