@@ -266,6 +266,9 @@ def main(argv: list[str] | None = None) -> int:
                          download=args.download, run=existing, stages=stages)
         suite = suite_cls(ctx)
         suite.prepare()  # checks inputs (e.g. data sets) before anything is written
+        if cfg.early_stop_patience and not suite.selection_metric and not args.no_train_model:
+            raise UserError(f"--early_stop_patience: model {suite.name} selects no best model (no selection "
+                            "metric), so early stopping would be ignored; set it to 0")
         modules = suite.build()
         weights = f"initial weights (seed {cfg.seed})"
         if resume_ckpt is not None:

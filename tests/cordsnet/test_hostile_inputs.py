@@ -97,3 +97,9 @@ def test_empty_noise_levels_and_control_characters_in_run_name(run_main, tmp_pat
         rc, err = run_main(*TINY, "--run_name", name)
         assert rc == 2 and "--run_name: control character" in err, (name, err)
         assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_early_stopping_without_a_selection_metric_is_refused(run_main, tmp_path):
+    rc, err = run_main(*TINY, "--early_stop_patience", "3", "--run_name", "es")
+    _one_line_refusal(rc, err, tmp_path / "runs/es")
+    assert "--early_stop_patience" in err
