@@ -73,10 +73,27 @@ def record(root: Path, keys: Iterable[str]) -> None:
             lines.append(json.dumps({"key": key, "size": None, "sha256": None}))
     if not lines:
         return
-    with open(root / MANIFEST, "a") as fh:
-        fh.write("\n".join(lines) + "\n")
+    with open(root / MANIFEST, "ab") as fh:
+        _drop_torn_tail(fh)
+        fh.write(("\n".join(lines) + "\n").encode())
         fh.flush()
         os.fsync(fh.fileno())
+
+
+def _drop_torn_tail(fh) -> None:
+    """Cut a last line left unfinished by a crash or a full disk (it belongs to a block that
+    was never marked done), so the lines appended now stay readable."""
+    size = fh.seek(0, os.SEEK_END)
+    if size == 0:
+        return
+    with open(fh.name, "rb") as rd:
+        rd.seek(size - 1)
+        if rd.read(1) == b"\n":
+            return
+        rd.seek(0)
+        keep = rd.read().rfind(b"\n") + 1
+    fh.truncate(keep)
+    fh.seek(0, os.SEEK_END)
 
 
 def read_manifest(root: Path) -> dict[str, tuple[int | None, str | None]]:

@@ -147,3 +147,17 @@ def test_deleted_activity_chunk_is_not_reported_complete(run_main, tmp_path):
     integrity._verified.clear()
     rc, err = run_main("--resume", str(run), "--no_train_model", "--experiment")
     assert rc == 2 and "y/c/1/0/0" in err and "is missing" in err and "complete" not in err
+
+
+def test_a_torn_manifest_line_does_not_damage_later_blocks(tmp_path):
+    """A full disk mid-append leaves half a line; the next block's lines must stay readable."""
+    s = RecordingStore.create(tmp_path / "a.zarr", 8, chunk_trials=4)
+    s.write(0, {"x": np.ones((4, 3), np.float32)}, DIMS)
+    m = tmp_path / "a.zarr" / integrity.MANIFEST
+    m.write_text(m.read_text() + '{"key": "x/c/1/0", "si')
+    integrity._verified.clear()
+    r = RecordingStore.open(tmp_path / "a.zarr", mode="r+")
+    r.write(4, {"x": np.full((4, 3), 2, np.float32)}, DIMS)
+    integrity._verified.clear()
+    assert RecordingStore.open(tmp_path / "a.zarr").read("x")[5, 0] == 2
+    assert all(line.startswith("{") and line.endswith("}") for line in m.read_text().splitlines())
