@@ -6,7 +6,8 @@ is listed in ``_manifest.jsonl`` in the store's folder, one JSON line per write
 (``{"key": "rate/c/3/0/0", "size": 1234, "sha256": "..."}``, a later line for the same key
 replacing an earlier one). Lines are appended after a block's data and before its
 ``_done`` flags, so a committed block is always listed; a crash can leave at most a torn
-last line, which belongs to a block that is not marked done and is ignored.
+last line, which belongs to a block that is not marked done: it is ignored when read and
+cut before the next lines are appended.
 
 :func:`verify` checks, before a store is used:
 
@@ -14,8 +15,9 @@ last line, which belongs to a block that is not marked done and is ignored.
   array or a pickle codec is refused without decoding anything);
 * the ``_done`` flags decode;
 * every chunk of a variable whose trials are all done, and every chunk of a coordinate,
-  is present with the size and SHA-256 the manifest lists (chunks of trials still pending
-  are rewritten on resume and only need to be listed or absent).
+  is present with the size and SHA-256 the manifest lists; a chunk holding both done and
+  pending trials (a block size changed on resume) may be newer than listed after a crash,
+  and must then still decode. Chunks of pending trials only are rewritten on resume.
 
 Stores written before manifests existed (no ``integrity`` attribute) are checked for
 decodability of every chunk instead. Hashing reads every chunk file once (SHA-256 ran at
@@ -185,7 +187,7 @@ def forget(root: Path) -> None:
 def _verify_manifest(store, root: Path, done: np.ndarray) -> None:
     listed = read_manifest(root)
     group = store.group
-    checks: list[tuple[str, str]] = []  # (key, trials it holds)
+    checks: list[tuple[str, str, object]] = []  # (key, trials it holds, (array, slice) when partly pending)
     for name in store.variables:
         arr = group[name]
         act = int(arr.chunks[0])
@@ -193,30 +195,43 @@ def _verify_manifest(store, root: Path, done: np.ndarray) -> None:
             lo, hi = i * act, min((i + 1) * act, arr.shape[0])
             d = done[lo:hi]
             if len(d) and d.all():
-                checks += [(k, f"trials {lo}-{hi - 1}") for k in chunk_keys(arr, [i])]
-            elif d.any():  # partly pending: rewritten on resume; must still be as listed or newer
-                for k in chunk_keys(arr, [i]):
-                    if k not in listed and (root / k).exists():
-                        checks.append((k, f"trials {lo}-{hi - 1}"))
+                checks += [(k, f"trials {lo}-{hi - 1}", None) for k in chunk_keys(arr, [i])]
+            elif d.any():
+                # partly pending (a block size changed on resume): a crash while its pending trials
+                # were written may have left a newer chunk than listed; then it must still decode
+                checks += [(k, f"trials {lo}-{hi - 1}", (arr, slice(lo, hi))) for k in chunk_keys(arr, [i])]
     if "coords" in group:
         for name, arr in sorted(group["coords"].arrays()):
-            checks += [(k, "coordinate") for k in chunk_keys(arr, range(arr.cdata_shape[0]))]
-    for k, what in checks:
-        if k not in listed:
-            raise _damaged(root, f"chunk {k} ({what}) is not in its manifest")
-        size, digest = listed[k]
-        path = root / k
-        if size is None:
-            if path.exists():
-                raise _damaged(root, f"chunk {k} ({what}) appeared after it was committed")
-            continue
-        if not path.is_file():
-            raise _damaged(root, f"chunk {k} ({what}) is missing")
-        have_size, have = file_digest(path)
-        if have_size != size:
-            raise _damaged(root, f"chunk {k} ({what}) has {have_size} bytes, {size} were committed")
-        if have != digest:
-            raise _damaged(root, f"chunk {k} ({what}) differs from what was committed (SHA-256)")
+            checks += [(k, "coordinate", None) for k in chunk_keys(arr, range(arr.cdata_shape[0]))]
+    for k, what, partial in checks:
+        problem = _chunk_problem(root, k, listed)
+        if problem and partial is not None and (root / k).is_file() and k in listed:
+            arr, sl = partial
+            try:
+                arr[sl]
+                problem = None
+            except Exception as exc:  # noqa: BLE001 - whatever the decompressor raises
+                problem = f"does not decode ({type(exc).__name__})"
+        if problem:
+            raise _damaged(root, f"chunk {k} ({what}) {problem}")
+
+
+def _chunk_problem(root: Path, key: str, listed: dict) -> str | None:
+    """What is wrong with one chunk file against its manifest entry (None: nothing)."""
+    if key not in listed:
+        return "is not in its manifest"
+    size, digest = listed[key]
+    path = root / key
+    if size is None:
+        return "appeared after it was committed" if path.exists() else None
+    if not path.is_file():
+        return "is missing"
+    have_size, have = file_digest(path)
+    if have_size != size:
+        return f"has {have_size} bytes, {size} were committed"
+    if have != digest:
+        return "differs from what was committed (SHA-256)"
+    return None
 
 
 def _verify_decodes(store, root: Path) -> None:

@@ -161,3 +161,21 @@ def test_a_torn_manifest_line_does_not_damage_later_blocks(tmp_path):
     integrity._verified.clear()
     assert RecordingStore.open(tmp_path / "a.zarr").read("x")[5, 0] == 2
     assert all(line.startswith("{") and line.endswith("}") for line in m.read_text().splitlines())
+
+
+def test_partly_done_chunk_after_a_block_size_change(tmp_path):
+    """Blocks of 3 in chunks of 4: a crash while trials 6-8 were written leaves chunk 1 newer
+    than listed, which is accepted while it decodes; a truncated one is refused."""
+    s = RecordingStore.create(tmp_path / "a.zarr", 12, chunk_trials=4)
+    x = np.arange(36, dtype=np.float32).reshape(12, 3)
+    s.write(0, {"x": x[0:3]}, DIMS)
+    s.write(3, {"x": x[3:6]}, DIMS)
+    s.group["x"].with_config({"write_empty_chunks": True})[6:8] = x[6:8]  # crash: data, no manifest, no flags
+    integrity._verified.clear()
+    r = RecordingStore.open(tmp_path / "a.zarr", mode="r+")
+    assert r.pending(3) == [(6, 9), (9, 12)]
+    chunk = tmp_path / "a.zarr/x/c/1/0"
+    chunk.write_bytes(chunk.read_bytes()[:-4])
+    integrity._verified.clear()
+    with pytest.raises(UserError, match=r"x/c/1/0 \(trials 4-7\) does not decode"):
+        RecordingStore.open(tmp_path / "a.zarr", mode="r+")
