@@ -79,15 +79,14 @@ def safe_load(path: str | Path, what: str) -> Any:
 
 
 def _load_reason(exc: BaseException) -> str:
-    """The informative line of a failed ``torch.load`` (not its advice to load unsafely)."""
-    lines = [l.strip() for l in str(exc).splitlines() if l.strip()]
-    for line in lines:
-        if line.startswith("WeightsUnpickler error:"):
-            return ("it holds Python objects that are not tensors (refused: loading them could run "
-                    f"code; {line.removeprefix('WeightsUnpickler error:').strip()})")
-    if lines and lines[0].startswith("Weights only load failed"):
-        return "not a PyTorch weights file (or damaged)"
-    return lines[0][:300] if lines else type(exc).__name__
+    """The informative part of a failed ``torch.load`` (not its advice to load unsafely)."""
+    text = " ".join(str(exc).split())
+    if text.startswith("Weights only load failed"):
+        detail = text.split("trusted source.", 1)[-1].split("Check the documentation", 1)[0]
+        detail = detail.split("WeightsUnpickler error:", 1)[-1].strip().rstrip(".")
+        return (f"the safe loader refused it ({detail or 'unsupported content'}): it is not a file of plain "
+                "tensors but damaged bytes or a pickle of other objects, which could run code")
+    return text[:300] or type(exc).__name__
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
