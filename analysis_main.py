@@ -53,6 +53,7 @@ def _main(argv: list[str] | None, held: contextlib.ExitStack) -> int:
     from core.outputs import RunLogger
     from core.registry import get_suite
     from core.runtime import keep_freed_memory_mapped, resolve_device, seed_everything
+    from core.runconfig import run_config
     from core.rundir import RunDir
     from core.runlock import RunLock
     from core.suite import RunContext
@@ -62,10 +63,8 @@ def _main(argv: list[str] | None, held: contextlib.ExitStack) -> int:
     try:
         args = get_args_parser().parse_args(argv)
         run = RunDir.existing(args.run)
-        saved = run.read_config()
-        model = saved.pop("model", None) or run.read_meta().get("model")
-        if not model:
-            raise UserError(f"--run: {run.path}/config.yaml names no model")
+        saved = run_config(run)
+        model = saved.pop("model")
         suite_cls = get_suite(model)
         if args.list:
             for name, help_ in suite_cls.analysis_names().items():
@@ -115,6 +114,16 @@ def _main(argv: list[str] | None, held: contextlib.ExitStack) -> int:
         return 0
     except UserError as exc:
         print(f"analysis_main.py: error: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, RuntimeError) as exc:
+        from core import diskfull
+
+        rerun = " ".join(["python analysis_main.py", *(argv if argv is not None else sys.argv[1:])])
+        msg = diskfull.message(exc, args.run if "args" in locals() else None, rerun)
+        if msg is None:
+            raise
+        diskfull.remove_temporaries(args.run if "args" in locals() else None)
+        print(f"analysis_main.py: error: {msg}", file=sys.stderr)
         return 2
 
 

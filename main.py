@@ -25,6 +25,7 @@ import torch
 from core import config as C
 from core.errors import TrainingDiverged, UserError
 from core.registry import FAMILIES, get_suite
+from core.runconfig import run_config
 from core.rundir import RunDir, check_out_dir, check_run_name, resolve_checkpoint
 from core.runlock import RunLock
 from core.suite import ModelSuite, RunContext
@@ -111,7 +112,7 @@ def parse_args(argv: list[str] | None = None):
     source = None
     if pre.resume:
         run = RunDir.existing(pre.resume)
-        preset, source = run.read_config(), str(run.path / "config.yaml")
+        preset, source = run_config(run), str(run.path / "config.yaml")
         if pre.config:
             raise UserError("--resume takes its config from the run; drop --config")
     elif pre.config:
@@ -194,7 +195,7 @@ def _arch_from_checkpoint(suite, cfg, ckpt: dict, overrides: dict, source: str):
             raise UserError(f"--{key}: the checkpoint {source} was built with {key}={saved[key]!r}; "
                             "architecture keys cannot change when loading a model")
         changes[key] = saved[key]
-    values = {**C.to_dict(cfg), **changes}
+    values = {**C.to_dict(cfg, derived=False), **changes}  # derived keys are recomputed
     return C.from_dict(suite.Config, values, source=source)
 
 
@@ -202,17 +203,22 @@ def _describe(path: Path, ckpt: dict) -> str:
     return f"{path} (step {ckpt.get('step', '?')})"
 
 
-def _later_stage_weights(suite, modules, run: RunDir, current: str) -> str:
+def _later_stage_weights(suite, modules, run: RunDir, current: str, notes: list[str] | None = None) -> str:
     """After training, or when a trained run is resumed: the stages after training use
     best.pt when the model selects one (as the run's first invocation did), else the
-    current weights. Returns a description of the weights in use."""
+    current weights. Returns a description of the weights in use; the note saying so goes
+    to ``notes`` when given (printed once the checks have passed), else to stderr."""
     from core.checkpoint import load_checkpoint
     from managers import load_into
 
     if suite.selection_metric and run.best_checkpoint.exists():
         best = load_checkpoint(run.best_checkpoint)
         load_into(suite, modules, best, str(run.best_checkpoint))
-        print(f"using best checkpoint ({suite.selection_metric[0]}) for later stages", file=sys.stderr)
+        note = f"using best checkpoint ({suite.selection_metric[0]}) for later stages"
+        if notes is None:
+            print(note, file=sys.stderr)
+        else:
+            notes.append(note)
         return _describe(run.best_checkpoint, best)
     return current
 
@@ -257,7 +263,7 @@ def _main(argv: list[str] | None, held: contextlib.ExitStack) -> int:
         print(f"main.py: error: {exc}", file=sys.stderr)
         return 2
 
-    created = None
+    created = current = None
     keep_freed_memory_mapped()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -271,6 +277,9 @@ def _main(argv: list[str] | None, held: contextlib.ExitStack) -> int:
                          download=args.download, run=existing, stages=stages)
         suite = suite_cls(ctx)
         suite.prepare()  # checks inputs (e.g. data sets) before anything is written
+        if cfg.early_stop_patience and not suite.selection_metric and not args.no_train_model:
+            raise UserError(f"--early_stop_patience: model {suite.name} selects no best model (no selection "
+                            "metric), so early stopping would be ignored; set it to 0")
         modules = suite.build()
         weights = f"initial weights (seed {cfg.seed})"
         if resume_ckpt is not None:
@@ -281,12 +290,13 @@ def _main(argv: list[str] | None, held: contextlib.ExitStack) -> int:
         elif loaded is not None:
             load_into(suite, modules, loaded, str(args.load_checkpoint))
             weights = _describe(args.load_checkpoint, loaded)
+        notes: list[str] = []  # printed once every check has passed (never above an error line)
         if existing is not None and args.no_train_model and env.is_main:
-            weights = _later_stage_weights(suite, modules, existing, weights)
-        if env.is_main and (args.gen_exp_stim or args.experiment or args.stimuli):
+            weights = _later_stage_weights(suite, modules, existing, weights, notes)
+        if env.is_main and (args.gen_exp_stim or args.experiment or args.stimuli or args.analyze):
             ExperimentsManager(suite, modules, ctx, weights).preflight(
                 gen_exp_stim=args.gen_exp_stim, experiment=args.experiment,
-                stimuli=Path(args.stimuli) if args.stimuli else None,
+                stimuli=Path(args.stimuli) if args.stimuli else None, analyze=args.analyze,
                 check_weights=args.no_train_model)  # after training they are only known then
         if existing is not None:
             run = existing
@@ -297,7 +307,7 @@ def _main(argv: list[str] | None, held: contextlib.ExitStack) -> int:
                 held.enter_context(RunLock(run.path, "--run_name"))
                 path = str(run.path)
             run = RunDir(broadcast_object(path, env))
-        ctx.run = run
+        ctx.run = current = run
         if args.resume:  # config.yaml stays as the run's first part wrote it; meta.yaml notes the
             # resume and its overrides once it has started well (not if refused or failed)
             ctx.resume_started = ResumeNote(run, device=device, world_size=env.world_size,
@@ -314,6 +324,8 @@ def _main(argv: list[str] | None, held: contextlib.ExitStack) -> int:
         if env.is_main:
             print(f"run: {run.path}  model: {suite.name}  device: {device}"
                   f"{f'  world: {env.world_size}' if env.distributed else ''}", file=sys.stderr)
+            for note in notes:
+                print(note, file=sys.stderr)
 
         if not args.no_train_model:
             TrainingManager(suite, modules, ctx, logger).fit(resume=resume_ckpt)
@@ -354,7 +366,13 @@ def _main(argv: list[str] | None, held: contextlib.ExitStack) -> int:
     except TrainingDiverged as exc:
         print(f"main.py: training diverged: {exc}", file=sys.stderr)
         return 3
+    except OSError as exc:
+        if not _disk_failure_exit(exc, current, created, args):
+            raise
+        return 2
     except (MemoryError, RuntimeError) as exc:
+        if _disk_failure_exit(exc, current, created, args):
+            return 2
         if not _out_of_memory(exc):
             raise
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
@@ -364,6 +382,29 @@ def _main(argv: list[str] | None, held: contextlib.ExitStack) -> int:
         return 2
     finally:
         shutdown_distributed()
+
+
+def _disk_failure_exit(exc: BaseException, run: RunDir | None, created: RunDir | None, args) -> bool:
+    """A full or read-only disk: remove temporary files, print one line saying how to go on."""
+    from core import diskfull
+
+    if diskfull.disk_failure(exc) is None:
+        return False
+    diskfull.remove_temporaries(run.path if run is not None else None)
+    _drop_if_empty(created)
+    if run is not None and run.path.exists():
+        flags = [("--no_train_model", args.no_train_model), ("--viz", args.viz),
+                 ("--gen_exp_stim", args.gen_exp_stim), ("--experiment", args.experiment),
+                 ("--analyze", args.analyze)]
+        rerun = " ".join(["python main.py --resume", str(run.path), *(f for f, on in flags if on),
+                          *([f"--viz_type {args.viz_type}"] if args.viz_type != "all" else []),
+                          *([f"--only {args.only}"] if args.only else []),
+                          *([f"--stimuli {args.stimuli}"] if args.stimuli else [])])
+    else:
+        rerun = "the same command"
+    print(f"main.py: error: {diskfull.message(exc, run.path if run is not None else None, rerun)}",
+          file=sys.stderr)
+    return True
 
 
 def _drop_if_empty(created: RunDir | None) -> None:

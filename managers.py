@@ -424,10 +424,22 @@ class ExperimentsManager:
             raise UserError(f"--stimuli: cannot read {path}: {type(exc).__name__}: {exc}") from None
         if not complete:
             raise UserError(f"stimulus set {path} is incomplete; regenerate it with --gen_exp_stim")
+        self._check_geometry(stim, path)
         return stim
 
+    def _check_geometry(self, stim: RecordingStore, path: Path) -> None:
+        """The set's per-trial shapes are those this model takes (:meth:`ModelSuite.stimulus_shapes`)."""
+        want = self.suite.stimulus_shapes() or {}
+        for name, shape in want.items():
+            have = stim.shape(name)[1:] if name in stim.variables else None
+            if have != tuple(shape):
+                got = f"{name} of shape {have}" if have is not None else f"no {name!r}"
+                raise UserError(f"--stimuli: {path} holds {got} per trial, but this {self.suite.name} model "
+                                f"takes {tuple(shape)}: the set was made for another geometry; generate one "
+                                "for this model with --gen_exp_stim")
+
     def preflight(self, *, gen_exp_stim: bool, experiment: bool, stimuli: Path | None,
-                  check_weights: bool = True) -> None:
+                  check_weights: bool = True, analyze: bool = False) -> None:
         """Check the experiment stages of this invocation against what the run already holds."""
         run_has_recording = self.ctx.run is not None and self.activity_path.exists()
         if gen_exp_stim and run_has_recording:
@@ -438,12 +450,15 @@ class ExperimentsManager:
                 "or move recordings/ away first")
         if stimuli is not None:
             self.open_stimuli(stimuli)
+        source = stimuli or (self.stimuli_path if self.ctx.run is not None else None)
+        if experiment and not gen_exp_stim and source is not None and source.exists():
+            self.open_stimuli(source)  # verified now: a damaged set stops the run before training
+        if analyze and run_has_recording and not experiment:
+            RecordingStore.open(self.activity_path)  # verified now, not after training
         if experiment and run_has_recording:
             act = self._open_activity()
-            if not gen_exp_stim:
-                source = stimuli or self.stimuli_path
-                if source.exists():
-                    self._check_same_stimuli(act, self.open_stimuli(source), source)
+            if not gen_exp_stim and source.exists():
+                self._check_same_stimuli(act, self.open_stimuli(source), source)
             if check_weights:
                 self._check_same_weights(act)
 
@@ -478,6 +493,13 @@ class ExperimentsManager:
         ``--gen_exp_stim`` stage itself, which starts a resume (the set a recording makes for
         itself does not: the recording's first block does)."""
         stim = self.suite.stimulus_set(self.ctx)
+        for name, v in stim.inputs.items():  # refused where made: never written, never recorded
+            values = to_numpy(v.values)
+            if values.dtype.kind in "fc" and not np.isfinite(values).all():
+                n = int((~np.isfinite(values)).sum())
+                raise UserError(f"--gen_exp_stim: the stimulus set's {name!r} has {n} NaN or infinite value(s) "
+                                f"of {values.size}; check the stimulus keys of the config (--model "
+                                f"{self.suite.name} --help)")
         block = self.suite.cfg.record_batch
         final = self.stimuli_path
         tmp = final.with_name(f".{final.name}.partial")

@@ -66,7 +66,9 @@ class CordsNetConfig(BaseConfig):
     linear_steps: int = param(0, "phase 3 steps: the linear RNN", min=0)
     anneal_steps: int = param(0, "phase 4 steps: anneal the slope 0.95 -> 0 (split in anneal_levels parts)", min=0)
     finetune_steps: int = param(1000, "phase 5 steps: the full model (the only phase of pipeline: direct)", min=0)
-    steps: int = param(1000, "total steps (derived: the sum of the phases' steps)", min=0, derived=True)
+    steps: int = param(1000, "total steps (derived: the sum of the phases' steps)", min=0, derived=True,
+                       instead="the phases' --cnn_steps, --inversion_steps, --linear_steps, --anneal_steps, "
+                               "--finetune_steps")
     batch_size: int = param(256, "images per step and rank (every phase unless phase_batch_sizes says "
                                  "otherwise), and the batch of evaluations, recordings and analyses", min=1)
     phase_batch_sizes: list[int] = param([], "images per step and rank in each phase, in the order cnn, "
@@ -140,6 +142,12 @@ class CordsNetConfig(BaseConfig):
         if self.phase_batch_sizes and len(self.phase_batch_sizes) != len(PHASES):
             raise UserError(f"--phase_batch_sizes: give {len(PHASES)} sizes ({', '.join(PHASES)}), "
                             f"got {self.phase_batch_sizes}")
+        if not self.noise_levels:
+            raise UserError("--noise_levels: give at least one level (e.g. 0,0.5,1); an empty list makes an "
+                            "empty robustness table")
+        if self.grating_cycles > self.input_size / 2:
+            raise UserError(f"--grating_cycles: at most {self.input_size / 2:g} (half the {self.input_size}-px "
+                            f"image: two pixels per cycle), got {self.grating_cycles:g}")
         bad = [a for a in self.record_areas if a >= self.depth]
         if bad:
             raise UserError(f"--record_areas: areas are 0..{self.depth - 1}, got {bad}")

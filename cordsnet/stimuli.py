@@ -5,6 +5,7 @@ Images are returned in [0, 1]; the suite normalises them like the training image
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -56,12 +57,19 @@ def folder_images(folder: str | Path, size: int, channels: int, check_only: bool
     images = []
     for path in files:
         try:
-            with Image.open(path) as im:
-                im = im.convert("L" if channels == 1 else "RGB")  # decodes the whole file
-                if check_only:
-                    continue
-                arr = np.asarray(im, dtype=np.float32) / 255.0
-        except (UnidentifiedImageError, OSError) as exc:
+            with warnings.catch_warnings():
+                # PIL warns above ~89 Mpixels and raises above twice that: both are refused here
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(path) as im:
+                    _check_finite(im, path)
+                    im = im.convert("L" if channels == 1 else "RGB")  # decodes the whole file
+                    if check_only:
+                        continue
+                    arr = np.asarray(im, dtype=np.float32) / 255.0
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise UserError(f"--stimulus_folder: {path} is too large to decode safely ({exc}); "
+                            "resize it first") from None
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
             raise UserError(f"--stimulus_folder: cannot read {path}: {exc}") from None
         x = torch.from_numpy(arr)
         x = x[None] if x.dim() == 2 else x.permute(2, 0, 1)
@@ -73,3 +81,14 @@ def folder_images(folder: str | Path, size: int, channels: int, check_only: bool
         images.append(x[:, top:top + size, left:left + size].clamp(0, 1))
     names = [p.name for p in files]
     return (torch.empty(0), names) if check_only else (torch.stack(images), names)
+
+
+def _check_finite(im, path: Path) -> None:
+    """A floating-point image (PIL mode ``F``, e.g. a float TIFF) holding NaN or inf is refused:
+    converting it to 8 bits would silently turn those pixels black."""
+    if im.mode.startswith("F"):
+        arr = np.asarray(im)
+        if not np.isfinite(arr).all():
+            n = int((~np.isfinite(arr)).sum())
+            raise UserError(f"--stimulus_folder: {path} has {n} NaN or infinite pixel(s) of {arr.size}; "
+                            "give finite images")

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from core.checkpoint import safe_load
 from core.errors import UserError
 from core.runtime import derive_seed
 from core.suite import Labelled, ModelSuite, Phase, StimulusSet, analysis, visualization
@@ -49,17 +50,17 @@ class CordsNetSuite(ModelSuite):
                 raise UserError(f"--{key}: not found: {path}")
         if cfg.pretrained:
             self._published_state()
+        if cfg.resnet18_weights and cfg.pipeline == "init":
+            self._resnet18_mapped()
         if cfg.stimulus_folder:
             stimuli.folder_images(cfg.stimulus_folder, cfg.input_size, cfg.in_channels, check_only=True)
 
     def _published_state(self) -> dict:
         """The user's published-format state dict (``cordsnetr8.pth``), loaded safely."""
         path = self.cfg.pretrained
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001
-            raise UserError(f"--pretrained: cannot read {path} safely (weights_only=True): "
-                            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        state = safe_load(path, "--pretrained file")
+        if not isinstance(state, dict):
+            raise UserError(f"--pretrained: {path} holds a {type(state).__name__}, not a state dict")
         if isinstance(state, dict) and "modules" in state and "rnn" in state["modules"]:
             state = state["modules"]["rnn"]  # also accept this toolkit's own checkpoints
         state = {k.removeprefix("module."): v for k, v in state.items()}  # DDP-saved files
@@ -73,6 +74,29 @@ class CordsNetSuite(ModelSuite):
                             f"{f' and {len(problems) - 4} more' if len(problems) > 4 else ''}")
         return state
 
+    def _resnet18_mapped(self) -> dict:
+        """``--resnet18_weights`` loaded safely and mapped onto the CNN (checked in prepare)."""
+        if "_resnet18" not in self.__dict__:
+            cfg = self.cfg
+            path = cfg.resnet18_weights
+            res = safe_load(path, "--resnet18_weights file")
+            if not isinstance(res, dict) or not all(isinstance(v, torch.Tensor) for v in res.values()):
+                raise UserError(f"--resnet18_weights: {path} is not a state dict of tensors "
+                                "(torchvision's resnet18 weights file)")
+            try:
+                mapped = resnet18_to_cnn(res, in_channels=cfg.in_channels, n_classes=cfg.n_classes)
+            except (KeyError, ValueError, RuntimeError, IndexError) as exc:
+                raise UserError(f"--resnet18_weights: {path} does not look like ResNet-18 weights "
+                                f"({type(exc).__name__}: {str(exc)[:200]})") from None
+            probe = CordsCNN(cfg.depth, cfg.in_channels, cfg.n_classes, cfg.input_size).state_dict()
+            bad = [f"{k} {tuple(v.shape)} vs {tuple(probe[k].shape)}" for k, v in mapped.items()
+                   if k not in probe or probe[k].shape != v.shape]
+            if bad:
+                raise UserError(f"--resnet18_weights: {path} does not fit the depth-8 CNN: "
+                                f"{'; '.join(bad[:3])}{f' and {len(bad) - 3} more' if len(bad) > 3 else ''}")
+            self.__dict__["_resnet18"] = mapped
+        return self.__dict__["_resnet18"]
+
     def build(self):
         cfg = self.cfg
         torch.manual_seed(cfg.seed)
@@ -83,9 +107,7 @@ class CordsNetSuite(ModelSuite):
         if cfg.pipeline == "init":  # the equivalent CNN (phases 1-2; kept for the robustness comparison)
             cnn = CordsCNN(cfg.depth, cfg.in_channels, cfg.n_classes, cfg.input_size)
             if cfg.resnet18_weights:
-                res = torch.load(cfg.resnet18_weights, map_location="cpu", weights_only=True)
-                mapped = resnet18_to_cnn(res, in_channels=cfg.in_channels, n_classes=cfg.n_classes)
-                cnn.load_state_dict({**cnn.state_dict(), **mapped})
+                cnn.load_state_dict({**cnn.state_dict(), **self._resnet18_mapped()})
             modules["cnn"] = cnn.to(self.device)
         return modules
 
@@ -278,6 +300,10 @@ class CordsNetSuite(ModelSuite):
                                   "cycles_per_image": cfg.grating_cycles, "contrast": cfg.grating_contrast,
                                   "blank_steps": cfg.blank_steps, "stimulus_steps": cfg.stimulus_steps,
                                   "post_blank_steps": cfg.post_blank_steps, "record_stride": cfg.record_stride})
+
+    def stimulus_shapes(self):
+        cfg = self.cfg
+        return {"image": (cfg.in_channels, cfg.input_size, cfg.input_size)}
 
     @cached_property
     def _input_stats(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -63,16 +63,38 @@ def save_checkpoint(obj: Mapping[str, Any], path: str | Path) -> None:
         torch.save(dict(obj), tmp)
 
 
+def safe_load(path: str | Path, what: str) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU, quietly: a file that is not a
+    PyTorch file, is truncated, or holds Python objects (a pickle that would run code) is a
+    one-line :class:`UserError` naming ``what`` (e.g. ``--resnet18_weights file``), and torch's
+    warnings about old pickle protocols are not printed above it."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - pickle errors, truncated files, unsafe globals
+        raise UserError(f"cannot read {what} {path} safely (weights_only=True): {_load_reason(exc)}") from None
+
+
+def _load_reason(exc: BaseException) -> str:
+    """The informative part of a failed ``torch.load`` (not its advice to load unsafely)."""
+    text = " ".join(str(exc).split())
+    if text.startswith("Weights only load failed"):
+        detail = text.split("trusted source.", 1)[-1].split("Check the documentation", 1)[0]
+        detail = detail.split("WeightsUnpickler error:", 1)[-1].strip().rstrip(".")
+        return (f"the safe loader refused it ({detail or 'unsupported content'}): it is not a file of plain "
+                "tensors but damaged bytes or a pickle of other objects, which could run code")
+    return text[:300] or type(exc).__name__
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a checkpoint on the CPU with ``weights_only=True``; unreadable files are a UserError."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle errors, truncated files, unsafe globals
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"cannot read checkpoint {path} safely (weights_only=True): {first}") from None
+    ckpt = safe_load(path, "checkpoint")
     if not isinstance(ckpt, dict):
         raise UserError(f"{path} is not a checkpoint of this toolkit (expected a dict)")
     return ckpt

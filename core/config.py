@@ -26,16 +26,20 @@ _MISSING = dataclasses.MISSING
 
 
 def param(default: Any, help: str, *, min: float | None = None, max: float | None = None,
-          choices: typing.Sequence | None = None, arch: bool = False, derived: bool = False) -> Any:
+          choices: typing.Sequence | None = None, arch: bool = False, derived: bool = False,
+          instead: str | None = None) -> Any:
     """Declare a config field with its help text and allowed values.
 
     ``arch=True`` marks keys that define the architecture: when a model is loaded from a
     checkpoint these come from the checkpoint, and a conflicting override is an error.
     ``derived=True`` marks keys that ``check()`` computes from others: they are not written
-    to a run's ``config.yaml``, so changing their sources on ``--resume`` recomputes them.
+    to a run's ``config.yaml``, so changing their sources on ``--resume`` recomputes them;
+    a value given for one that differs from the computed value is refused, naming the keys
+    it comes from (``instead``), rather than silently replaced.
     Mutable defaults (lists) are copied per instance.
     """
-    meta = {"help": help, "min": min, "max": max, "choices": choices, "arch": arch, "derived": derived}
+    meta = {"help": help, "min": min, "max": max, "choices": choices, "arch": arch, "derived": derived,
+            "instead": instead}
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda d=default: type(d)(d), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -135,7 +139,7 @@ def coerce(key: str, value: Any, tp: Any, meta: dict | None = None, *, source: s
         if not isinstance(value, (list, tuple)):
             fail()
         item_tp = args[0] if args else Any
-        items = [coerce(key, v, item_tp, {k: meta.get(k) for k in ("min", "max")}, source=source)
+        items = [coerce(key, v, item_tp, {k: meta.get(k) for k in ("min", "max", "choices")}, source=source)
                  if item_tp is not Any else v for v in value]
         return list(items) if origin is list else tuple(items)
     if tp is bool:
@@ -183,6 +187,12 @@ def from_dict(cls: type, values: dict[str, Any], *, source: str = "") -> Any:
               for k, v in values.items()}
     cfg = cls(**kwargs)
     validate(cfg)
+    for k, v in kwargs.items():  # a derived key given a value its sources do not give
+        meta = known[k].metadata
+        if meta.get("derived") and v != getattr(cfg, k):
+            instead = f"; set {meta['instead']} instead" if meta.get("instead") else ""
+            raise UserError(f"--{k}: this model derives it from other keys ({meta.get('help')}: "
+                            f"{getattr(cfg, k)!r}), so {v!r} would be ignored{instead}")
     return cfg
 
 

@@ -19,6 +19,7 @@ import os
 import platform
 import subprocess
 import sys
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -174,7 +175,11 @@ def check_run_name(name: str) -> None:
     """A plain folder name of at most :data:`MAX_RUN_NAME` bytes."""
     if "/" in name or "\0" in name or name in ("", ".", ".."):
         raise UserError(f"--run_name: must be a plain folder name, got {name!r}")
-    if len(name.encode()) > MAX_RUN_NAME:
+    bad = sorted({c for c in name if unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp")})
+    if bad:
+        raise UserError(f"--run_name: control character(s) {', '.join(repr(c) for c in bad)} in {name!r}; "
+                        "use letters, digits, '-', '_' or '.'")
+    if len(name.encode(errors="surrogatepass")) > MAX_RUN_NAME:
         raise UserError(f"--run_name: at most {MAX_RUN_NAME} bytes, got {len(name.encode())}")
 
 

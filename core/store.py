@@ -12,18 +12,28 @@ written in blocks; the data goes first and the ``_done`` flags after, and zarr r
 each chunk file atomically, so a crash loses at most the block in flight and
 :meth:`RecordingStore.pending` tells a rerun where to resume. Readers stream a variable
 block by block with :meth:`iter_blocks` without loading it whole.
+
+Every committed chunk file is listed with its size and SHA-256 in ``_manifest.jsonl``
+(:mod:`core.integrity`); :meth:`RecordingStore.open` verifies the store against it, so a
+truncated or deleted chunk is refused with one line instead of being read as zeros.
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import zarr
 
+from core import integrity
 from core.errors import UserError
 
 DONE = "_done"
+# zarr notes the manifest file beside its arrays when it lists a group; it is ours
+warnings.filterwarnings("ignore", message=rf"Object at {integrity.MANIFEST} is not recognized")
+#: every chunk is written, even one equal to the fill value, so a missing file is damage
+_ARRAY_CONFIG = {"write_empty_chunks": True}
 
 
 class RecordingStore:
@@ -39,27 +49,41 @@ class RecordingStore:
                attrs: Mapping[str, Any] | None = None, chunk_trials: int = 16) -> "RecordingStore":
         """A new store for ``n_trials`` trials (``n_trials=0`` for a store that grows by appending)."""
         path = Path(path)
-        group = zarr.open_group(str(path), mode="w")
-        group.attrs.update({"n_trials": int(n_trials), "chunk_trials": int(chunk_trials), **(attrs or {})})
+        group = zarr.open_group(str(path), mode="w", zarr_format=3)
+        (path / integrity.MANIFEST).write_text("")
+        group.attrs.update({"n_trials": int(n_trials), "chunk_trials": int(chunk_trials),
+                            "integrity": integrity.SCHEME, **(attrs or {})})
         group.create_array(DONE, shape=(n_trials,), chunks=(max(1, chunk_trials * 64),), dtype=bool,
-                           fill_value=False, dimension_names=("trial",))
+                           fill_value=False, dimension_names=("trial",), config=_ARRAY_CONFIG)
         store = cls(group, path)
         for name, values in (coords or {}).items():
             store.set_coord(name, values)
         return store
 
     @classmethod
-    def open(cls, path: str | Path, mode: str = "r") -> "RecordingStore":
+    def open(cls, path: str | Path, mode: str = "r", *, verify: bool = True) -> "RecordingStore":
+        """Open a store; with ``verify`` (the default) a damaged one is refused with one line
+        naming what is damaged (:func:`core.integrity.verify`)."""
         path = Path(path)
         if not path.exists():
             raise UserError(f"recording not found: {path}")
         try:
-            group = zarr.open_group(str(path), mode=mode)
+            group = zarr.open_group(str(path), mode=mode, zarr_format=3)
         except Exception as exc:
-            raise UserError(f"cannot open recording {path}: {exc}") from None
-        if DONE not in group:
-            raise UserError(f"{path} is not a recording of this toolkit (no {DONE} array)")
-        return cls(group, path)
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise UserError(f"cannot open recording {path} as a zarr v3 group: {first}") from None
+        try:
+            if DONE not in group:
+                raise UserError(f"{path} is not a recording of this toolkit (no {DONE} array)")
+            store = cls(group, path)
+            if verify:
+                integrity.verify(store)
+        except UserError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - unreadable metadata of an array
+            raise UserError(f"{path} is damaged: {type(exc).__name__}: "
+                            f"{(str(exc).strip().splitlines() or [''])[0]}") from None
+        return store
 
     # metadata ----------------------------------------------------------------
     @property
@@ -89,11 +113,14 @@ class RecordingStore:
         if values.dtype.kind in "OU":
             values = values.astype(str).astype(object)
             arr = self.group.require_group("coords").create_array(
-                name, shape=values.shape, dtype=str, dimension_names=("trial",), overwrite=True)
+                name, shape=values.shape, dtype=str, dimension_names=("trial",), overwrite=True,
+                config=_ARRAY_CONFIG)
         else:
             arr = self.group.require_group("coords").create_array(
-                name, shape=values.shape, dtype=values.dtype, dimension_names=("trial",), overwrite=True)
+                name, shape=values.shape, dtype=values.dtype, dimension_names=("trial",), overwrite=True,
+                config=_ARRAY_CONFIG)
         arr[...] = values
+        self._commit(arr, range(arr.cdata_shape[0]))
 
     @property
     def coords(self) -> dict[str, np.ndarray]:
@@ -117,7 +144,13 @@ class RecordingStore:
                                 "start a new recording instead of resuming this one")
             return
         self.group.create_array(name, shape=shape, chunks=(self.chunk_trials, *shape[1:]),
-                                dtype=dtype, fill_value=0, dimension_names=tuple(dims))
+                                dtype=dtype, fill_value=0, dimension_names=tuple(dims), config=_ARRAY_CONFIG)
+
+    def _commit(self, arr, first_chunks) -> None:
+        """List the chunk files just written in the manifest (stores made before manifests: no-op)."""
+        if self.group.attrs.get("integrity") == integrity.SCHEME:
+            integrity.record(self.path, integrity.chunk_keys(arr, first_chunks))
+            integrity.forget(self.path)
 
     def write(self, start: int, data: Mapping[str, np.ndarray], dims: Mapping[str, Sequence[str]]) -> None:
         """Write a block of trials ``start:start+n`` for every variable, then mark it done."""
@@ -128,7 +161,11 @@ class RecordingStore:
             if values.shape[0] != n:
                 raise ValueError("all variables of a block must have the same number of trials")
             self.ensure_variable(name, values.shape[1:], values.dtype, dims[name])
-            self.group[name][start:start + n] = values
+            arr = self.group[name].with_config(_ARRAY_CONFIG)
+            arr[start:start + n] = values
+            if n:
+                ct = int(arr.chunks[0])
+                self._commit(arr, range(start // ct, (start + n - 1) // ct + 1))
         if n:
             self.group[DONE][start:start + n] = True
 

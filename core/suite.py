@@ -291,6 +291,12 @@ class ModelSuite:
         ``recordings/control.zarr`` (e.g. the untrained model, for analyses that compare)."""
         return None
 
+    def stimulus_shapes(self) -> dict[str, tuple[int, ...]] | None:
+        """Per-trial shape each stimulus variable must have for this model (``{name: shape
+        without the trial axis}``), checked against a stimulus set before anything is written
+        (a set of the same family made for another geometry); None: not checked."""
+        return None
+
 
 def config_class(suite: type[ModelSuite]) -> type:
     cls = suite.Config

@@ -98,10 +98,10 @@ class NRFLVConfig(BaseConfig):
     model_save_interval: int = param(50, "a checkpoint (with the replay buffer) every N updates", min=1)
 
     # the shared keys these set (derived: change the original's names above instead)
-    log_every: int = param(200, "set by scalar_logging_interval", min=1, derived=True)
-    image_every: int = param(10, "set by img_logging_interval", min=0, derived=True)
-    hist_every: int = param(3000, "set by histogram_logging_interval", min=0, derived=True)
-    ckpt_every: int = param(50, "set by model_save_interval", min=1, derived=True)
+    log_every: int = param(200, "set by scalar_logging_interval", min=1, derived=True, instead="--scalar_logging_interval")
+    image_every: int = param(10, "set by img_logging_interval", min=0, derived=True, instead="--img_logging_interval")
+    hist_every: int = param(3000, "set by histogram_logging_interval", min=0, derived=True, instead="--histogram_logging_interval")
+    ckpt_every: int = param(50, "set by model_save_interval", min=1, derived=True, instead="--model_save_interval")
 
     # visualisation
     num_viz_samples: int = param(16, "chains sampled by --viz", min=1)
@@ -217,6 +217,9 @@ class NRFLVConfig(BaseConfig):
             raise UserError("--stimulus_sets: a set is named twice")
         if not self.record_variables or len(set(self.record_variables)) != len(self.record_variables):
             raise UserError("--record_variables: name each of state, momentum, grad, energy at most once")
+        if any(self.min_sq_sigma > m for m in self.max_sq_sigma):
+            raise UserError(f"--min_sq_sigma ({self.min_sq_sigma}) must not exceed --max_sq_sigma "
+                            f"({self.max_sq_sigma})")
         self.log_every = self.scalar_logging_interval
         self.image_every = self.img_logging_interval
         self.hist_every = self.histogram_logging_interval if self.log_histograms else 0

@@ -127,6 +127,10 @@ class ExperimentsMixin:
             m.eval()
         return modules, f"initial weights (seed {self.cfg.seed}, untrained control)"
 
+    def stimulus_shapes(self):
+        image = tuple(self.arch.layers[0])
+        return {"stimulus": image, "burn_in": image, "blank": image, "site_y": (2,), "site_x": (2,)}
+
     def recording_attrs(self):
         c, p = self.cfg, self.protocol
         return {"ms_per_step": c.ms_per_step, "record_every": c.record_every, "protocol": p.as_dict(),

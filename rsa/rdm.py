@@ -120,8 +120,12 @@ def row_stats(resp, *, chunk: int = 8192, device=None) -> RowStats:
         v = _view(resp, src, start, min(start + chunk, N), device, dtype)
         n_b = v.shape[1]
         mc = torch.mv(v, ones[:n_b]) / n_b
-        m2_b = torch.linalg.vector_norm(torch.sub(v, mc[:, None], out=work(n_b)), dim=1).double().square()
-        delta = mc.double() - mean
+        d = torch.sub(v, mc[:, None], out=work(n_b))
+        # the float32 mean of large values is off by a few ulps: its residual, small and
+        # summed accurately, corrects it (else every row keeps an offset of ~1e-4 at 1000)
+        corr = (torch.mv(d, ones[:n_b]) / n_b).double()
+        m2_b = (torch.linalg.vector_norm(d, dim=1).double().square() - n_b * corr * corr).clamp_min(0)
+        delta = mc.double() + corr - mean
         n = n_a + n_b
         mean += delta * (n_b / n)
         m2 += m2_b + delta * delta * (n_a * n_b / n)
@@ -187,12 +191,13 @@ def centred_unit_gram(resp, *, shift: torch.Tensor | None = None, scale: torch.T
     dtype, device = _dtype_device(resp, device)
     src = _source(resp, device, dtype)
     if scale is not None:
-        scale = scale.to(device=device, dtype=torch.float64)
-        bias = (-(shift.to(device=device, dtype=torch.float64) * scale) if shift is not None
-                else torch.zeros_like(scale)).to(dtype)[:, None]
-        scale = scale.to(dtype)[:, None]
+        # (v - shift) first: subtracting a nearby shift is exact, so a large offset costs no
+        # precision (v * scale - shift * scale cancels two large rounded products)
+        neg_shift = (-shift.to(device=device, dtype=dtype)[:, None] if shift is not None
+                     else torch.zeros(S, 1, device=device, dtype=dtype))
+        scale = scale.to(device=device, dtype=torch.float64).to(dtype)[:, None]
     elif shift is not None:
-        bias, scale = -shift.to(device=device, dtype=dtype)[:, None], torch.ones(S, 1, device=device, dtype=dtype)
+        neg_shift, scale = -shift.to(device=device, dtype=dtype)[:, None], torch.ones(S, 1, device=device, dtype=dtype)
     invalid = None
     if valid is not None and not bool(valid.all()):
         invalid = ~valid.to(device)[:, None]
@@ -205,7 +210,7 @@ def centred_unit_gram(resp, *, shift: torch.Tensor | None = None, scale: torch.T
         v = _view(resp, src, start, min(start + chunk, N), device, dtype)
         x = work(v.shape[1])
         if scale is not None:
-            torch.addcmul(bias, v, scale, out=x)               # (v - shift) * scale
+            torch.add(v, neg_shift, out=x).mul_(scale)         # (v - shift) * scale
         elif invalid is None:
             torch.sub(v, torch.ones(1, S, device=device, dtype=dtype) @ v / S, out=x)
         else:
@@ -269,6 +274,8 @@ def rdm(resp, metric: str = "correlation", *, chunk: int = 8192, device=None) ->
     if N == 0:
         raise ValueError("responses have no units")
     dtype, device = _dtype_device(resp, device)
+    if metric == "euclidean":
+        return euclidean_rdm(resp, chunk=chunk, device=device)
     stats = row_stats(resp, chunk=chunk, device=device)
     mean, var = stats.mean, stats.var
     valid = torch.isfinite(mean) & torch.isfinite(var)
@@ -285,14 +292,87 @@ def rdm(resp, metric: str = "correlation", *, chunk: int = 8192, device=None) ->
     diag = gram.diagonal().clone()
     m = gram.mul_(-2).add_(diag[:, None]).add_(diag[None, :]).clamp_min_(0)
     m.fill_diagonal_(0)
-    if metric == "euclidean":
-        m.sqrt_()
-    else:
-        m.mul_(0.5)
+    m.mul_(0.5)
     bad = ~valid.to(m.device)
     if bad.any():
         m[bad] = float("nan")
         m[:, bad] = float("nan")
+    return m
+
+
+class ResponsesTooLarge(ValueError):
+    """Finite responses whose squares overflow the working precision."""
+
+
+#: a pair whose squared distance is below 1/RECHECK_RATIO of its rows' squared norms (after
+#: centring) has lost digits to the Gram formula's cancellation and is recomputed directly
+RECHECK_RATIO = 16.0
+#: rows whose per-unit median centres the euclidean RDM's blocks
+MEDIAN_ROWS = 65
+
+
+def euclidean_rdm(resp, *, chunk: int = 8192, device=None) -> torch.Tensor:
+    """Euclidean RDM whose entries keep their precision whatever the scale of other rows.
+
+    ``D = |c_i|^2 + |c_j|^2 - 2 c_i.c_j`` on rows centred per unit by the **median** over
+    stimuli (of up to ``MEDIAN_ROWS`` evenly spaced ones; a distance does not change under a
+    common shift, and unlike the mean the median does not move with one outlying stimulus,
+    so a row 1e5 times larger leaves the others centred and accurate). Pairs where the formula still cancels (``D`` below
+    ``1/RECHECK_RATIO`` of ``|c_i|^2 + |c_j|^2``: near-duplicate stimuli) are recomputed as
+    sums of squared differences, accumulated in float64. Rows with NaN or inf get NaN.
+
+    Raises:
+        ResponsesTooLarge: (a ValueError) finite responses too large for their squares to be summed in the
+            working precision (e.g. |r| above ~6e16 over 20,000 units in float32).
+    """
+    S, N = resp.shape
+    dtype, device = _dtype_device(resp, device)
+    src = _source(resp, device, dtype)
+    amax = torch.zeros(S, dtype=torch.float64, device=device)
+    for start in range(0, N, chunk):
+        v = _view(resp, src, start, min(start + chunk, N), device, dtype)
+        amax = torch.maximum(amax, v.abs().amax(1).double())  # NaN propagates
+    valid = torch.isfinite(amax)
+    limit = float(torch.finfo(dtype).max) / (4.0 * N)
+    big = float(amax[valid].max()) if bool(valid.any()) else 0.0
+    if big * big > limit:
+        raise ResponsesTooLarge(f"responses up to {big:.3g} cannot be squared and summed over {N} units in "
+                         f"{str(dtype).removeprefix('torch.')} (at most {limit ** 0.5:.3g}); rescale them "
+                         "or give float64 responses")
+    m = torch.full((S, S), float("nan"), dtype=dtype, device=device)
+    idx = torch.nonzero(valid).flatten()
+    n = idx.numel()
+    if n == 0:
+        return m
+    gram = torch.zeros(n, n, device=device, dtype=dtype)
+    blocks = []
+    # the centre only has to lie within the bulk of the rows: the median of up to 65 of them
+    # (evenly spaced) is as robust to a few outliers as the full median, at a fraction of its cost
+    probe = torch.linspace(0, n - 1, min(n, MEDIAN_ROWS), device=device).round().long()
+    for start in range(0, N, chunk):
+        x = _view(resp, src, start, min(start + chunk, N), device, dtype)[idx]
+        x = x - x[probe].median(dim=0).values
+        _add_upper_gram(gram, x.contiguous())
+        blocks.append((start, min(start + chunk, N)))
+    gram = _mirror_upper_(gram)
+    diag = gram.diagonal().clone()
+    norms = diag[:, None] + diag[None, :]
+    d = gram.mul_(-2).add_(norms).clamp_min_(0)
+    d.fill_diagonal_(0)
+    iu, ju = torch.triu_indices(n, n, offset=1, device=device)
+    shaky = d[iu, ju] * RECHECK_RATIO < norms[iu, ju]
+    if bool(shaky.any()):
+        pi, pj = iu[shaky], ju[shaky]
+        acc = torch.zeros(pi.numel(), dtype=torch.float64, device=device)
+        per = max(1, (1 << 22) // max(1, min(chunk, N)))
+        for start, stop in blocks:
+            x = _view(resp, src, start, stop, device, dtype)[idx]
+            for b in range(0, pi.numel(), per):
+                diff = (x[pi[b:b + per]] - x[pj[b:b + per]]).double()
+                acc[b:b + per] += diff.square().sum(1)
+        d[pi, pj] = acc.to(dtype)
+        d[pj, pi] = acc.to(dtype)
+    m[idx[:, None], idx[None, :]] = d.sqrt_()
     return m
 
 

@@ -23,7 +23,7 @@ from core.errors import UserError
 from rsa.compare import (cka_chance_from_grams, cka_from_grams, centred_gram, debiased_cka_from_grams,
                          vector_similarity)
 from rsa.gratings import wrap_orientation
-from rsa.rdm import CONSTANT_RTOL, rdm, upper_tri
+from rsa.rdm import CONSTANT_RTOL, ResponsesTooLarge, rdm, upper_tri
 
 
 def trial_filter(store, where: Sequence[str] = ()) -> np.ndarray:
@@ -154,7 +154,7 @@ def v1_likeness(store, v1_at: Callable[[np.ndarray], torch.Tensor], *, coord: st
     """
     condition, orientations = orientation_conditions(store, coord, units, where)
     v1 = torch.as_tensor(v1_at(orientations)).to(device).double()
-    v1_vec = upper_tri(rdm(v1, metric))
+    v1_vec = upper_tri(_rdm(v1, metric, "V1"))
     v1_gram = centred_gram(v1) if cka else None
     rows = []
     for var in recorded_variables(store, variables):
@@ -167,7 +167,7 @@ def v1_likeness(store, v1_at: Callable[[np.ndarray], torch.Tensor], *, coord: st
         steps = list(range(start, min(stop, means.shape[1]), time_stride))
         reps = means[:, steps].movedim(1, 0)                                  # (T, C, U)
         varies = [_varies(r) for r in reps]
-        model_vecs = torch.stack([upper_tri(rdm(r, metric)) for r in reps])   # (T, m)
+        model_vecs = torch.stack([upper_tri(_rdm(r, metric, var)) for r in reps])   # (T, m)
         scores = {m: vector_similarity(v1_vec[None].cpu(), model_vecs.cpu(), m).numpy() for m in methods}
         dropped = (~(torch.isfinite(v1_vec[None]) & torch.isfinite(model_vecs))).sum(-1).cpu().numpy()
         if cka:
@@ -198,3 +198,10 @@ def most_v1_like(table: pd.DataFrame, measure: str) -> pd.Series:
     if table[measure].notna().sum() == 0:
         raise UserError(f"no variable/time step gives a finite {measure}; is the activity constant?")
     return table.loc[table[measure].idxmax()]
+
+
+def _rdm(resp: torch.Tensor, metric: str, what: str) -> torch.Tensor:
+    try:
+        return rdm(resp, metric)
+    except ResponsesTooLarge as exc:
+        raise UserError(f"rdm_metric {metric}: {what}: {exc}") from None

@@ -29,7 +29,7 @@ from rsa.config import RSAConfig
 from rsa.embedding import pca_tsne
 from rsa.gratings import grating_images, random_orientations, tilt_labels
 from rsa.predictivity import ridge_predictivity
-from rsa.rdm import rdm
+from rsa.rdm import ResponsesTooLarge, rdm
 from rsa.recording import most_v1_like, v1_likeness
 from rsa.v1data import V1Data, load_stringer_v1, nearest_stimuli, stringer_path, synthetic_v1
 
@@ -48,8 +48,13 @@ class RSASuite(ModelSuite):
         Stringer V1 file, when it is going to be used (``v1_source: stringer``, or ``auto``
         and present), is read and validated now (kept for the analyses), so a corrupt or
         mis-shaped file stops the run here, not after training."""
-        if self.cfg.compare_recording and not Path(self.cfg.compare_recording).exists():
-            raise UserError(f"--compare_recording: not found: {self.cfg.compare_recording}")
+        if self.cfg.compare_recording:
+            if not Path(self.cfg.compare_recording).exists():
+                raise UserError(f"--compare_recording: not found: {self.cfg.compare_recording}")
+            try:  # opened and verified now: a damaged or unsafe store stops the run here
+                RecordingStore.open(self.cfg.compare_recording)
+            except UserError as exc:
+                raise UserError(f"--compare_recording: {exc}") from None
         self.__dict__["v1"] = self._load_v1()
 
     def _load_v1(self) -> V1Data:
@@ -191,7 +196,13 @@ class RSASuite(ModelSuite):
 
     def _rdms(self, modules) -> dict[str, torch.Tensor]:
         c = self.cfg
-        return {k: rdm(v, c.rdm_metric, chunk=c.chunk_units) for k, v in self.responses(modules).items()}
+        out = {}
+        for k, v in self.responses(modules).items():
+            try:
+                out[k] = rdm(v, c.rdm_metric, chunk=c.chunk_units)
+            except ResponsesTooLarge as exc:
+                raise UserError(f"--rdm_metric {c.rdm_metric}: {k}: {exc}") from None
+        return out
 
     # --- analyses ---------------------------------------------------------------
     @analysis("rdms", "RDM of the V1 data and of each layer")
@@ -361,6 +372,9 @@ class RSASuite(ModelSuite):
                               figures={"v1_likeness": fig}, scalars=self._scalars(scalars))
 
     # --- experiments ----------------------------------------------------------
+    def stimulus_shapes(self):
+        return {"images": (self.cfg.image_height, self.cfg.image_width)}
+
     def stimulus_set(self, ctx):
         c = self.cfg
         base = torch.arange(c.n_exp_orientations) * (180.0 / c.n_exp_orientations) - 90.0

@@ -84,6 +84,13 @@ def check_responses(resp: np.ndarray, what: str, stim: np.ndarray | None = None)
     if bad.size:
         raise UserError(f"{what}: stimulus {_rows_text(bad, stim)} of resp hold NaN or infinite "
                         f"values; remove or fix them (the analyses refuse to compute on them)")
+    amax = np.abs(resp).max(axis=1).astype(np.float64)
+    limit = float(np.sqrt(np.finfo(np.float32).max / (4.0 * resp.shape[1])))
+    big = np.flatnonzero(amax > limit)
+    if big.size:
+        raise UserError(f"{what}: stimulus {_rows_text(big, stim)} of resp reach {amax[big].max():.3g}, too large "
+                        f"to be squared and summed over {resp.shape[1]} neurons in float32 (at most {limit:.3g}); "
+                        "rescale the responses")
     const = np.flatnonzero(constant_rows(row_stats(resp)).numpy())
     if const.size:
         raise UserError(f"{what}: stimulus {_rows_text(const, stim)} of resp are constant over "
@@ -106,6 +113,10 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
             resp, stim = data["resp"], data["stimuli"]
     except UserError:
         raise
+    except MemoryError as exc:  # a header declaring an array larger than memory (damaged or hostile)
+        reason = (str(exc).strip().splitlines() or [""])[0]
+        raise UserError(f"{what} declares an array larger than this machine's memory ({reason}); the file is "
+                        f"damaged or not the tutorial's; {how}") from None
     except (OSError, ValueError, EOFError, KeyError, TypeError, zipfile.BadZipFile,
             pickle.UnpicklingError, zlib.error) as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__

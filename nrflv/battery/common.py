@@ -11,6 +11,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
+from core.suite import AnalysisSkipped  # noqa: E402
 from nrflv.battery.reading import Experiment  # noqa: E402
 from nrflv.measures.correlation import bootstrap_ci  # noqa: E402
 from nrflv.measures.tuning import matched  # noqa: E402
@@ -114,3 +115,15 @@ def correlation(a, b) -> float:
     if ok.sum() < 3 or a[ok].std() == 0 or b[ok].std() == 0:
         return float("nan")
     return float(np.corrcoef(a[ok], b[ok])[0, 1])
+
+
+def lag_steps(exp: Experiment, cfg, during: slice) -> int:
+    """``max_lag_ms`` in recorded samples; an analysis whose lag window does not fit in the
+    stimulus samples it correlates (``during``) is skipped with a note saying what to change."""
+    n = during.stop - during.start
+    max_lag = max(1, int(round(cfg.max_lag_ms / exp.dt_ms)))
+    if max_lag > n - 1:
+        raise AnalysisSkipped(f"max_lag_ms {cfg.max_lag_ms:g} is {max_lag} samples, but the stimulus phase after "
+                              f"onset_skip_ms has {n} ({n * exp.dt_ms:.4g} ms): lower max_lag_ms (at most "
+                              f"{(n - 1) * exp.dt_ms:.4g}) or record with a longer --exp_stimulus")
+    return max_lag

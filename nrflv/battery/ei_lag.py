@@ -20,7 +20,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from core.suite import AnalysisResult, AnalysisSkipped  # noqa: E402
-from nrflv.battery.common import bootstrap_mean_ci  # noqa: E402
+from nrflv.battery.common import bootstrap_mean_ci, lag_steps  # noqa: E402
 from nrflv.battery.reading import Experiment  # noqa: E402
 from nrflv.measures.correlation import cross_correlation, peak_lag  # noqa: E402
 
@@ -67,7 +67,7 @@ def run(exp: Experiment, cfg) -> AnalysisResult:
     exp.variable("momentum")
     table = driven_trials(exp)
     during = exp.samples(cfg.onset_skip_ms, "stimulus")
-    max_lag = max(1, int(round(cfg.max_lag_ms / exp.dt_ms)))
+    max_lag = lag_steps(exp, cfg, during)
     s, inhib = site_traces(exp, table, during)
     lag, lags, mean, half, inside = channel_lags(s, inhib, max_lag)
     lag_ms = lag.cpu().numpy() * exp.dt_ms                  # (N, C)

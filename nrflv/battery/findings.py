@@ -41,7 +41,7 @@ import torch  # noqa: E402
 
 from core.suite import AnalysisResult, AnalysisSkipped  # noqa: E402
 from nrflv.battery import ei_lag, synchrony  # noqa: E402
-from nrflv.battery.common import bootstrap_mean_ci  # noqa: E402
+from nrflv.battery.common import bootstrap_mean_ci, lag_steps  # noqa: E402
 from nrflv.battery.oscillations import equal_periods  # noqa: E402
 from nrflv.battery.reading import Experiment  # noqa: E402
 from nrflv.battery.spectra import contrast_trials, lfp_traces  # noqa: E402
@@ -107,7 +107,7 @@ def lag_of(exp: Experiment, cfg, shuffled: bool = False) -> dict:
         if (perm == np.arange(len(table))).any():
             raise AnalysisSkipped("a set and contrast with a single driven trial: no shift predictor")
         inhib = inhib[torch.as_tensor(perm, device=inhib.device)]
-    max_lag = max(1, int(round(cfg.max_lag_ms / exp.dt_ms)))
+    max_lag = lag_steps(exp, cfg, exp.samples(cfg.onset_skip_ms, "stimulus"))
     lag = ei_lag.channel_lags(s, inhib, max_lag)[0].cpu().numpy() * exp.dt_ms     # (N, C)
     per_channel = np.nanmean(lag, 0)
     m, lo, hi = bootstrap_mean_ci(per_channel, cfg.n_bootstrap, cfg.seed + 12)

@@ -36,6 +36,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from core.suite import AnalysisResult, AnalysisSkipped  # noqa: E402
+from nrflv.battery.common import lag_steps  # noqa: E402
 from nrflv.battery.reading import Experiment  # noqa: E402
 from nrflv.battery.synchrony_exp1 import experiment1  # noqa: E402
 from nrflv.battery.synchrony_exp3 import experiment3  # noqa: E402
@@ -152,8 +153,7 @@ def run(exp: Experiment, cfg, preferences: pd.DataFrame | None) -> AnalysisResul
     (the orientation-tuning analysis's table: ``channel``, ``pref_direction``,
     ``pref_orientation``, ``tuned``), or None (experiment 1 is then skipped with the reason)."""
     per = periods(exp, cfg.onset_skip_ms)
-    max_lag = max(1, int(round(cfg.max_lag_ms / exp.dt_ms)))
-    max_lag = min(max_lag, per.during.stop - per.during.start - 1)
+    max_lag = lag_steps(exp, cfg, per.during)
     lags_ms = torch.arange(-max_lag, max_lag + 1, dtype=torch.float64) * exp.dt_ms
     total, freqs = Part(), {}
     if per.note:

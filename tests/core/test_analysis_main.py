@@ -42,3 +42,25 @@ def test_analysis_needing_a_recording_without_one(run_main, tmp_path):
     rc, err = run_main("--model", TOY, "--steps", "2", "--run_name", "norec2", "--analyze",
                        "--only", "mean_response")
     assert rc == 2 and "needs a recording" in err
+
+
+def test_empty_or_modelless_config_is_refused_by_both_entry_points(run_main, tmp_path, capsys):
+    """One validation of a run's config.yaml for analysis_main.py and main.py --resume."""
+    import yaml
+
+    rc, err = run_main("--model", TOY, "--steps", "2", "--run_name", "c")
+    assert rc == 0, err
+    run = tmp_path / "runs/c"
+    good = yaml.safe_load((run / "config.yaml").read_text())
+    no_model = {k: v for k, v in good.items() if k != "model"}
+    for text, words in (("", "is empty"), (yaml.safe_dump(no_model), "has no model: key"),
+                        (yaml.safe_dump({"model": TOY}), "has no seed: key")):
+        (run / "config.yaml").write_text(text)
+        assert analysis_main.main(["--run", str(run)]) == 2
+        err = capsys.readouterr().err
+        assert words in err and len(err.strip().splitlines()) == 1, err
+        rc, err = run_main("--resume", str(run), "--model", TOY)
+        assert rc == 2 and words in err, err
+    (run / "config.yaml").write_text(yaml.safe_dump({**good, "model": "rsa"}))
+    assert analysis_main.main(["--run", str(run)]) == 2
+    assert "meta.yaml" in capsys.readouterr().err

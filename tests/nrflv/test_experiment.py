@@ -88,7 +88,7 @@ def test_windows_around_sites_and_layer_stride():
         window_index(torch.tensor([[0]]), torch.tensor([[4]]), 3, (8, 8))
 
 
-def test_experiment_end_to_end_and_exact_resume(run_main, tmp_path, monkeypatch):
+def test_experiment_end_to_end_and_exact_resume(run_main, tmp_path, monkeypatch, capsys):
     rc, err = run_main(*TINY, *EXP, "--run_name", "full", "--gen_exp_stim", "--experiment", "--analyze")
     assert rc == 0, err
     run = tmp_path / "runs/full"
@@ -129,6 +129,22 @@ def test_experiment_end_to_end_and_exact_resume(run_main, tmp_path, monkeypatch)
     cut = zarr.open_group(str(tmp_path / "runs/cut/recordings/activity.zarr"), mode="r")
     for var in ("state", "momentum"):
         np.testing.assert_array_equal(act[var][...], cut[var][...])
+
+    # issue 23: a lag window longer than the stimulus, and a deleted chunk: one line, exit 2
+    import analysis_main
+    from core import integrity
+
+    capsys.readouterr()
+    rc = analysis_main.main(["--run", str(run), "--only", "ei_lag", "--set", "max_lag_ms=1e9"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "lower max_lag_ms" in err and "Traceback" not in err, err
+    (run / "recordings/activity.zarr/state/c/1/0/0/0/0/0").unlink()
+    integrity._verified.clear()
+    rc, err = run_main("--resume", str(run), "--no_train_model", "--experiment")
+    assert rc == 2 and "state/c/1/0/0/0/0/0" in err and "is missing" in err, err
+    assert analysis_main.main(["--run", str(run), "--only", "ei_lag"]) == 2
+    err = capsys.readouterr().err
+    assert "state/c/1/0/0/0/0/0" in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_stimuli_that_do_not_fit_are_refused_before_anything_is_written(run_main, tmp_path):

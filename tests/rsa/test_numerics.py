@@ -208,3 +208,32 @@ def test_cka_chance_and_debiased_cka_on_independent_data():
     x = rng.normal(size=(30, 20))
     same = cka_report(x, x @ np.linalg.qr(rng.normal(size=(20, 20)))[0], n_perm=10)
     assert abs(same["cka"] - 1) < 1e-12 and abs(same["cka_debiased"] - 1) < 1e-12
+
+
+# --- issue 23 item 14: one outlying stimulus must not spoil the other distances ---------------
+@pytest.mark.parametrize("scale", [1e3, 1e4, 1e5])
+def test_euclidean_outlier_row_does_not_spoil_the_others(scale):
+    rng = np.random.default_rng(14)
+    x = rng.normal(size=(30, 5000)).astype(np.float32)
+    x[7] *= scale
+    got = rdm(torch.from_numpy(x), "euclidean", chunk=1024).numpy()
+    ref = squareform(pdist(x.astype(np.float64), "euclidean"))
+    off = ~np.eye(30, dtype=bool)
+    rel = np.abs(got - ref)[off] / ref[off]
+    assert rel.max() < 1e-5, rel.max()  # before: 8.7e-4, 6e-2, 2.6 for the other rows
+
+
+def test_euclidean_near_duplicates_are_exact_and_huge_values_refused():
+    rng = np.random.default_rng(15)
+    x = (100.0 + rng.normal(size=(5, 3000))).astype(np.float32)
+    x[1] = x[0]
+    x[1, :10] += np.float32(1e-3)  # differs from row 0 by 1e-3 in 10 units among values of ~100
+    got = rdm(torch.from_numpy(x), "euclidean").numpy()
+    ref = squareform(pdist(x.astype(np.float64), "euclidean"))
+    np.testing.assert_allclose(got[0, 1], ref[0, 1], rtol=1e-5)
+    y = rng.normal(size=(4, 100)).astype(np.float32)
+    y[2] *= 1e19  # finite, but its squares overflow float32
+    with pytest.raises(ValueError, match="cannot be squared"):
+        rdm(torch.from_numpy(y), "euclidean")
+    ok = rdm(torch.from_numpy(y.astype(np.float64)), "euclidean").numpy()  # float64 has the room
+    np.testing.assert_allclose(ok, squareform(pdist(y.astype(np.float64))), rtol=1e-12)

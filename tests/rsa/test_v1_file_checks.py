@@ -155,3 +155,28 @@ def test_four_stimuli_from_coarse_bins_run_to_the_end(run_main, tmp_path):
     assert table["value"].notna().all() and (table["n_pairs"] == 6).all()
     assert table["ci_low"].isna().all() and table["ci_high"].isna().all()
     assert (tables / "cka" / "cka.csv").exists() and (tables / "rdms" / "rdm_V1_data.csv").exists()
+
+
+# --- issue 23: a header declaring 36 TiB, and values too large to square --------------------------
+def test_an_array_header_larger_than_memory_is_named_as_such(tmp_path):
+    import io
+    import zipfile
+
+    (tmp_path / "stringer").mkdir()
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": (3_200_000, 3_200_000)})
+    buf.write(b"\0" * 64)
+    with zipfile.ZipFile(tmp_path / "stringer" / STRINGER_FILE, "w") as z:
+        z.writestr("resp.npy", buf.getvalue())
+        sbuf = io.BytesIO()
+        np.save(sbuf, np.arange(4.0))
+        z.writestr("stimuli.npy", sbuf.getvalue())
+    msg = _refused(tmp_path, "larger than this machine's memory")
+    assert "batch size" not in msg
+
+
+def test_responses_too_large_to_square_are_refused(tmp_path):
+    resp, stim = _valid()
+    resp[9] *= np.float32(1e19)
+    _write(tmp_path, resp=resp, stimuli=stim)
+    _refused(tmp_path, "row 9 (18°)", "too large to be squared")
