@@ -46,7 +46,7 @@ def test_ei_lag_and_synchrony_windows_longer_than_the_stimulus_are_skipped(tmp_p
         exp = tb.record(tmp_path / "r.zarr", table, tb.ei_trial_maker((1, 2), None), channels=2, protocol=proto)
     finally:
         tb.STEPS = old
-    for fn in (ei_lag.run, synchrony.run):
+    for fn in (ei_lag.run, lambda e, c: synchrony.run(e, c, None)):
         with pytest.raises(AnalysisSkipped, match="lower max_lag_ms"):
             fn(exp, tb.config(max_lag_ms=max_lag_ms))
 
