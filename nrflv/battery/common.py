@@ -107,6 +107,18 @@ def matched_selection(exp: Experiment, table: pd.DataFrame, preferences: pd.Data
     return select_channels(matched_channels(preferences, table, tolerance), n_channels, len(table))
 
 
+def kept_trials(exp: Experiment, table: pd.DataFrame, preferences: pd.DataFrame | None, tolerance: float,
+                units: str = "matched") -> tuple[pd.DataFrame, torch.Tensor, Selection]:
+    """The rows of ``table`` whose trials have a matched channel, their channel masks ``(N', C)``
+    and the selection; :class:`AnalysisSkipped` (saying what to do) when no trial has one."""
+    sel = matched_selection(exp, table, preferences, tolerance, units)
+    kept = sel.kept(table)
+    if kept.empty:
+        raise AnalysisSkipped(f"no trial has a matched channel ({sel.how}): no channel is significantly "
+                              "tuned to the stimuli (--lfp_units all uses every channel)")
+    return kept, sel.mask[torch.as_tensor(sel.keep)], sel
+
+
 def correlation(a, b) -> float:
     """Pearson correlation of two short sequences (e.g. a measure against contrast); NaN when
     fewer than 3 finite pairs or either is constant."""

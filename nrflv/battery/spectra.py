@@ -26,7 +26,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from core.suite import AnalysisResult, AnalysisSkipped  # noqa: E402
-from nrflv.battery.common import Selection, bootstrap_mean_ci, correlation, matched_selection  # noqa: E402
+from nrflv.battery.common import Selection, bootstrap_mean_ci, correlation, kept_trials  # noqa: E402
 from nrflv.battery.reading import Experiment  # noqa: E402
 from nrflv.measures.spectral import peak, spectrogram, welch  # noqa: E402
 
@@ -46,12 +46,7 @@ def lfp_traces(exp: Experiment, table: pd.DataFrame, preferences: pd.DataFrame |
     """The LFP ``(N', T)`` of the trials of ``table`` that have a matched channel: the summed
     state of their matched channels over the window at ``site``; those trials' rows; the
     selection (how many were excluded)."""
-    sel = matched_selection(exp, table, preferences, tolerance, units)
-    kept = sel.kept(table)
-    if kept.empty:
-        raise AnalysisSkipped(f"no trial has a matched channel ({sel.how}): no channel is significantly "
-                              "tuned to the stimuli; the LFP is undefined (--lfp_units all sums every channel)")
-    mask = sel.mask[torch.as_tensor(sel.keep)]
+    kept, mask, sel = kept_trials(exp, table, preferences, tolerance, units)
     out, k = [], 0
     for blk in exp.windows("state", kept, site):
         m = mask[k:k + len(blk.trials)].to(blk.values.device, blk.values.dtype)   # (b, C)

@@ -21,7 +21,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from core.suite import AnalysisResult, AnalysisSkipped  # noqa: E402
-from nrflv.battery.common import matched_selection  # noqa: E402
+from nrflv.battery.common import kept_trials, matched_selection  # noqa: E402
 from nrflv.battery.oscillations import equal_periods  # noqa: E402
 from nrflv.battery.reading import Experiment  # noqa: E402
 from nrflv.battery.spectra import contrast_trials  # noqa: E402
@@ -66,11 +66,7 @@ def around_onset(exp: Experiment, cfg, preferences) -> pd.DataFrame:
     """Mean state of the matched channels' site unit by orientation and contrast, from
     ``trace_window_ms[0]`` before to ``trace_window_ms[1]`` after the onset (long format)."""
     table = contrast_trials(exp)
-    sel = matched_selection(exp, table, preferences, cfg.match_tolerance, cfg.lfp_units)
-    kept = sel.kept(table)
-    if kept.empty:
-        raise AnalysisSkipped(f"no trial has a matched channel ({sel.how})")
-    mask = sel.mask[torch.as_tensor(sel.keep)]
+    kept, mask, _ = kept_trials(exp, table, preferences, cfg.match_tolerance, cfg.lfp_units)
     before, after = (int(round(v / exp.dt_ms)) for v in cfg.trace_window_ms)
     lo, hi = max(0, exp.onset - before), min(exp.n_steps, exp.onset + after)
     out, k = [], 0

@@ -26,8 +26,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from core.suite import AnalysisResult, AnalysisSkipped  # noqa: E402
-from nrflv.battery.common import Selection, bootstrap_mean_ci, correlation, matched_selection  # noqa: E402
+from core.suite import AnalysisResult  # noqa: E402
+from nrflv.battery.common import Selection, bootstrap_mean_ci, correlation, kept_trials  # noqa: E402
 from nrflv.battery.reading import Experiment  # noqa: E402
 from nrflv.battery.spectra import contrast_trials  # noqa: E402
 from nrflv.measures.transients import step_response  # noqa: E402
@@ -37,12 +37,7 @@ def matched_trace(exp: Experiment, table: pd.DataFrame, preferences, tolerance: 
                   ) -> tuple[torch.Tensor, pd.DataFrame, Selection]:
     """``(N', T)`` mean state over the matched channels of the unit at site 0, for the trials of
     ``table`` that have any; their rows; the selection."""
-    sel = matched_selection(exp, table, preferences, tolerance, units)
-    kept = sel.kept(table)
-    if kept.empty:
-        raise AnalysisSkipped(f"no trial has a matched channel ({sel.how}): no channel is significantly "
-                              "tuned to the stimuli (--lfp_units all uses every channel)")
-    mask = sel.mask[torch.as_tensor(sel.keep)]
+    kept, mask, sel = kept_trials(exp, table, preferences, tolerance, units)
     out, k = [], 0
     for blk in exp.centre("state", kept, 0):
         m = mask[k:k + len(blk.trials)].to(blk.values.device, blk.values.dtype)
