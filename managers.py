@@ -159,7 +159,7 @@ class TrainingManager:
         protected = {p for p in (self._good, self._pending) if p is not None}
         others = [p for p in sorted(self.run.checkpoints.glob("step_*.pt")) if p not in protected]
         n_keep = max(0, self.cfg.keep_checkpoints - len(protected))  # the newest others
-        for old in others[: len(others) - n_keep]:
+        for old in others[: max(0, len(others) - n_keep)]:   # (a negative stop would cut from the end)
             old.unlink()
 
     def _step_was_finite(self) -> None:

@@ -121,3 +121,13 @@ def test_sigterm_saves_a_checkpoint_and_resume_continues(run_main, tmp_path, mon
     a, b = _params(tmp_path / "runs/full/checkpoints/last.pt"), _params(run / "checkpoints/last.pt")
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+
+
+def test_keep_checkpoints_keeps_that_many_and_no_fewer(run_main, tmp_path):
+    """keep_checkpoints larger than the files written so far deletes nothing (a negative slice
+    stop once deleted the oldest of them)."""
+    rc, err = run_main(*COMMON, "--steps", "60", "--ckpt_every", "10", "--keep_checkpoints", "8",
+                       "--run_name", "keep")
+    assert rc == 0, err
+    names = sorted(p.name for p in (tmp_path / "runs/keep/checkpoints").glob("step_*.pt"))
+    assert names == [f"step_{k:08d}.pt" for k in (10, 20, 30, 40, 50, 60)]
