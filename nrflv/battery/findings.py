@@ -14,6 +14,7 @@ transient overshoot vs c      slope of the per-trial onset overshoot against con
 peak frequency vs c           slope of the per-trial LFP peak frequency (Hz) vs contrast      shuffled contrasts; untrained
 peak power vs c               slope of the per-trial log10 LFP peak power vs contrast         shuffled contrasts; untrained
 no synchrony                  collinear - orthogonal shift-corrected zero-lag correlation     untrained
+no synchrony (distance)       slope of the collinear pairs' correlation against distance      untrained
 ============================  ===========================================================  ==========================
 
 A finding **holds** when its CI excludes every control's interval (the untrained model's CI of
@@ -134,20 +135,34 @@ def contrast_slope(trials: pd.DataFrame, column: str, cfg, seed: int) -> dict:
             "null_hi": s["null_hi"]}
 
 
-def collinear_minus_orthogonal(exp: Experiment, cfg, prefs) -> dict:
-    """Pooled over distances: the collinear - orthogonal difference of the shift-corrected
-    zero-lag correlation (the synchrony analysis's differences), with its CI."""
+def synchrony_evidence(exp: Experiment, cfg, prefs) -> dict[str, dict]:
+    """From the synchrony analysis, during the stimulus: ``difference``, the collinear -
+    orthogonal shift-corrected zero-lag correlation pooled over distances, and ``distance``,
+    the slope of the collinear pairs' correlation against their distance; each with its CI and
+    the smallest effect the data could have detected (``2.8 SE``, SE from the CI)."""
     res = synchrony.run(exp, cfg, prefs)
+    out = {}
     diffs = res.tables.get("synchrony_differences")
     rows = None if diffs is None else diffs[diffs["comparison"] == "collinear - orthogonal"]
     if rows is None or rows.empty:
         raise AnalysisSkipped("the recording has no collinear/orthogonal pairs (the pairs set)")
-    col = "difference_xcorr_zero_lag"
     w = rows[["trials_a", "trials_b"]].sum(1).to_numpy(float)
-    value = float(np.average(rows[col].to_numpy(float), weights=w))
+    value = float(np.average(rows["difference_xcorr_zero_lag"].to_numpy(float), weights=w))
     se = float(np.sqrt(np.sum((w / w.sum()) ** 2 * ((rows["hi"] - rows["lo"]).to_numpy(float) / 3.92) ** 2)))
-    return {**_interval(value, value - 1.96 * se, value + 1.96 * se), "n": int(w.sum()),
-            "detectable": DETECTABLE_Z * se}
+    out["difference"] = {**_interval(value, value - 1.96 * se, value + 1.96 * se), "n": int(w.sum()),
+                         "detectable": DETECTABLE_Z * se}
+    slopes = res.tables.get("synchrony_slopes")
+    sel = None if slopes is None else slopes[(slopes["experiment"] == 2) & (slopes["period"] == "during")
+                                             & (slopes["group"] == "collinear")
+                                             & (slopes["measure"] == "xcorr_zero_lag")]
+    if sel is not None and not sel.empty:
+        r = sel.iloc[0]
+        se = (float(r["hi"]) - float(r["lo"])) / 3.92
+        out["distance"] = {**_interval(float(r["slope"]), float(r["lo"]), float(r["hi"])),
+                           "n": int(r["n_resampled"]), "detectable": DETECTABLE_Z * se}
+    else:
+        out["distance"] = {**_interval(*NAN3), "detectable": float("nan")}
+    return out
 
 
 # --- the table ----------------------------------------------------------------------------------
@@ -216,14 +231,26 @@ def run(exp: Experiment, control: Experiment, cfg, prefs: pd.DataFrame | None) -
         rows.append(_row(finding, f"slope of the per-trial {column} against contrast", unit, eff,
                          {"untrained": (ctl["value"], ctl["lo"], ctl["hi"]),
                           "shuffled": (np.nan, eff["null_lo"], eff["null_hi"])}, list(why)))
-    # 6. no synchrony
+    # 6. no synchrony: collinear - orthogonal, and the collinear pairs' slope against distance
     why = []
-    eff = _safe(lambda: collinear_minus_orthogonal(exp, cfg, prefs), why, "trained")
-    untrained = _safe(lambda: collinear_minus_orthogonal(control, cfg, prefs), why, "untrained")
-    none = all(np.isfinite([eff["lo"], eff["hi"]])) and eff["lo"] <= 0 <= eff["hi"]
-    rows.append(_row("no synchrony", "collinear - orthogonal shift-corrected zero-lag correlation", "correlation",
-                     eff, {"untrained": (untrained["value"], untrained["lo"], untrained["hi"])}, why,
-                     {"detectable_effect": eff.get("detectable", np.nan)}, holds=bool(none)))
+    nan = {"difference": {**_interval(*NAN3)}, "distance": {**_interval(*NAN3)}}
+    evidence = {}
+    for label, recording in (("trained", exp), ("untrained", control)):
+        try:
+            evidence[label] = synchrony_evidence(recording, cfg, prefs)
+        except (AnalysisSkipped, ValueError) as exc:
+            evidence[label] = nan
+            why.append(f"{label}: {exc}")
+    trained, untrained = evidence["trained"], evidence["untrained"]
+    for key, measure, unit in (("difference", "collinear - orthogonal shift-corrected zero-lag correlation",
+                                "correlation"),
+                               ("distance", "slope of the collinear pairs' corrected correlation against distance",
+                                "correlation per px")):
+        eff, ctl = trained[key], untrained[key]
+        none = all(np.isfinite([eff["lo"], eff["hi"]])) and eff["lo"] <= 0 <= eff["hi"]
+        rows.append(_row("no synchrony" if key == "difference" else "no synchrony (distance)", measure, unit, eff,
+                         {"untrained": (ctl["value"], ctl["lo"], ctl["hi"])}, list(why),
+                         {"detectable_effect": eff.get("detectable", np.nan)}, holds=bool(none)))
     table = pd.DataFrame(rows)
     scalars = {f"holds/{r['finding']}": float(r["holds"] == "yes") for r in rows}
     scalars["findings_holding"] = float((table["holds"] == "yes").sum())

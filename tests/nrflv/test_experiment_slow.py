@@ -34,6 +34,6 @@ def test_medium_preset_shortened_through_its_findings(run_main, tmp_path):
                        "--experiment", "--analyze", "--only", "findings", "--lfp_units", "all", "--run_name", "medium")
     assert rc == 0, err
     tab = pd.read_csv(tmp_path / "runs/medium/tables/findings/findings.csv").set_index("finding")
-    assert len(tab) == 6 and set(tab["holds"]) <= {"yes", "no"}
+    assert len(tab) == 7 and set(tab["holds"]) <= {"yes", "no"}
     assert tab.loc["E-I lag", "effect_lo"] > 0 and tab.loc["E-I lag", "untrained_lo"] > 0
     assert (tmp_path / "runs/medium/recordings/control.zarr").is_dir()

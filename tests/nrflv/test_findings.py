@@ -68,6 +68,8 @@ def test_injected_findings_hold_and_absent_ones_do_not(recordings):
     assert holds["peak power rises with contrast"] == "yes"
     assert holds["peak frequency rises with contrast"] == "no"    # the rhythm is 40 Hz at every contrast
     assert holds["no synchrony"] == "yes"                          # the sites are independent
+    assert holds["no synchrony (distance)"] == "yes"
+    assert tab.loc["no synchrony (distance)", "detectable_effect"] > 0
     assert np.isfinite(tab.loc["no synchrony", "detectable_effect"]) and tab.loc["no synchrony", "detectable_effect"] > 0
     assert set(res.figures) == {"findings"}
 
@@ -132,5 +134,5 @@ def test_the_experiment_stage_records_the_untrained_control_and_findings_run_on_
     assert ctl.attrs["weights_sha256"] != act.attrs["weights_sha256"]
     assert ctl.attrs["stimuli_id"] == act.attrs["stimuli_id"]
     tab = pd.read_csv(run / "tables/findings/findings.csv")
-    assert len(tab) == 6 and set(tab["holds"]) <= {"yes", "no"}
+    assert len(tab) == 7 and set(tab["holds"]) <= {"yes", "no"}
     assert (run / "figures/findings/findings.png").is_file()
