@@ -47,6 +47,8 @@ CHANNELS = (64, 64, 128, 128, 256, 256, 512, 512)
 STRIDES = (1, 1, 2, 1, 2, 1, 2, 1)
 STEM_CHANNELS = 64
 DEPTHS = (2, 4, 6, 8)
+#: what ``CordsNet.forward`` reads out: after the image (published), after the whole course, every step
+READOUTS = ("image_end", "course_end", "all")
 
 
 def area_sizes(input_size: int, depth: int = 8) -> list[int]:
@@ -270,18 +272,20 @@ class CordsNet(nn.Module):
         return rates, logits, recs
 
     def forward(self, images: torch.Tensor, *, blank_steps: int | None = None, stimulus_steps: int | None = None,
-                post_blank_steps: int | None = None, readout: str = "last", record: Sequence[int] = (),
+                post_blank_steps: int | None = None, readout: str = "image_end", record: Sequence[int] = (),
                 rates: Sequence[torch.Tensor] | None = None) -> Trajectory:
         """Simulate the time course for ``images (B, C_in, S, S)`` and read out.
 
         The course is blank (no gradient; ends in the spontaneous state), stimulus, then
         optional post-stimulus blank; the step counts default to the model's. ``readout``:
-        ``"last"`` (logits ``(B, K)`` after the last step) or ``"all"`` (``(B, T, K)``, one per
-        step of the whole course). ``record``: areas whose rates are returned for every step.
+        ``"image_end"`` (default, the published readout: logits ``(B, K)`` after the last
+        stimulus step), ``"course_end"`` (``(B, K)`` after the last step of the course, i.e.
+        after the post-stimulus blank) or ``"all"`` (``(B, T, K)``, one per step of the whole
+        course). ``record``: areas whose rates are returned for every step.
         ``rates``: initial state (default: rest).
         """
-        if readout not in ("last", "all"):
-            raise ValueError(f"readout must be 'last' or 'all', got {readout!r}")
+        if readout not in READOUTS:
+            raise ValueError(f"readout must be one of {', '.join(READOUTS)}, got {readout!r}")
         bad = [a for a in record if not 0 <= a < self.depth]
         if bad:
             raise ValueError(f"record: areas must be in 0..{self.depth - 1}, got {bad}")
@@ -305,6 +309,7 @@ class CordsNet(nn.Module):
             run(blank, nb)
         spontaneous = state
         run(images, ns)
+        image_end = None if every else self.readout(state)
         run(blank, npost)
-        out = torch.stack(logits, dim=1) if every else self.readout(state)
+        out = torch.stack(logits, dim=1) if every else image_end if readout == "image_end" else self.readout(state)
         return Trajectory(out, {a: torch.stack(v, dim=1) for a, v in recs.items()}, spontaneous, state)

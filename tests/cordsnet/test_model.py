@@ -176,8 +176,14 @@ def test_forward_equals_the_naive_published_forward(depth, slope):
         torch.testing.assert_close(out.rates[j], torch.stack([s[j] for s in ref_states], 1), **close)
     for s, r in zip(out.spontaneous, ref_states[1]):
         torch.testing.assert_close(s, r, **close)
-    last = net(x, blank_steps=2, stimulus_steps=3, post_blank_steps=1)
+    # the default readout is the published one: at the end of the image, not after the blank
+    image_end = net(x, blank_steps=2, stimulus_steps=3, post_blank_steps=1)
+    torch.testing.assert_close(image_end.logits, ref_logits[:, 2 + 3 - 1], **close)
+    assert (image_end.logits - ref_logits[:, -1]).abs().max() > 1e-4  # and the test tells them apart
+    last = net(x, blank_steps=2, stimulus_steps=3, post_blank_steps=1, readout="course_end")
     torch.testing.assert_close(last.logits, ref_logits[:, -1], **close)
+    with pytest.raises(ValueError, match="image_end"):
+        net(x, readout="last")
 
 
 @torch.no_grad()
