@@ -274,14 +274,17 @@ def _main(argv: list[str] | None, held: contextlib.ExitStack) -> int:
                                              ("experiment", args.experiment), ("analyze", args.analyze)) if on)
         data_root = run_data_root(args.data_root, existing)
         ctx = RunContext(cfg=cfg, device=device, env=env, data_root=data_root,
-                         download=args.download, run=existing, stages=stages)
+                         download=args.download, run=existing, stages=stages,
+                         analysis_names=None if args.analysis_names is None else tuple(args.analysis_names),
+                         viz_names=None if args.viz_names is None else tuple(args.viz_names))
         suite = suite_cls(ctx)
         suite.prepare()  # checks inputs (e.g. data sets) before anything is written
         if cfg.early_stop_patience and not suite.selection_metric and not args.no_train_model:
             raise UserError(f"--early_stop_patience: model {suite.name} selects no best model (no selection "
                             "metric), so early stopping would be ignored; set it to 0")
         modules = suite.build()
-        weights = f"initial weights (seed {cfg.seed})"
+        source = suite.weights_source()  # e.g. --pretrained: a published weights file
+        weights = source or f"initial weights (seed {cfg.seed})"
         if resume_ckpt is not None:
             load_into(suite, modules, resume_ckpt, args.resume)
             weights = _describe(existing.last_checkpoint, resume_ckpt)
@@ -316,7 +319,7 @@ def _main(argv: list[str] | None, held: contextlib.ExitStack) -> int:
             if not args.resume:
                 run.write_config({"model": args.model, **C.to_dict(cfg, derived=False)})
                 run.write_meta(model=args.model, seed=cfg.seed, device=device, world_size=env.world_size,
-                               parent=str(args.load_checkpoint) if args.load_model else None,
+                               parent=str(args.load_checkpoint) if args.load_model else source,
                                extra={"threads": torch.get_num_threads(), "data_root": str(data_root.resolve())})
             if loaded is not None:  # the new run starts from a copy of the loaded weights
                 save_checkpoint(checkpoint_dict(suite, modules, step=0), run.last_checkpoint)
@@ -332,7 +335,7 @@ def _main(argv: list[str] | None, held: contextlib.ExitStack) -> int:
             if env.is_main:
                 weights = f"{run.last_checkpoint} (end of training)"
                 weights = _later_stage_weights(suite, modules, run, weights)
-        elif not (args.load_model or resume_ckpt is not None) and env.is_main:
+        elif not (args.load_model or resume_ckpt is not None or source) and env.is_main:
             print("note: no model loaded and no training: later stages use the initial weights",
                   file=sys.stderr)
         if env.distributed:

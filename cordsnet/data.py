@@ -34,6 +34,13 @@ STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
 MIXED = ("fashion_mnist", "cifar10", "cifar100")  # where the source mixes batches
 
 
+def eval_resize(name: str, size: int) -> int:
+    """The side the shorter image side is resized to before the centre crop to ``size`` in the
+    published test transform (and ``process_image``): ImageNet 256 for 224 (``round(size * 256 / 224)``),
+    every other set ``size``."""
+    return round(size * 256 / 224) if name == "imagenet" else size
+
+
 def image_transform(name: str, size: int, train: bool, augment: bool = True) -> Callable:
     """The published torchvision (v2) pipeline for data set ``name`` at side ``size``."""
     from torchvision.transforms import v2
@@ -45,7 +52,7 @@ def image_transform(name: str, size: int, train: bool, augment: bool = True) -> 
         if train and augment:
             return v2.Compose([v2.RandomResizedCrop(size), v2.RandomHorizontalFlip(), *to_float,
                                v2.RandAugment(), *norm])
-        return v2.Compose([v2.Resize(round(size * 256 / 224)), v2.CenterCrop(size), *to_float, *norm])
+        return v2.Compose([v2.Resize(eval_resize(name, size)), v2.CenterCrop(size), *to_float, *norm])
     aug: list = []
     if train and augment:
         if name in ("cifar10", "cifar100"):

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from core.errors import UserError
 from rsa.gratings import grating_images
@@ -40,13 +39,19 @@ def gratings(orientation: torch.Tensor, phase: torch.Tensor, size: int, channels
     return out
 
 
-def folder_images(folder: str | Path, size: int, channels: int, check_only: bool = False
-                  ) -> tuple[torch.Tensor, list[str]]:
-    """Every image file in ``folder`` (sorted by name), resized (shorter side) and centre-cropped to
-    ``size`` x ``size``, as ``(n, channels, size, size)`` in [0, 1] (RGB to grey by luminance for
-    one-channel models). ``check_only``: only decode every file (a broken one is a UserError)
-    and return no images."""
+def folder_images(folder: str | Path, size: int, channels: int, check_only: bool = False,
+                  resize: int | None = None) -> tuple[torch.Tensor, list[str]]:
+    """Every image file in ``folder`` (sorted by name) through the published ``process_image``
+    transform less its normalisation: torchvision's ``Resize(resize)`` (the shorter side to
+    ``resize``, default ``size``, aspect kept, bilinear with antialiasing) then
+    ``CenterCrop(size)``, so a non-square image loses the ends of its longer side. Returns
+    ``(n, channels, size, size)`` in [0, 1] (RGB to grey by luminance for one-channel models).
+    ``check_only``: only decode every file (a broken one is a UserError) and return no images."""
     from PIL import Image, UnidentifiedImageError
+    from torchvision.transforms import v2
+
+    transform = v2.Compose([v2.Resize(resize or size), v2.CenterCrop(size), v2.ToImage(),
+                            v2.ToDtype(torch.float32, scale=True)])
 
     root = Path(folder)
     if not root.is_dir():
@@ -65,20 +70,13 @@ def folder_images(folder: str | Path, size: int, channels: int, check_only: bool
                     im = im.convert("L" if channels == 1 else "RGB")  # decodes the whole file
                     if check_only:
                         continue
-                    arr = np.asarray(im, dtype=np.float32) / 255.0
+                    x = transform(im)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise UserError(f"--stimulus_folder: {path} is too large to decode safely ({exc}); "
                             "resize it first") from None
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
             raise UserError(f"--stimulus_folder: cannot read {path}: {exc}") from None
-        x = torch.from_numpy(arr)
-        x = x[None] if x.dim() == 2 else x.permute(2, 0, 1)
-        h, w = x.shape[1:]
-        scale = size / min(h, w)
-        x = F.interpolate(x[None], size=(max(size, round(h * scale)), max(size, round(w * scale))),
-                          mode="bilinear", align_corners=False, antialias=True)[0]
-        top, left = (x.shape[1] - size) // 2, (x.shape[2] - size) // 2
-        images.append(x[:, top:top + size, left:left + size].clamp(0, 1))
+        images.append(torch.as_tensor(x).float().clamp(0, 1))
     names = [p.name for p in files]
     return (torch.empty(0), names) if check_only else (torch.stack(images), names)
 

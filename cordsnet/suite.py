@@ -40,9 +40,12 @@ class CordsNetSuite(ModelSuite):
     # --- set-up ---------------------------------------------------------------
     def prepare(self) -> None:
         cfg = self.cfg
-        if cfg.dataset != "digits":  # a missing real set is a one-line message before anything is written
-            self._test_set  # noqa: B018
-            if cfg.phase_steps_total:
+        if cfg.dataset != "digits":  # a missing real set is a one-line message before anything is written,
+            # asked for only by the stages that read it (own images or gratings need no data set)
+            train = "train" in self.ctx.stages and cfg.phase_steps_total
+            if train or self._test_set_needed():
+                self._test_set  # noqa: B018
+            if train:
                 self._train_source  # noqa: B018
         for key in ("pretrained", "resnet18_weights"):
             path = getattr(cfg, key)
@@ -54,6 +57,18 @@ class CordsNetSuite(ModelSuite):
             self._resnet18_mapped()
         if cfg.stimulus_folder:
             stimuli.folder_images(cfg.stimulus_folder, cfg.input_size, cfg.in_channels, check_only=True)
+
+    #: analyses and visualisations that read the test set (the others need no data set)
+    TEST_SET_ANALYSES = ("accuracy_time", "dynamics", "jacobian", "robustness", "trajectories")
+    TEST_SET_VIZ = ("stimuli",)
+
+    def _test_set_needed(self) -> bool:
+        """Whether a selected visualisation or analysis reads the test set."""
+        ctx = self.ctx
+        viz = "viz" in ctx.stages and any(n in self.TEST_SET_VIZ for n in (ctx.viz_names or self.TEST_SET_VIZ))
+        ana = "analyze" in ctx.stages and any(n in self.TEST_SET_ANALYSES
+                                              for n in (ctx.analysis_names or self.TEST_SET_ANALYSES))
+        return viz or ana
 
     def _published_state(self) -> dict:
         """The user's published-format state dict (``cordsnetr8.pth``), loaded safely."""
@@ -96,6 +111,19 @@ class CordsNetSuite(ModelSuite):
                                 f"{'; '.join(bad[:3])}{f' and {len(bad) - 3} more' if len(bad) > 3 else ''}")
             self.__dict__["_resnet18"] = mapped
         return self.__dict__["_resnet18"]
+
+    def weights_source(self) -> str | None:
+        """``--pretrained``: the file's resolved path and SHA-256."""
+        if not self.cfg.pretrained:
+            return None
+        import hashlib
+
+        path = Path(self.cfg.pretrained).resolve()
+        digest = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        return f"{path} (--pretrained, sha256 {digest.hexdigest()})"
 
     def build(self):
         cfg = self.cfg
@@ -286,7 +314,8 @@ class CordsNetSuite(ModelSuite):
     def stimulus_set(self, ctx) -> StimulusSet:
         cfg = self.cfg
         if cfg.stimulus_folder:
-            images, names = stimuli.folder_images(cfg.stimulus_folder, cfg.input_size, cfg.in_channels)
+            images, names = stimuli.folder_images(cfg.stimulus_folder, cfg.input_size, cfg.in_channels,
+                                                  resize=D.eval_resize(cfg.dataset, cfg.input_size))
             return StimulusSet({"image": Labelled(images, ("trial", "channel", "y", "x"))},
                                coords={"file": np.asarray(names, dtype=object),
                                        "index": np.arange(len(names))},

@@ -70,6 +70,9 @@ class RunContext:
     run: Any = None  # core.rundir.RunDir or None
     recording: Any = None  # core.store.RecordingStore during analyses that use one
     stages: tuple[str, ...] = ()  # the stages of this invocation (see STAGES), for prepare()
+    #: the analyses (--only) and visualisations (--viz_type) selected; None: all of them
+    analysis_names: tuple[str, ...] | None = None
+    viz_names: tuple[str, ...] | None = None
     #: the managers call this once something of a resumed run has been done (see
     #: core.resume_note): the resume and its overrides are then recorded in meta.yaml
     resume_started: Callable[[], None] = nothing_to_note
@@ -216,6 +219,12 @@ class ModelSuite:
         """Check inputs (data sets present, files readable) before anything is written.
 
         Raise :class:`core.errors.UserError` (e.g. ``DatasetUnavailable``) to stop cleanly."""
+
+    def weights_source(self) -> str | None:
+        """Where :meth:`build` took its weights from when not from the seed (e.g. a published
+        weights file: its path and SHA-256), or None. Recorded as the weights of later stages
+        and as ``loaded_from`` in meta.yaml."""
+        return None
 
     def build(self) -> dict[str, nn.Module]:
         """The model's modules by name (all go into checkpoints), on ``self.device``."""

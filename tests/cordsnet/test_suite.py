@@ -184,3 +184,60 @@ def test_every_phase_under_torchrun(tmp_path):
     ckpt = load_checkpoint(tmp_path / "runs/ddp/checkpoints/last.pt")
     assert ckpt["step"] == 20 and ckpt["phase_index"] == 4
     assert [p.name for p in (tmp_path / "runs").iterdir()] == ["ddp"]
+
+
+def test_own_images_use_the_published_process_image(tmp_path):
+    """Own images through the published ``process_image`` (ImageNet: Resize(256), CenterCrop(224),
+    the set's mean/std), for a square and a non-square (300 x 240) image."""
+    from PIL import Image
+    from torchvision.transforms import v2
+
+    from cordsnet import data as D
+    from cordsnet import stimuli
+
+    rng = np.random.default_rng(1)
+    for i, (h, w) in enumerate([(224, 224), (240, 300)]):
+        Image.fromarray((rng.random((h, w, 3)) * 255).astype("uint8")).save(tmp_path / f"im{i}.png")
+    process_image = v2.Compose([v2.Resize(256), v2.CenterCrop(224), v2.ToImage(), v2.ToDtype(torch.float32, scale=True),
+                                v2.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])])
+    want = torch.stack([process_image(Image.open(tmp_path / f"im{i}.png").convert("RGB")) for i in range(2)])
+    images, _ = stimuli.folder_images(tmp_path, 224, 3, resize=D.eval_resize("imagenet", 224))
+    mean, std = D.channel_stats("imagenet", 224)
+    torch.testing.assert_close((images - mean) / std, want, rtol=0, atol=1e-5)
+
+
+def test_own_images_through_published_weights_need_no_data_set(run_main, tmp_path):
+    """The README's own-images command (--pretrained, no training, own images recorded) with no
+    data set on disk: it runs, and the weights file (path, SHA-256) is the recorded source."""
+    import hashlib
+
+    import yaml
+    from PIL import Image
+
+    from cordsnet.model import CordsNet
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i, (h, w) in enumerate([(16, 16), (24, 30)]):
+        Image.fromarray((rng.random((h, w, 3)) * 255).astype("uint8")).save(folder / f"im{i}.png")
+    torch.manual_seed(0)
+    path = tmp_path / "r2.pth"
+    torch.save(CordsNet(2, 3, 1000, 16).state_dict(), path)  # the published format, ImageNet classes
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    argv = [*TINY, "--dataset", "imagenet", "--data_root", str(tmp_path / "no_data"), "--pretrained", str(path),
+            "--no_train_model"]
+    rc, err = run_main(*argv, "--gen_exp_stim", "--experiment", "--stimulus_folder", str(folder), "--run_name", "own")
+    assert rc == 0, err
+    assert "initial weights" not in err
+    run = tmp_path / "runs/own"
+    store = RecordingStore.open(run / "recordings/activity.zarr")
+    assert store.n_trials == 2
+    assert str(path.resolve()) in store.attrs["weights_source"] and sha in store.attrs["weights_source"]
+    meta = yaml.safe_load((run / "meta.yaml").read_text())
+    assert str(path.resolve()) in meta["loaded_from"] and sha in meta["loaded_from"]
+    # spectra read no data set either; an analysis that reads test images asks for it
+    rc, err = run_main(*argv, "--analyze", "--only", "spectra", "--run_name", "sp")
+    assert rc == 0, err
+    rc, err = run_main(*argv, "--analyze", "--only", "robustness", "--run_name", "rob")
+    assert rc == 2 and "imagenet" in err and not (tmp_path / "runs/rob").exists()
