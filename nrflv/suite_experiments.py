@@ -294,7 +294,11 @@ class ExperimentsMixin:
                                   "--record_control true --experiment (it is added to an existing recording)")
         control = Experiment(RecordingStore.open(path), self.device)
         prefs = self._preferences(ctx)
-        return self._run("findings", ctx, lambda exp: findings.run(exp, control, self.cfg, prefs))
+        try:            # the battery's own synchrony analysis of this recording, computed once
+            sync = self.an_synchrony(modules, ctx)
+        except AnalysisSkipped:
+            sync = None
+        return self._run("findings", ctx, lambda exp: findings.run(exp, control, self.cfg, prefs, sync))
 
     @analysis("summary", "one page with every analysis's headline; all their scalars", needs_recording=True)
     def an_summary(self, modules, ctx):

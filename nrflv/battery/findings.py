@@ -60,13 +60,17 @@ def _interval(m: float, lo: float, hi: float) -> dict:
     return {"value": m, "lo": lo, "hi": hi}
 
 
-def _safe(fn: Callable[[], dict], why: list[str], label: str) -> dict:
-    """``fn()``, or NaNs with the reason appended to ``why``."""
+_NAN = object()   # _safe's default fallback: a NaN value and interval
+
+
+def _safe(fn: Callable[[], object], why: list[str], label: str, fallback=_NAN):
+    """``fn()``, or ``fallback`` (default: NaN value and interval) with the reason appended to
+    ``why``."""
     try:
         return fn()
     except (AnalysisSkipped, ValueError) as exc:
         why.append(f"{label}: {exc}")
-        return _interval(*NAN3)
+        return _interval(*NAN3) if fallback is _NAN else fallback
 
 
 # --- per-recording quantities -----------------------------------------------------------------
@@ -82,9 +86,10 @@ def lfp_spectra(exp: Experiment, cfg, prefs) -> tuple[pd.DataFrame, torch.Tensor
     return table, f, spectra
 
 
-def oscillation_excess(exp: Experiment, cfg, prefs, period: str) -> dict:
-    """Mean over driven trials of the LFP's peak over its aperiodic fit in ``period``."""
-    table, f, spectra = lfp_spectra(exp, cfg, prefs)
+def oscillation_excess(lfp: tuple, cfg, period: str) -> dict:
+    """Mean over driven trials of the LFP's peak over its aperiodic fit in ``period``; ``lfp``:
+    what :func:`lfp_spectra` returns."""
+    table, f, spectra = lfp
     driven = torch.from_numpy((table["contrast"] > 0).to_numpy().copy())
     if not driven.any():
         raise AnalysisSkipped("no driven trial (contrast > 0) has an LFP")
@@ -115,9 +120,10 @@ def lag_of(exp: Experiment, cfg, shuffled: bool = False) -> dict:
     return {**_interval(m, lo, hi), "n": int(np.isfinite(per_channel).sum())}
 
 
-def per_trial_measures(exp: Experiment, cfg, prefs) -> pd.DataFrame:
-    """Per contrast trial (with an LFP): contrast, onset overshoot, LFP peak Hz and log10 power."""
-    table, f, spectra = lfp_spectra(exp, cfg, prefs)
+def per_trial_measures(exp: Experiment, lfp: tuple, cfg, prefs) -> pd.DataFrame:
+    """Per contrast trial (with an LFP): contrast, onset overshoot, LFP peak Hz and log10 power;
+    ``lfp``: what :func:`lfp_spectra` returns for ``exp``."""
+    table, f, spectra = lfp
     fpk, ppk = peak(f, spectra["stimulus"])
     out = table[["trial", "contrast"]].copy()
     out["peak_hz"] = fpk.cpu().numpy()
@@ -135,12 +141,13 @@ def contrast_slope(trials: pd.DataFrame, column: str, cfg, seed: int) -> dict:
             "null_hi": s["null_hi"]}
 
 
-def synchrony_evidence(exp: Experiment, cfg, prefs) -> dict[str, dict]:
+def synchrony_evidence(exp: Experiment, cfg, prefs, result: AnalysisResult | None = None) -> dict[str, dict]:
     """From the synchrony analysis, during the stimulus: ``difference``, the collinear -
     orthogonal shift-corrected zero-lag correlation pooled over distances, and ``distance``,
     the slope of the collinear pairs' correlation against their distance; each with its CI and
-    the smallest effect the data could have detected (``2.8 SE``, SE from the CI)."""
-    res = synchrony.run(exp, cfg, prefs)
+    the smallest effect the data could have detected (``2.8 SE``, SE from the CI). ``result``:
+    the synchrony analysis of ``exp`` when already computed."""
+    res = result if result is not None else synchrony.run(exp, cfg, prefs)
     out = {}
     diffs = res.tables.get("synchrony_differences")
     rows = None if diffs is None else diffs[diffs["comparison"] == "collinear - orthogonal"]
@@ -189,13 +196,34 @@ def _row(finding: str, measure: str, unit: str, eff: dict, controls: dict[str, t
     return row
 
 
-def run(exp: Experiment, control: Experiment, cfg, prefs: pd.DataFrame | None) -> AnalysisResult:
+def run(exp: Experiment, control: Experiment, cfg, prefs: pd.DataFrame | None,
+        synchrony_result: AnalysisResult | None = None) -> AnalysisResult:
+    """The findings table of ``exp`` against ``control``; ``synchrony_result``: the synchrony
+    analysis of ``exp`` when the battery has already run it."""
     rows = []
+    # the LFP spectra of each recording, read once (None where there is no LFP: its reason in lfp_err)
+    recordings = {"trained": exp, "untrained": control}
+    lfp, lfp_err = {}, {}
+    for label, r in recordings.items():
+        try:
+            lfp[label] = lfp_spectra(r, cfg, prefs)
+        except (AnalysisSkipped, ValueError) as exc:
+            lfp[label], lfp_err[label] = None, str(exc)
+
+    def on_lfp(label: str, fn: Callable[[tuple], object], why: list[str], name: str | None = None,
+               fallback=_NAN):
+        """``fn`` of recording ``label``'s LFP spectra, or ``fallback`` with the reason in ``why``
+        (noted as ``name``, default the label)."""
+        if lfp[label] is None:
+            why.append(f"{name or label}: {lfp_err[label]}")
+            return _interval(*NAN3) if fallback is _NAN else fallback
+        return _safe(lambda: fn(lfp[label]), why, name or label, fallback)
+
     # 1. oscillatory responses
     why: list[str] = []
-    eff = _safe(lambda: oscillation_excess(exp, cfg, prefs, "stimulus"), why, "trained")
-    blank = _safe(lambda: oscillation_excess(exp, cfg, prefs, "before"), why, "blank before")
-    untrained = _safe(lambda: oscillation_excess(control, cfg, prefs, "stimulus"), why, "untrained")
+    eff = on_lfp("trained", lambda x: oscillation_excess(x, cfg, "stimulus"), why)
+    blank = on_lfp("trained", lambda x: oscillation_excess(x, cfg, "before"), why, name="blank before")
+    untrained = on_lfp("untrained", lambda x: oscillation_excess(x, cfg, "stimulus"), why)
     rows.append(_row("oscillatory responses", "LFP peak over the aperiodic fit, during the stimulus", "log10 power",
                      eff, {"untrained": (untrained["value"], untrained["lo"], untrained["hi"]),
                            "blank_before": (blank["value"], blank["lo"], blank["hi"])}, why,
@@ -212,14 +240,9 @@ def run(exp: Experiment, control: Experiment, cfg, prefs: pd.DataFrame | None) -
                      {"sign": "-p lags s" if eff["value"] > 0 else "-p leads s" if eff["value"] < 0 else ""}))
     # 3-5. slopes against contrast
     why = []
-    trials = {}
-    for label, recording in (("trained", exp), ("untrained", control)):
-        try:
-            trials[label] = per_trial_measures(recording, cfg, prefs)
-        except (AnalysisSkipped, ValueError) as exc:
-            trials[label] = None
-            why.append(f"{label}: {exc}")
-    trained_trials, control_trials = trials["trained"], trials["untrained"]
+    trained_trials, control_trials = (
+        on_lfp(label, lambda x, r=r: per_trial_measures(r, x, cfg, prefs), why, fallback=None)
+        for label, r in recordings.items())
     for k, (finding, column, unit) in enumerate((
             ("contrast-dependent transient overshoot", "overshoot", "state per unit contrast"),
             ("peak frequency rises with contrast", "peak_hz", "Hz per unit contrast"),
@@ -234,14 +257,8 @@ def run(exp: Experiment, control: Experiment, cfg, prefs: pd.DataFrame | None) -
     # 6. no synchrony: collinear - orthogonal, and the collinear pairs' slope against distance
     why = []
     nan = {"difference": {**_interval(*NAN3)}, "distance": {**_interval(*NAN3)}}
-    evidence = {}
-    for label, recording in (("trained", exp), ("untrained", control)):
-        try:
-            evidence[label] = synchrony_evidence(recording, cfg, prefs)
-        except (AnalysisSkipped, ValueError) as exc:
-            evidence[label] = nan
-            why.append(f"{label}: {exc}")
-    trained, untrained = evidence["trained"], evidence["untrained"]
+    trained = _safe(lambda: synchrony_evidence(exp, cfg, prefs, synchrony_result), why, "trained", nan)
+    untrained = _safe(lambda: synchrony_evidence(control, cfg, prefs), why, "untrained", nan)
     for key, measure, unit in (("difference", "collinear - orthogonal shift-corrected zero-lag correlation",
                                 "correlation"),
                                ("distance", "slope of the collinear pairs' corrected correlation against distance",
