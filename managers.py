@@ -24,14 +24,13 @@ import pandas as pd
 import torch
 from torch import nn
 
-from core.checkpoint import FORMAT_VERSION, load_module_states, save_checkpoint
-from core.config import to_dict
+from core.checkpoint import checkpoint_dict, load_into, save_checkpoint  # noqa: F401  (load_into: re-exported)
 from core.experiments import ExperimentsManager  # noqa: F401  (re-exported: managers is the import point)
 from core.errors import TrainingDiverged, UserError
 from core.health import nonfinite_entries, nonfinite_parameters, summarise
 from core.optim_state import load_optimizer_state
 from core.outputs import RunLogger
-from core.phase_check import check_resumed_phases, phase_table
+from core.phase_check import check_resume, phase_table  # noqa: F401  (check_resume: re-exported)
 from core.runtime import all_reduce_mean, derive_seed, generator, reseed
 from core.progress import progress
 from core.progress import say as _say
@@ -52,33 +51,6 @@ class _LossModule(nn.Module):
         return self.suite.loss(dict(self.parts.items()), batch, step)
 
 
-def checkpoint_dict(suite: ModelSuite, modules: dict[str, nn.Module], *, step: int,
-                    optimizer: torch.optim.Optimizer | None = None, phase_index: int = 0,
-                    loop_state: dict | None = None) -> dict[str, Any]:
-    return {
-        "format_version": FORMAT_VERSION,
-        "model": suite.name,
-        "config": to_dict(suite.cfg),
-        "modules": {k: m.state_dict() for k, m in modules.items()},
-        "optimizer": optimizer.state_dict() if optimizer is not None else None,
-        "step": int(step),
-        "phase_index": int(phase_index),
-        "suite_state": suite.state_dict(),
-        "loop_state": dict(loop_state or {}),
-        "torch_version": str(torch.__version__),
-    }
-
-
-def load_into(suite: ModelSuite, modules: dict[str, nn.Module], ckpt: dict, source: str) -> None:
-    """Load a checkpoint's module states (and the suite's own state) with full checking."""
-    if ckpt.get("model") not in (None, suite.name):
-        raise UserError(f"checkpoint {source} is of model {ckpt.get('model')!r}, not {suite.name!r}")
-    if "modules" not in ckpt:
-        raise UserError(f"checkpoint {source} has no 'modules' entry; is it from this toolkit?")
-    load_module_states(modules, ckpt["modules"], source)
-    suite.load_state_dict(ckpt.get("suite_state") or {})
-
-
 def _link_or_copy(src: Path, dst: Path) -> None:
     """Make ``dst`` a copy of ``src`` atomically (hard link when the filesystem allows)."""
     tmp = dst.with_name(f".{dst.name}.tmp")
@@ -89,20 +61,6 @@ def _link_or_copy(src: Path, dst: Path) -> None:
     except OSError:
         shutil.copy2(src, tmp)
     os.replace(tmp, dst)
-
-
-def check_resume(suite: ModelSuite, resume: dict) -> None:
-    """Before anything is written: refuse a resume whose config rewrites phases that have already
-    run (their length, or a key acting only in them; see :mod:`core.phase_check`)."""
-    phases = suite.phases()
-    bounds = np.cumsum([0] + [p.steps for p in phases])
-    step = int(resume.get("step", 0))
-    loop_state = resume.get("loop_state") or {}
-    if loop_state.get("stopped_early") or step >= int(bounds[-1]):
-        return  # nothing left to train: "training already complete"
-    check_resumed_phases(phase_table(phases, bounds), loop_state.get("phases"), step,
-                         int(resume.get("phase_index", 0)), type(suite).phase_keys, to_dict(suite.cfg),
-                         resume.get("config") or {})
 
 
 class TrainingManager:
