@@ -8,6 +8,8 @@
     torchrun --nproc_per_node=2 main.py --config ... --device cpu         # distributed (DDP)
 
 Stages run in this order: training, --viz, --gen_exp_stim, --experiment, --analyze.
+Which run folder, config, checkpoint, data root and weights they use is resolved once by
+:class:`core.runplan.RunPlan`; this module parses the command line and runs the stages.
 Every value is validated before anything is written; a bad one gives a one-line error
 and exit status 2.
 """
