@@ -18,7 +18,6 @@ import contextlib
 import sys
 from pathlib import Path
 
-from core import config as C
 from core.errors import UserError
 
 
@@ -49,37 +48,28 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None, held: contextlib.ExitStack) -> int:
-    from core.checkpoint import load_checkpoint
     from core.outputs import RunLogger
-    from core.registry import get_suite
+    from core.runplan import RunPlan
     from core.runtime import keep_freed_memory_mapped, resolve_device, seed_everything
-    from core.runconfig import run_config
-    from core.rundir import RunDir
-    from core.runlock import RunLock
     from core.suite import RunContext
-    from managers import AnalysisManager, load_into
+    from managers import AnalysisManager
 
     keep_freed_memory_mapped()
     try:
         args = get_args_parser().parse_args(argv)
-        run = RunDir.existing(args.run)
-        saved = run_config(run)
-        model = saved.pop("model")
-        suite_cls = get_suite(model)
         if args.list:
+            _, _, suite_cls = RunPlan.run_suite(args.run)
             for name, help_ in suite_cls.analysis_names().items():
                 print(f"{name:24s} {help_}")
             return 0
-        if "analyze" not in suite_cls.stages():
-            raise UserError(f"model {model} has no analyses")
-        held.enter_context(RunLock(run.path, "--run"))  # one process writes a run at a time
         overrides = {}
         for item in args.set:
             key, sep, value = item.partition("=")
             if not sep:
                 raise UserError(f"--set: expected KEY=VALUE, got {item!r}")
             overrides[key] = value
-        cfg = C.from_dict(suite_cls.Config, {**saved, **overrides}, source=str(run.path / "config.yaml"))
+        plan = RunPlan.for_analysis(args.run, overrides, args.data_root, held=held)
+        suite_cls, cfg, run = plan.suite_cls, plan.cfg, plan.run
         names = None
         if args.only:
             names = [n.strip() for n in args.only.split(",") if n.strip()]
@@ -96,17 +86,11 @@ def _main(argv: list[str] | None, held: contextlib.ExitStack) -> int:
 
             torch.set_num_threads(cfg.threads)
         seed_everything(cfg.seed)
-        from main import run_data_root
-
-        ctx = RunContext(cfg=cfg, device=device, data_root=run_data_root(args.data_root, run), run=run)
+        ctx = RunContext(cfg=cfg, device=device, data_root=plan.data_root, run=run)
         suite = suite_cls(ctx)
         suite.prepare()
         modules = suite.build()
-        ckpt = run.best_checkpoint if run.best_checkpoint.exists() else run.last_checkpoint
-        if ckpt.exists():
-            load_into(suite, modules, load_checkpoint(ckpt), str(ckpt))
-        else:
-            print("note: the run has no checkpoint; analysing the initial weights", file=sys.stderr)
+        plan.load_weights(suite, modules)
         logger = RunLogger(run)
         AnalysisManager(suite, modules, ctx, logger, recording=recording).run(names)
         logger.close()

@@ -8,6 +8,8 @@
     torchrun --nproc_per_node=2 main.py --config ... --device cpu         # distributed (DDP)
 
 Stages run in this order: training, --viz, --gen_exp_stim, --experiment, --analyze.
+Which run folder, config, checkpoint, data root and weights they use is resolved once by
+:class:`core.runplan.RunPlan`; this module parses the command line and runs the stages.
 Every value is validated before anything is written; a bad one gives a one-line error
 and exit status 2.
 """
@@ -15,19 +17,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import shutil
 import sys
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from core import config as C
 from core.errors import TrainingDiverged, UserError
 from core.registry import FAMILIES, get_suite
-from core.runconfig import run_config
-from core.rundir import RunDir, check_out_dir, check_run_name, resolve_checkpoint
-from core.runlock import RunLock
+from core.rundir import check_out_dir, check_run_name
+from core.runplan import RunPlan, config_values, resume_command, starting_preset
 from core.suite import ModelSuite, RunContext
 
 GENERAL_KEYS = {"seed"}  # config keys that have their own general flag
@@ -108,15 +107,7 @@ def parse_args(argv: list[str] | None = None):
     """Parse and validate everything; returns ``(args, suite_class, config)``. Writes nothing."""
     argv = list(sys.argv[1:] if argv is None else argv)
     pre, _ = get_args_parser(add_help=False).parse_known_args(argv)
-    preset: dict[str, Any] = {}
-    source = None
-    if pre.resume:
-        run = RunDir.existing(pre.resume)
-        preset, source = run_config(run), str(run.path / "config.yaml")
-        if pre.config:
-            raise UserError("--resume takes its config from the run; drop --config")
-    elif pre.config:
-        preset, source = C.load_preset(pre.config), pre.config
+    preset, source, resumed = starting_preset(pre.resume, pre.config)
     model = pre.model or preset.get("model")
     if preset.get("model") and pre.model and preset["model"] != pre.model:
         raise UserError(f"--model {pre.model} but {source} is a preset for {preset['model']}")
@@ -133,17 +124,8 @@ def parse_args(argv: list[str] | None = None):
         known = ", ".join(f"--{f.name}" for f in C.config_fields(suite.Config))
         raise UserError(f"unknown argument(s) {' '.join(extra)} for model {suite.name}; config keys: {known}")
     args.model = model
-    values = {k: v for k, v in preset.items() if k != "model"}
     overrides = {k[len("cfg__"):]: v for k, v in vars(args).items() if k.startswith("cfg__")}
-    if pre.resume:
-        # config.yaml describes the run's first part; earlier resumes' overrides live in meta.yaml
-        values.update(run.resume_overrides())
-        if args.seed is not None and args.seed != values.get("seed", args.seed):
-            raise UserError(f"--seed: a resumed run keeps its seed ({values.get('seed')}); "
-                            "start a new run for another seed")
-    values.update(overrides)
-    if args.seed is not None:
-        values["seed"] = args.seed
+    values = config_values(preset, overrides, args.seed, resumed)
     cfg = C.from_dict(suite.Config, values, source=source or "")
     args.overrides = {k: C.to_dict(cfg)[k] for k in overrides}  # as validated
     _check_stages(args, suite)
@@ -152,14 +134,6 @@ def parse_args(argv: list[str] | None = None):
             check_run_name(args.run_name)
         check_out_dir(Path(args.out_dir))
     return args, suite, cfg
-
-
-def run_data_root(given: str | None, run=None) -> Path:
-    """``--data_root`` if given; else the one a run was started with (meta.yaml); else ./data."""
-    if given is not None:
-        return Path(given)
-    stored = run.read_meta().get("data_root") if run is not None else None
-    return Path(stored) if stored else Path("data")
 
 
 def _check_stages(args, suite: type[ModelSuite]) -> None:
@@ -178,49 +152,8 @@ def _check_stages(args, suite: type[ModelSuite]) -> None:
     args.analysis_names = _names(args.only, suite.analysis_names(), "--only")
     if args.load_model and args.resume:
         raise UserError("--load_model and --resume exclude each other: --resume continues RUN in place")
-    if args.load_model:
-        args.load_checkpoint = resolve_checkpoint(args.load_model)
     if args.stimuli and not Path(args.stimuli).exists():
         raise UserError(f"--stimuli: not found: {args.stimuli}")
-
-
-def _arch_from_checkpoint(suite, cfg, ckpt: dict, overrides: dict, source: str):
-    """Architecture keys come from the checkpoint; an explicit conflicting override is an error."""
-    saved = ckpt.get("config") or {}
-    changes = {}
-    for key in C.arch_keys(suite.Config):
-        if key not in saved:
-            continue
-        if key in overrides and C.from_dict(suite.Config, {key: overrides[key]}).__dict__[key] != saved[key]:
-            raise UserError(f"--{key}: the checkpoint {source} was built with {key}={saved[key]!r}; "
-                            "architecture keys cannot change when loading a model")
-        changes[key] = saved[key]
-    values = {**C.to_dict(cfg, derived=False), **changes}  # derived keys are recomputed
-    return C.from_dict(suite.Config, values, source=source)
-
-
-def _describe(path: Path, ckpt: dict) -> str:
-    return f"{path} (step {ckpt.get('step', '?')})"
-
-
-def _later_stage_weights(suite, modules, run: RunDir, current: str, notes: list[str] | None = None) -> str:
-    """After training, or when a trained run is resumed: the stages after training use
-    best.pt when the model selects one (as the run's first invocation did), else the
-    current weights. Returns a description of the weights in use; the note saying so goes
-    to ``notes`` when given (printed once the checks have passed), else to stderr."""
-    from core.checkpoint import load_checkpoint
-    from managers import load_into
-
-    if suite.selection_metric and run.best_checkpoint.exists():
-        best = load_checkpoint(run.best_checkpoint)
-        load_into(suite, modules, best, str(run.best_checkpoint))
-        note = f"using best checkpoint ({suite.selection_metric[0]}) for later stages"
-        if notes is None:
-            print(note, file=sys.stderr)
-        else:
-            notes.append(note)
-        return _describe(run.best_checkpoint, best)
-    return current
 
 
 def _out_of_memory(exc: BaseException) -> bool:
@@ -237,33 +170,21 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None, held: contextlib.ExitStack) -> int:
-    from core.checkpoint import load_checkpoint, save_checkpoint
     from core.outputs import RunLogger
-    from core.resume_note import ResumeNote
     from core.runtime import (broadcast_object, init_distributed, keep_freed_memory_mapped, seed_everything,
                               shutdown_distributed)
     from managers import (AnalysisManager, ExperimentsManager, RunInterrupted, TrainingManager,
-                          VisualizationManager, check_resume, checkpoint_dict, load_into)
+                          VisualizationManager)
 
     try:
         args, suite_cls, cfg = parse_args(argv)
         env, device = init_distributed(args.device)
-        resume_ckpt = loaded = existing = None
-        if args.resume:
-            run = existing = RunDir.existing(args.resume)
-            if env.is_main:  # one process writes a run at a time
-                held.enter_context(RunLock(run.path, "--resume"))
-            if run.last_checkpoint.exists():
-                resume_ckpt = load_checkpoint(run.last_checkpoint)
-                cfg = _arch_from_checkpoint(suite_cls, cfg, resume_ckpt, args.overrides, str(run.last_checkpoint))
-        elif args.load_model:
-            loaded = load_checkpoint(args.load_checkpoint)
-            cfg = _arch_from_checkpoint(suite_cls, cfg, loaded, args.overrides, str(args.load_checkpoint))
+        plan = RunPlan.for_main(args, suite_cls, cfg, held=held, is_main=env.is_main)
     except UserError as exc:
         print(f"main.py: error: {exc}", file=sys.stderr)
         return 2
 
-    created = current = None
+    cfg = plan.cfg
     keep_freed_memory_mapped()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -272,9 +193,8 @@ def _main(argv: list[str] | None, held: contextlib.ExitStack) -> int:
         stages = tuple(name for name, on in (("train", not args.no_train_model), ("viz", args.viz),
                                              ("gen_exp_stim", args.gen_exp_stim),
                                              ("experiment", args.experiment), ("analyze", args.analyze)) if on)
-        data_root = run_data_root(args.data_root, existing)
-        ctx = RunContext(cfg=cfg, device=device, env=env, data_root=data_root,
-                         download=args.download, run=existing, stages=stages,
+        ctx = RunContext(cfg=cfg, device=device, env=env, data_root=plan.data_root,
+                         download=args.download, run=plan.run, stages=stages,
                          analysis_names=None if args.analysis_names is None else tuple(args.analysis_names),
                          viz_names=None if args.viz_names is None else tuple(args.viz_names))
         suite = suite_cls(ctx)
@@ -283,59 +203,24 @@ def _main(argv: list[str] | None, held: contextlib.ExitStack) -> int:
             raise UserError(f"--early_stop_patience: model {suite.name} selects no best model (no selection "
                             "metric), so early stopping would be ignored; set it to 0")
         modules = suite.build()
-        source = suite.weights_source()  # e.g. --pretrained: a published weights file
-        weights = source or f"initial weights (seed {cfg.seed})"
-        if resume_ckpt is not None:
-            load_into(suite, modules, resume_ckpt, args.resume)
-            weights = _describe(existing.last_checkpoint, resume_ckpt)
-            if not args.no_train_model:
-                check_resume(suite, resume_ckpt)
-        elif loaded is not None:
-            load_into(suite, modules, loaded, str(args.load_checkpoint))
-            weights = _describe(args.load_checkpoint, loaded)
-        notes: list[str] = []  # printed once every check has passed (never above an error line)
-        if existing is not None and args.no_train_model and env.is_main:
-            weights = _later_stage_weights(suite, modules, existing, weights, notes)
+        plan.load_weights(suite, modules)
+        stimuli = Path(args.stimuli) if args.stimuli else None
         if env.is_main and (args.gen_exp_stim or args.experiment or args.stimuli or args.analyze):
-            ExperimentsManager(suite, modules, ctx, weights).preflight(
-                gen_exp_stim=args.gen_exp_stim, experiment=args.experiment,
-                stimuli=Path(args.stimuli) if args.stimuli else None, analyze=args.analyze,
-                check_weights=args.no_train_model)  # after training they are only known then
-        if existing is not None:
-            run = existing
-        else:
-            path = None
-            if env.is_main:
-                run = created = RunDir.create(args.out_dir, suite_cls.name, args.run_name)
-                held.enter_context(RunLock(run.path, "--run_name"))
-                path = str(run.path)
-            run = RunDir(broadcast_object(path, env))
-        ctx.run = current = run
-        if args.resume:  # config.yaml stays as the run's first part wrote it; meta.yaml notes the
-            # resume and its overrides once it has started well (not if refused or failed)
-            ctx.resume_started = ResumeNote(run, device=device, world_size=env.world_size,
-                                            overrides=args.overrides, enabled=env.is_main).started
-        if env.is_main:
-            if not args.resume:
-                run.write_config({"model": args.model, **C.to_dict(cfg, derived=False)})
-                run.write_meta(model=args.model, seed=cfg.seed, device=device, world_size=env.world_size,
-                               parent=str(args.load_checkpoint) if args.load_model else source,
-                               extra={"threads": torch.get_num_threads(), "data_root": str(data_root.resolve())})
-            if loaded is not None:  # the new run starts from a copy of the loaded weights
-                save_checkpoint(checkpoint_dict(suite, modules, step=0), run.last_checkpoint)
+            ExperimentsManager(suite, modules, ctx, plan.weights).preflight(
+                gen_exp_stim=args.gen_exp_stim, experiment=args.experiment, stimuli=stimuli,
+                analyze=args.analyze, check_weights=args.no_train_model)  # after training they are only known then
+        run = plan.open_run(suite, modules, ctx, held, broadcast_object)
         logger = RunLogger(run, enabled=env.is_main)
         if env.is_main:
             print(f"run: {run.path}  model: {suite.name}  device: {device}"
                   f"{f'  world: {env.world_size}' if env.distributed else ''}", file=sys.stderr)
-            for note in notes:
+            for note in plan.notes:  # printed once every check has passed (never above an error line)
                 print(note, file=sys.stderr)
 
-        if not args.no_train_model:
-            TrainingManager(suite, modules, ctx, logger).fit(resume=resume_ckpt)
-            if env.is_main:
-                weights = f"{run.last_checkpoint} (end of training)"
-                weights = _later_stage_weights(suite, modules, run, weights)
-        elif not (args.load_model or resume_ckpt is not None or source) and env.is_main:
+        if plan.train:
+            TrainingManager(suite, modules, ctx, logger).fit(resume=plan.training_resumes_from)
+            plan.after_training(suite, modules)
+        elif plan.uses_initial_weights and env.is_main:
             print("note: no model loaded and no training: later stages use the initial weights",
                   file=sys.stderr)
         if env.distributed:
@@ -344,15 +229,14 @@ def _main(argv: list[str] | None, held: contextlib.ExitStack) -> int:
             return 0
         if args.viz:
             VisualizationManager(suite, modules, ctx, logger).run(args.viz_names)
-        exp = ExperimentsManager(suite, modules, ctx, weights, logger)
+        exp = ExperimentsManager(suite, modules, ctx, plan.weights, logger)
         if args.gen_exp_stim:
             exp.generate_stimuli()
         if args.experiment:
-            exp.record(Path(args.stimuli) if args.stimuli else None)
+            exp.record(stimuli)
             control = suite.control_modules()
             if control is not None:
-                ExperimentsManager(suite, control[0], ctx, control[1], logger, recording="control").record(
-                    Path(args.stimuli) if args.stimuli else None)
+                ExperimentsManager(suite, control[0], ctx, control[1], logger, recording="control").record(stimuli)
         if args.analyze:
             AnalysisManager(suite, modules, ctx, logger).run(args.analysis_names)
         ctx.resume_started()
@@ -361,7 +245,7 @@ def _main(argv: list[str] | None, held: contextlib.ExitStack) -> int:
         return 0
     except UserError as exc:
         print(f"main.py: error: {exc}", file=sys.stderr)
-        _drop_if_empty(created)
+        plan.drop_if_empty()
         return 2
     except RunInterrupted as exc:
         print(f"main.py: {exc}", file=sys.stderr)
@@ -370,51 +254,36 @@ def _main(argv: list[str] | None, held: contextlib.ExitStack) -> int:
         print(f"main.py: training diverged: {exc}", file=sys.stderr)
         return 3
     except OSError as exc:
-        if not _disk_failure_exit(exc, current, created, args):
+        if not _disk_failure_exit(exc, plan, args):
             raise
         return 2
     except (MemoryError, RuntimeError) as exc:
-        if _disk_failure_exit(exc, current, created, args):
+        if _disk_failure_exit(exc, plan, args):
             return 2
         if not _out_of_memory(exc):
             raise
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         print(f"main.py: error: out of memory on {device}: {first}. Reduce the batch size (or the model) "
               "and run again", file=sys.stderr)
-        _drop_if_empty(created)
+        plan.drop_if_empty()
         return 2
     finally:
         shutdown_distributed()
 
 
-def _disk_failure_exit(exc: BaseException, run: RunDir | None, created: RunDir | None, args) -> bool:
+def _disk_failure_exit(exc: BaseException, plan: RunPlan, args) -> bool:
     """A full or read-only disk: remove temporary files, print one line saying how to go on."""
     from core import diskfull
 
     if diskfull.disk_failure(exc) is None:
         return False
+    run = plan.current
     diskfull.remove_temporaries(run.path if run is not None else None)
-    _drop_if_empty(created)
-    if run is not None and run.path.exists():
-        flags = [("--no_train_model", args.no_train_model), ("--viz", args.viz),
-                 ("--gen_exp_stim", args.gen_exp_stim), ("--experiment", args.experiment),
-                 ("--analyze", args.analyze)]
-        rerun = " ".join(["python main.py --resume", str(run.path), *(f for f, on in flags if on),
-                          *([f"--viz_type {args.viz_type}"] if args.viz_type != "all" else []),
-                          *([f"--only {args.only}"] if args.only else []),
-                          *([f"--stimuli {args.stimuli}"] if args.stimuli else [])])
-    else:
-        rerun = "the same command"
+    plan.drop_if_empty()
+    rerun = resume_command(run.path, args) if run is not None and run.path.exists() else "the same command"
     print(f"main.py: error: {diskfull.message(exc, run.path if run is not None else None, rerun)}",
           file=sys.stderr)
     return True
-
-
-def _drop_if_empty(created: RunDir | None) -> None:
-    """Remove a run folder this invocation made if it holds nothing worth keeping."""
-    if created is not None and not any(created.checkpoints.glob("*.pt")) \
-            and not any(created.recordings.iterdir()):
-        shutil.rmtree(created.path, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ checkpoints and resume, distributed training -- and call the model's
   best-model selection, early stopping, NaN guard).
 * :class:`VisualizationManager` -- runs named visualisations, writes PNG + TensorBoard.
 * :class:`ExperimentsManager` -- writes the stimulus set and records model activity
-  block by block into a resumable zarr store.
+  block by block into a resumable zarr store (defined in :mod:`core.experiments`).
 * :class:`AnalysisManager` -- runs named analyses (optionally over a recording), writes
   CSV tables and PNG figures.
 """
@@ -16,39 +16,27 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
-import uuid
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from core.checkpoint import FORMAT_VERSION, load_checkpoint, load_module_states, save_checkpoint
-from core.config import to_dict
+from core.checkpoint import checkpoint_dict, load_into, save_checkpoint  # noqa: F401  (load_into: re-exported)
+from core.experiments import ExperimentsManager  # noqa: F401  (re-exported: managers is the import point)
 from core.errors import TrainingDiverged, UserError
-from core.health import (nonfinite_entries, nonfinite_parameters, summarise,
-                         weights_fingerprint)
+from core.health import nonfinite_entries, nonfinite_parameters, summarise
 from core.optim_state import load_optimizer_state
-from core.outputs import RunLogger, to_numpy
-from core.phase_check import check_resumed_phases, phase_table
+from core.outputs import RunLogger
+from core.phase_check import check_resume, phase_table  # noqa: F401  (check_resume: re-exported)
 from core.runtime import all_reduce_mean, derive_seed, generator, reseed
+from core.progress import progress
+from core.progress import say as _say
 from core.signals import RunInterrupted, StopSignals  # noqa: F401  (RunInterrupted: re-exported)
 from core.store import RecordingStore
 from core.suite import AnalysisResult, AnalysisSkipped, Animation, ModelSuite, Phase, RunContext, StepContext
-
-
-def progress(iterable: Iterable, ctx: RunContext, **kw):
-    """tqdm on rank 0 only (plain iteration elsewhere)."""
-    return tqdm(iterable, disable=not ctx.env.is_main, dynamic_ncols=True, mininterval=1.0, **kw)
-
-
-def _say(ctx: RunContext, msg: str) -> None:
-    if ctx.env.is_main:
-        tqdm.write(msg, file=sys.stderr)
 
 
 class _LossModule(nn.Module):
@@ -63,33 +51,6 @@ class _LossModule(nn.Module):
         return self.suite.loss(dict(self.parts.items()), batch, step)
 
 
-def checkpoint_dict(suite: ModelSuite, modules: dict[str, nn.Module], *, step: int,
-                    optimizer: torch.optim.Optimizer | None = None, phase_index: int = 0,
-                    loop_state: dict | None = None) -> dict[str, Any]:
-    return {
-        "format_version": FORMAT_VERSION,
-        "model": suite.name,
-        "config": to_dict(suite.cfg),
-        "modules": {k: m.state_dict() for k, m in modules.items()},
-        "optimizer": optimizer.state_dict() if optimizer is not None else None,
-        "step": int(step),
-        "phase_index": int(phase_index),
-        "suite_state": suite.state_dict(),
-        "loop_state": dict(loop_state or {}),
-        "torch_version": str(torch.__version__),
-    }
-
-
-def load_into(suite: ModelSuite, modules: dict[str, nn.Module], ckpt: dict, source: str) -> None:
-    """Load a checkpoint's module states (and the suite's own state) with full checking."""
-    if ckpt.get("model") not in (None, suite.name):
-        raise UserError(f"checkpoint {source} is of model {ckpt.get('model')!r}, not {suite.name!r}")
-    if "modules" not in ckpt:
-        raise UserError(f"checkpoint {source} has no 'modules' entry; is it from this toolkit?")
-    load_module_states(modules, ckpt["modules"], source)
-    suite.load_state_dict(ckpt.get("suite_state") or {})
-
-
 def _link_or_copy(src: Path, dst: Path) -> None:
     """Make ``dst`` a copy of ``src`` atomically (hard link when the filesystem allows)."""
     tmp = dst.with_name(f".{dst.name}.tmp")
@@ -100,20 +61,6 @@ def _link_or_copy(src: Path, dst: Path) -> None:
     except OSError:
         shutil.copy2(src, tmp)
     os.replace(tmp, dst)
-
-
-def check_resume(suite: ModelSuite, resume: dict) -> None:
-    """Before anything is written: refuse a resume whose config rewrites phases that have already
-    run (their length, or a key acting only in them; see :mod:`core.phase_check`)."""
-    phases = suite.phases()
-    bounds = np.cumsum([0] + [p.steps for p in phases])
-    step = int(resume.get("step", 0))
-    loop_state = resume.get("loop_state") or {}
-    if loop_state.get("stopped_early") or step >= int(bounds[-1]):
-        return  # nothing left to train: "training already complete"
-    check_resumed_phases(phase_table(phases, bounds), loop_state.get("phases"), step,
-                         int(resume.get("phase_index", 0)), type(suite).phase_keys, to_dict(suite.cfg),
-                         resume.get("config") or {})
 
 
 class TrainingManager:
@@ -375,222 +322,6 @@ class VisualizationManager:
                     written.append(path)
         self.log.flush()
         return written
-
-
-class ExperimentsManager:
-    """Stimulus sets and recordings of model activity, resumable block by block.
-
-    A stimulus set carries a random ``stimulus_id``; a recording stores the id of the set it
-    was made from and the fingerprint of the weights that made it (``weights_sha256``), so a
-    resumed recording continues only with the same stimuli and the same weights, wherever the
-    run folder has been moved. :meth:`preflight` makes every such check before the run
-    writes anything.
-    """
-
-    def __init__(self, suite: ModelSuite, modules: dict[str, nn.Module] | None, ctx: RunContext,
-                 weights_source: str | None = None, logger: RunLogger | None = None, recording: str = "activity"):
-        self.suite, self.modules, self.ctx = suite, modules, ctx
-        self.weights_source = weights_source
-        self.log = logger
-        self.recording = recording     # activity (the model's) or control (the suite's control modules)
-
-    @property
-    def stimuli_path(self) -> Path:
-        return self.ctx.run.recordings / "stimuli.zarr"
-
-    @property
-    def activity_path(self) -> Path:
-        return self.ctx.run.recordings / f"{self.recording}.zarr"
-
-    # -- checks before anything is written --------------------------------------------
-    def open_stimuli(self, path: Path) -> RecordingStore:
-        """Open a stimulus set for recording; refuse one that is not usable by this model."""
-        stim = RecordingStore.open(path)
-        attrs = stim.attrs
-        if attrs.get("kind") != "stimuli":
-            raise UserError(f"--stimuli: {path} is not a stimulus set (kind={attrs.get('kind')!r}); "
-                            "give a stimuli.zarr written by --gen_exp_stim")
-        if attrs.get("model") != self.suite.name:
-            raise UserError(f"--stimuli: {path} is a stimulus set of model {attrs.get('model')!r}, "
-                            f"not {self.suite.name!r}")
-        try:
-            complete = stim.complete
-            for name in stim.variables:
-                stim.read(name, slice(0, 1))
-            stim.coords  # noqa: B018  (reads them)
-        except UserError:
-            raise
-        except Exception as exc:
-            raise UserError(f"--stimuli: cannot read {path}: {type(exc).__name__}: {exc}") from None
-        if not complete:
-            raise UserError(f"stimulus set {path} is incomplete; regenerate it with --gen_exp_stim")
-        self._check_geometry(stim, path)
-        return stim
-
-    def _check_geometry(self, stim: RecordingStore, path: Path) -> None:
-        """The set's per-trial shapes are those this model takes (:meth:`ModelSuite.stimulus_shapes`)."""
-        want = self.suite.stimulus_shapes() or {}
-        for name, shape in want.items():
-            have = stim.shape(name)[1:] if name in stim.variables else None
-            if have != tuple(shape):
-                got = f"{name} of shape {have}" if have is not None else f"no {name!r}"
-                raise UserError(f"--stimuli: {path} holds {got} per trial, but this {self.suite.name} model "
-                                f"takes {tuple(shape)}: the set was made for another geometry; generate one "
-                                "for this model with --gen_exp_stim")
-
-    def preflight(self, *, gen_exp_stim: bool, experiment: bool, stimuli: Path | None,
-                  check_weights: bool = True, analyze: bool = False) -> None:
-        """Check the experiment stages of this invocation against what the run already holds."""
-        run_has_recording = self.ctx.run is not None and self.activity_path.exists()
-        if gen_exp_stim and run_has_recording:
-            raise UserError(
-                f"--gen_exp_stim: {self.ctx.run.path} already holds a recording made from its stimulus set; "
-                "regenerating the stimuli would orphan it. Record new stimuli in a new run "
-                f"(--no_train_model --load_model {self.ctx.run.path} --gen_exp_stim --experiment) "
-                "or move recordings/ away first")
-        if stimuli is not None:
-            self.open_stimuli(stimuli)
-        source = stimuli or (self.stimuli_path if self.ctx.run is not None else None)
-        if experiment and not gen_exp_stim and source is not None and source.exists():
-            self.open_stimuli(source)  # verified now: a damaged set stops the run before training
-        if analyze and run_has_recording and not experiment:
-            RecordingStore.open(self.activity_path)  # verified now, not after training
-        if experiment and run_has_recording:
-            act = self._open_activity()
-            if not gen_exp_stim and source.exists():
-                self._check_same_stimuli(act, self.open_stimuli(source), source)
-            if check_weights:
-                self._check_same_weights(act)
-
-    def _open_activity(self) -> RecordingStore:
-        try:
-            return RecordingStore.open(self.activity_path, mode="r+")
-        except UserError as exc:
-            raise UserError(f"{exc}; move {self.activity_path} away to record afresh") from None
-
-    def _check_same_stimuli(self, act: RecordingStore, stim: RecordingStore, path: Path) -> None:
-        want = act.attrs.get("stimuli_id")
-        same = (stim.attrs.get("stimulus_id") == want) if want else \
-            (act.attrs.get("stimuli") == str(path.resolve()))  # recordings made before stimulus ids
-        if act.n_trials != stim.n_trials or not same:
-            raise UserError(f"{self.activity_path} belongs to another stimulus set than {path}; "
-                            "move it away or record in a new run")
-
-    def _check_same_weights(self, act: RecordingStore, have: str | None = None) -> None:
-        want = act.attrs.get("weights_sha256")
-        have = have or weights_fingerprint(self.modules or {})
-        if want and want != have:
-            made = act.attrs.get("weights_source") or "other weights"
-            raise UserError(
-                f"{self.activity_path} was recorded with {made} (weights {want[:12]}), but the weights "
-                f"loaded now ({self.weights_source or 'this invocation'}) are {have[:12]}: continuing "
-                "would mix two models in one recording. Load the same checkpoint, or record in a new run")
-
-    # -- the stages --------------------------------------------------------------------
-    def generate_stimuli(self, stage: bool = True) -> Path:
-        """Write the suite's stimulus set to ``RUN/recordings/stimuli.zarr`` (replacing an
-        unused one only once the new set is completely written). ``stage``: the
-        ``--gen_exp_stim`` stage itself, which starts a resume (the set a recording makes for
-        itself does not: the recording's first block does)."""
-        stim = self.suite.stimulus_set(self.ctx)
-        for name, v in stim.inputs.items():  # refused where made: never written, never recorded
-            values = to_numpy(v.values)
-            if values.dtype.kind in "fc" and not np.isfinite(values).all():
-                n = int((~np.isfinite(values)).sum())
-                raise UserError(f"--gen_exp_stim: the stimulus set's {name!r} has {n} NaN or infinite value(s) "
-                                f"of {values.size}; check the stimulus keys of the config (--model "
-                                f"{self.suite.name} --help)")
-        block = self.suite.cfg.record_batch
-        final = self.stimuli_path
-        tmp = final.with_name(f".{final.name}.partial")
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        store = RecordingStore.create(tmp, stim.n_trials, coords=stim.coords,
-                                      attrs={**stim.attrs, "kind": "stimuli", "model": self.suite.name,
-                                             "stimulus_id": uuid.uuid4().hex},
-                                      chunk_trials=block)
-        dims = {k: v.dims for k, v in stim.inputs.items()}
-        for start in progress(range(0, stim.n_trials, block), self.ctx, desc="write stimuli"):
-            sl = slice(start, min(start + block, stim.n_trials))
-            store.write(start, {k: to_numpy(v.values[sl]) for k, v in stim.inputs.items()}, dims)
-        if stage:
-            self.ctx.resume_started()
-        if final.exists():
-            old = final.with_name(f".{final.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-        if self.log is not None:
-            for name, fig in stim.figures.items():
-                self.log.figure(name, fig, subdir="stimuli")
-            for name, frame in stim.tables.items():
-                self.log.table(name, frame, subdir="stimuli")
-        _say(self.ctx, f"stimuli: {stim.n_trials} trials -> {final}")
-        return final
-
-    def record(self, stimuli: Path | None = None) -> Path:
-        """Record activity for every trial of the stimulus set; resumes an unfinished recording."""
-        stimuli = Path(stimuli) if stimuli else self.stimuli_path
-        if not stimuli.exists():
-            _say(self.ctx, "no stimulus set in this run yet: generating it first")
-            stimuli = self.generate_stimuli(stage=False)
-        stim = self.open_stimuli(stimuli)
-        block = self.suite.cfg.record_batch
-        fingerprint = weights_fingerprint(self.modules or {})
-        if self.activity_path.exists():
-            act = self._open_activity()
-            self._check_same_stimuli(act, stim, stimuli)
-            self._check_same_weights(act, fingerprint)
-            if act.complete:
-                _say(self.ctx, f"recording already complete: {self.activity_path}")
-                return self.activity_path
-        else:
-            inherited = {k: v for k, v in stim.attrs.items()
-                         if k not in ("n_trials", "chunk_trials", "stimulus_id", "kind")}
-            try:  # relative to the recording when both are in the run, so a moved run still resumes
-                where = os.path.relpath(stimuli.resolve(), self.activity_path.parent.resolve())
-            except ValueError:
-                where = str(stimuli.resolve())
-            act = RecordingStore.create(self.activity_path, stim.n_trials, coords=stim.coords,
-                                        attrs={**inherited, "kind": "activity", "model": self.suite.name,
-                                               "stimuli": where, "stimuli_id": stim.attrs.get("stimulus_id"),
-                                               "weights_sha256": fingerprint,
-                                               "weights_source": self.weights_source,
-                                               **self.suite.recording_attrs()},
-                                        chunk_trials=block)
-        pending = act.pending(block)
-        if len(pending) < -(-stim.n_trials // block):
-            _say(self.ctx, f"resuming recording: {len(pending)} block(s) of {block} trials left")
-        for m in self.modules.values():
-            m.eval()
-        for start, stop in progress(pending, self.ctx, desc="record"):
-            inputs = {k: torch.as_tensor(stim.read(k, slice(start, stop))).to(self.ctx.device)
-                      for k in stim.variables}
-            reseed(derive_seed(self.suite.cfg.seed, "record", start), self.ctx.device)
-            with torch.no_grad():
-                out = self.suite.record(self.modules, inputs, self.ctx)
-            values = {k: to_numpy(v.values) for k, v in out.items()}
-            bad = [k for k, v in values.items() if v.dtype.kind in "fc" and not np.isfinite(v).all()]
-            if bad:
-                raise UserError(f"the model produced non-finite {', '.join(bad)} for trials {start}-{stop - 1}; "
-                                "nothing of this block was written (check the weights: "
-                                f"{self.weights_source or 'as loaded'})")
-            act.write(start, values, {k: v.dims for k, v in out.items()})
-            self.ctx.resume_started()
-        _say(self.ctx, f"recording: {act.n_trials} trials, {_size(self.activity_path)} -> {self.activity_path}")
-        return self.activity_path
-
-
-def _size(path: Path) -> str:
-    """Bytes on disk under ``path``, for people (e.g. ``1.3 GiB``)."""
-    n = sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
 
 
 class AnalysisManager:

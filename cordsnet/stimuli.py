@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from core.errors import UserError
-from rsa.gratings import grating_images
+from core.gratings import grating_images
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 

@@ -20,6 +20,7 @@ from typing import Any, Mapping
 
 import torch
 
+from core.config import to_dict
 from core.errors import CheckpointMismatch, UserError
 
 FORMAT_VERSION = 1
@@ -132,3 +133,31 @@ def load_module_states(modules: Mapping[str, torch.nn.Module],
         raise CheckpointMismatch(f"checkpoint {source} does not fit the model: " + "; ".join(problems))
     for name, module in modules.items():
         module.load_state_dict(states[name])
+
+
+def checkpoint_dict(suite, modules: dict[str, torch.nn.Module], *, step: int,
+                    optimizer: torch.optim.Optimizer | None = None, phase_index: int = 0,
+                    loop_state: dict | None = None) -> dict[str, Any]:
+    """A checkpoint of ``suite`` (a :class:`core.suite.ModelSuite`) at ``step``, in the format above."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "model": suite.name,
+        "config": to_dict(suite.cfg),
+        "modules": {k: m.state_dict() for k, m in modules.items()},
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "step": int(step),
+        "phase_index": int(phase_index),
+        "suite_state": suite.state_dict(),
+        "loop_state": dict(loop_state or {}),
+        "torch_version": str(torch.__version__),
+    }
+
+
+def load_into(suite, modules: dict[str, torch.nn.Module], ckpt: dict, source: str) -> None:
+    """Load a checkpoint's module states (and the suite's own state) with full checking."""
+    if ckpt.get("model") not in (None, suite.name):
+        raise UserError(f"checkpoint {source} is of model {ckpt.get('model')!r}, not {suite.name!r}")
+    if "modules" not in ckpt:
+        raise UserError(f"checkpoint {source} has no 'modules' entry; is it from this toolkit?")
+    load_module_states(modules, ckpt["modules"], source)
+    suite.load_state_dict(ckpt.get("suite_state") or {})

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import numpy as np
+
+from core.config import to_dict
 from core.errors import UserError
 
 
@@ -50,3 +53,17 @@ def check_resumed_phases(now: list[list], saved: list[list] | None, step: int, p
 
 def _plain(value):
     return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+def check_resume(suite, resume: dict) -> None:
+    """Before anything is written: refuse a resume whose config rewrites phases that have already
+    run (their length, or a key acting only in them; see :func:`check_resumed_phases`)."""
+    phases = suite.phases()
+    bounds = np.cumsum([0] + [p.steps for p in phases])
+    step = int(resume.get("step", 0))
+    loop_state = resume.get("loop_state") or {}
+    if loop_state.get("stopped_early") or step >= int(bounds[-1]):
+        return  # nothing left to train: "training already complete"
+    check_resumed_phases(phase_table(phases, bounds), loop_state.get("phases"), step,
+                         int(resume.get("phase_index", 0)), type(suite).phase_keys, to_dict(suite.cfg),
+                         resume.get("config") or {})

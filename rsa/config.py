@@ -8,7 +8,7 @@ from core.config import BaseConfig, param
 from core.errors import UserError
 from rsa.cnn import ARCHITECTURES
 from rsa.compare import SIMILARITIES
-from rsa.gratings import TUTORIAL_SPATIAL_FREQ
+from core.gratings import TUTORIAL_SPATIAL_FREQ
 from rsa.rdm import METRICS
 from rsa.v1data import STRINGER_FILE
 

@@ -22,7 +22,7 @@ import torch
 from core.errors import UserError
 from rsa.compare import (cka_chance_from_grams, cka_from_grams, centred_gram, debiased_cka_from_grams,
                          vector_similarity)
-from rsa.gratings import wrap_orientation
+from core.gratings import wrap_orientation
 from rsa.rdm import CONSTANT_RTOL, ResponsesTooLarge, rdm, upper_tri
 
 

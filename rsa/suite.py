@@ -27,7 +27,7 @@ from rsa.cnn import TiltNet
 from rsa.compare import bootstrap_rdm_similarity, cka_report
 from rsa.config import RSAConfig
 from rsa.embedding import pca_tsne
-from rsa.gratings import grating_images, random_orientations, tilt_labels
+from core.gratings import grating_images, random_orientations, tilt_labels
 from rsa.predictivity import ridge_predictivity
 from rsa.rdm import ResponsesTooLarge, rdm
 from rsa.recording import most_v1_like, v1_likeness

@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 from nrflv.gabor import gabor_field
 from nrflv.stimuli import (COLUMNS, STIMULUS_SETS, GaborDesign, conditions, conditions_table,
                            contact_sheet, render)
-from rsa.gratings import wrap_orientation as rsa_wrap_orientation
+from core.gratings import wrap_orientation as rsa_wrap_orientation
 
 DESIGN = GaborDesign()
 

@@ -9,7 +9,7 @@ from torch import nn
 from core.errors import UserError
 from rsa.activations import layer_activations
 from rsa.cnn import TiltNet, tutorial_filters
-from rsa.gratings import TUTORIAL_SPATIAL_FREQ, grating_images, tilt_labels, wrap_orientation
+from core.gratings import TUTORIAL_SPATIAL_FREQ, grating_images, tilt_labels, wrap_orientation
 
 
 def test_grating_geometry():

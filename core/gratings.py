@@ -1,4 +1,5 @@
-"""Oriented grating stimuli and the tilt-discrimination labels.
+"""Oriented grating stimuli and the tilt-discrimination labels, shared by the families that
+show gratings (``rsa`` trains on them; ``cordsnet`` records with them, so recordings compare).
 
 A grating of orientation ``theta`` (degrees, measured from vertical) has luminance
 
