@@ -8,7 +8,7 @@ A Gabor of ``direction`` theta (degrees, converted to radians) centred at the in
     x_t = x cos(theta) + y sin(theta),   y_t = -x sin(theta) + y cos(theta).
 
 ``theta = 0`` gives vertical bars (the carrier varies along x), the convention of
-``rsa.gratings`` (orientation measured from vertical); the bars run along the unit vector
+``core.gratings`` (orientation measured from vertical); the bars run along the unit vector
 ``(x, y) = (-sin theta, cos theta)``. ``g`` is non-zero only inside the axis-aligned box
 ``|x| <= xmax, |y| <= ymax`` (see :func:`gabor_half_widths`), cropped at the image border.
 

@@ -8,7 +8,7 @@ A unit's mean response ``r`` to a drifting grating of direction ``theta`` (degre
 
 with ``amp = sqrt(c^2 + s^2)``, ``pref_direction = atan2(s1, c1)`` wrapped to [0, 360) and
 ``pref_orientation = atan2(s2, c2) / 2`` wrapped to [-90, 90) (period 180, the convention of
-``rsa.gratings.wrap_orientation``). The 1-theta harmonic is direction selectivity, the
+``core.gratings.wrap_orientation``). The 1-theta harmonic is direction selectivity, the
 2-theta harmonic orientation selectivity. ``r2_1`` and ``r2_2`` are the coefficients of
 determination of the fits with only the constant and one harmonic; ``r2`` that of the full
 fit. For equally spaced directions the harmonics are orthogonal, so ``r2 = r2_1 + r2_2`` and
