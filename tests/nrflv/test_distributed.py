@@ -139,3 +139,25 @@ def test_kill_9_under_torchrun_then_resume_on_two_or_one_processes(tmp_path):
     _assert_close_runs(runs / "full", runs / "cut2", range(3, 6), exact=True)
     _run(1, "--resume", str(runs / "cut1"))
     _assert_close_runs(runs / "full", runs / "cut1", range(3, 6), exact=False)
+
+
+@pytest.mark.slow
+def test_recording_split_between_two_processes_is_the_one_process_recording(tmp_path):
+    """--experiment under torchrun: blocks recorded by both ranks in turn, committed by rank 0; the
+    activity and the control recordings equal a single process's bit for bit."""
+    from core.store import RecordingStore
+
+    runs = tmp_path / "runs"
+    rec = [*TINY, "--no_train_model", "--experiment", "--stimulus_sets", "just_angle", "--just_angle_directions", "8",
+           "--record_batch", "3", "--exp_burn_in", "2", "--exp_blank_before", "3", "--exp_stimulus", "3",
+           "--exp_blank_after", "2", "--record_movie_every", "2", "--out_dir", str(runs)]
+    _run(1, *rec, "--run_name", "one")
+    out = _run(2, *rec, "--run_name", "two")
+    assert "record (2 ranks)" in out.stderr
+    for name in ("activity", "control"):
+        a, b = (RecordingStore.open(runs / r / f"recordings/{name}.zarr") for r in ("one", "two"))
+        assert a.complete and b.complete and a.n_trials == b.n_trials and a.n_trials % 3 != 0  # a last short block
+        assert a.variables == b.variables and "state" in a.variables
+        for v in a.variables:
+            x, y = a.read(v), b.read(v)
+            assert x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes(), (name, v)
