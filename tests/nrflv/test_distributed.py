@@ -66,12 +66,15 @@ def _assert_close_runs(a: Path, b: Path, steps, exact: bool) -> None:
         torch.testing.assert_close(s, t, **tol)
 
 
-@pytest.mark.slow  # two torchrun launches (~40 s)
-def test_two_processes_follow_the_chains_of_one(tmp_path):
-    """2 ranks x 2 chains == 1 process x 4 chains: states, energies and parameters over 4 updates."""
+@pytest.mark.slow  # two torchrun launches (~40 s each case)
+@pytest.mark.parametrize("initializer", ["ff_init", "random"])
+def test_two_processes_follow_the_chains_of_one(tmp_path, initializer):
+    """2 ranks x 2 chains == 1 process x 4 chains: states, energies and parameters over 4 updates (the
+    positive phase starting from the initialiser, or from U[-1, 1] drawn for the whole batch)."""
     runs = tmp_path / "runs"
-    _run(1, *TINY, "--steps", "4", "--out_dir", str(runs), "--run_name", "one")
-    _run(2, *TINY, "--steps", "4", "--out_dir", str(runs), "--run_name", "two")
+    args = [*TINY, "--steps", "4", "--initializer", initializer, "--out_dir", str(runs)]
+    _run(1, *args, "--run_name", "one")
+    _run(2, *args, "--run_name", "two")
     _assert_close_runs(runs / "one", runs / "two", range(1, 5), exact=False)
     # each rank wrote the rows of its slots: chunk files of both ranks, one manifest
     chunks = load_checkpoint(runs / "two/checkpoints/last.pt")["suite_state"]["replay"]["chunks"]
