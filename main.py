@@ -174,7 +174,7 @@ def _main(argv: list[str] | None, held: contextlib.ExitStack) -> int:
     from core.runtime import (broadcast_object, init_distributed, keep_freed_memory_mapped, seed_everything,
                               shutdown_distributed)
     from managers import (AnalysisManager, ExperimentsManager, RunInterrupted, TrainingManager,
-                          VisualizationManager)
+                          VisualizationManager, recording_group)
 
     try:
         args, suite_cls, cfg = parse_args(argv)
@@ -223,20 +223,27 @@ def _main(argv: list[str] | None, held: contextlib.ExitStack) -> int:
         elif plan.uses_initial_weights and env.is_main:
             print("note: no model loaded and no training: later stages use the initial weights",
                   file=sys.stderr)
-        if env.distributed:
-            shutdown_distributed(barrier=True)  # later stages run on rank 0 alone
-        if not env.is_main:
+        # later stages run on rank 0 alone, but a recording: split between the ranks by blocks
+        group = recording_group(env) if args.experiment else None
+        if env.distributed and group is None:
+            shutdown_distributed(barrier=True)
+        if not env.is_main and group is None:
             return 0
-        if args.viz:
+        if args.viz and env.is_main:
             VisualizationManager(suite, modules, ctx, logger).run(args.viz_names)
         exp = ExperimentsManager(suite, modules, ctx, plan.weights, logger)
-        if args.gen_exp_stim:
+        if args.gen_exp_stim and env.is_main:
             exp.generate_stimuli()
         if args.experiment:
-            exp.record(stimuli)
+            exp.record(stimuli, group=group)
             control = suite.control_modules()
             if control is not None:
-                ExperimentsManager(suite, control[0], ctx, control[1], logger, recording="control").record(stimuli)
+                ExperimentsManager(suite, control[0], ctx, control[1], logger, recording="control").record(
+                    stimuli, group=group)
+            if env.distributed:
+                shutdown_distributed(barrier=True)
+            if not env.is_main:
+                return 0
         if args.analyze:
             AnalysisManager(suite, modules, ctx, logger).run(args.analysis_names)
         ctx.resume_started()

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from core.checkpoint import checkpoint_dict, load_into, save_checkpoint  # noqa: F401  (load_into: re-exported)
-from core.experiments import ExperimentsManager  # noqa: F401  (re-exported: managers is the import point)
+from core.experiments import ExperimentsManager, recording_group  # noqa: F401  (re-exported: managers is the import point)
 from core.errors import TrainingDiverged, UserError
 from core.health import nonfinite_entries, nonfinite_parameters, summarise
 from core.optim_state import load_optimizer_state

@@ -180,8 +180,41 @@ class ExperimentsManager:
         _say(self.ctx, f"stimuli: {stim.n_trials} trials -> {final}")
         return final
 
-    def record(self, stimuli: Path | None = None) -> Path:
-        """Record activity for every trial of the stimulus set; resumes an unfinished recording."""
+    def record(self, stimuli: Path | None = None, group=None) -> Path:
+        """Record activity for every trial of the stimulus set; resumes an unfinished recording.
+
+        Under torchrun with ``group`` (a process group of every rank; see :func:`recording_group`),
+        every rank calls this: rank 0 opens or creates the store and commits every block, and the
+        pending blocks are recorded by the ranks in turn, round by round (block ``i`` of a round by
+        rank ``i``), each with the seed of its block: the same recording as one process makes, bit
+        for bit, and resumable after any round."""
+        env = self.ctx.env
+        if group is not None and env.distributed:
+            import torch.distributed as dist
+
+            box = [None]
+            if env.is_main:
+                try:
+                    box = [self._open_recording(stimuli)]
+                except UserError as exc:
+                    box = [("error", str(exc))]
+            dist.broadcast_object_list(box, src=0, group=group)
+            if box[0][0] == "error":
+                if env.is_main:
+                    raise UserError(box[0][1])
+                return self.activity_path
+            stim_path, pending = box[0]
+            if not pending:
+                return self.activity_path
+            stim = self.open_stimuli(Path(stim_path)) if not env.is_main else self._stim
+            return self._record_blocks(stim, pending, group)
+        stim, pending = self._open_recording(stimuli, keep=True)
+        return self._record_blocks(stim, pending, None) if pending else self.activity_path
+
+    def _open_recording(self, stimuli: Path | None, keep: bool = False):
+        """Rank 0's part before the blocks: the stimulus set (made if missing) and the recording
+        (opened and checked, or created); returns the set's path and the pending blocks, or the
+        set itself with ``keep``."""
         stimuli = Path(stimuli) if stimuli else self.stimuli_path
         if not stimuli.exists():
             _say(self.ctx, "no stimulus set in this run yet: generating it first")
@@ -195,7 +228,8 @@ class ExperimentsManager:
             self._check_same_weights(act, fingerprint)
             if act.complete:
                 _say(self.ctx, f"recording already complete: {self.activity_path}")
-                return self.activity_path
+                self._act, self._stim = act, stim
+                return (stim if keep else str(stimuli)), []
         else:
             inherited = {k: v for k, v in stim.attrs.items()
                          if k not in ("n_trials", "chunk_trials", "stimulus_id", "kind")}
@@ -213,24 +247,74 @@ class ExperimentsManager:
         pending = act.pending(block)
         if len(pending) < -(-stim.n_trials // block):
             _say(self.ctx, f"resuming recording: {len(pending)} block(s) of {block} trials left")
+        self._act, self._stim = act, stim
+        return (stim if keep else str(stimuli)), pending
+
+    def _record_block(self, stim: RecordingStore, start: int, stop: int) -> tuple[dict, dict]:
+        """One block's activity (numpy arrays by variable, and their dims), or a UserError."""
+        inputs = {k: torch.as_tensor(stim.read(k, slice(start, stop))).to(self.ctx.device)
+                  for k in stim.variables}
+        reseed(derive_seed(self.suite.cfg.seed, "record", start), self.ctx.device)
+        with torch.no_grad():
+            out = self.suite.record(self.modules, inputs, self.ctx)
+        values = {k: to_numpy(v.values) for k, v in out.items()}
+        bad = [k for k, v in values.items() if v.dtype.kind in "fc" and not np.isfinite(v).all()]
+        if bad:
+            raise UserError(f"the model produced non-finite {', '.join(bad)} for trials {start}-{stop - 1}; "
+                            "nothing of this block was written (check the weights: "
+                            f"{self.weights_source or 'as loaded'})")
+        return values, {k: v.dims for k, v in out.items()}
+
+    def _record_blocks(self, stim: RecordingStore, pending: list, group) -> Path:
+        """Record the ``pending`` blocks (all of them in one process; round by round under torchrun,
+        rank 0 committing each round in order)."""
+        env = self.ctx.env
+        world = env.world_size if group is not None else 1
         for m in self.modules.values():
             m.eval()
-        for start, stop in progress(pending, self.ctx, desc="record"):
-            inputs = {k: torch.as_tensor(stim.read(k, slice(start, stop))).to(self.ctx.device)
-                      for k in stim.variables}
-            reseed(derive_seed(self.suite.cfg.seed, "record", start), self.ctx.device)
-            with torch.no_grad():
-                out = self.suite.record(self.modules, inputs, self.ctx)
-            values = {k: to_numpy(v.values) for k, v in out.items()}
-            bad = [k for k, v in values.items() if v.dtype.kind in "fc" and not np.isfinite(v).all()]
-            if bad:
-                raise UserError(f"the model produced non-finite {', '.join(bad)} for trials {start}-{stop - 1}; "
-                                "nothing of this block was written (check the weights: "
-                                f"{self.weights_source or 'as loaded'})")
-            act.write(start, values, {k: v.dims for k, v in out.items()})
-            self.ctx.resume_started()
-        _say(self.ctx, f"recording: {act.n_trials} trials, {_size(self.activity_path)} -> {self.activity_path}")
+        rounds = [pending[i:i + world] for i in range(0, len(pending), world)]
+        for blocks in progress(rounds, self.ctx, desc="record" if world == 1 else f"record ({world} ranks)"):
+            mine = blocks[env.rank] if world > 1 and env.rank < len(blocks) else None
+            if world == 1:
+                results = [self._record_block(stim, *blocks[0])]
+            else:
+                import torch.distributed as dist
+
+                try:
+                    result = self._record_block(stim, *mine) if mine is not None else None
+                except UserError as exc:
+                    result = ("error", str(exc))
+                every = [None] * world if env.is_main else None
+                dist.gather_object(result, every, dst=0, group=group)
+                results = every[:len(blocks)] if env.is_main else []
+                errors = [r[1] for r in results if isinstance(r, tuple) and r[0] == "error"]
+                box = [errors[0] if errors else None]
+                dist.broadcast_object_list(box, src=0, group=group)
+                if box[0] is not None:
+                    if env.is_main:
+                        raise UserError(box[0])
+                    return self.activity_path
+            for (start, _), (values, dims) in zip(blocks, results):
+                self._act.write(start, values, dims)
+            if env.is_main:
+                self.ctx.resume_started()
+        if env.is_main:
+            _say(self.ctx, f"recording: {self._act.n_trials} trials, {_size(self.activity_path)} -> "
+                           f"{self.activity_path}")
         return self.activity_path
+
+
+def recording_group(env):
+    """A gloo process group of every rank for a recording split between them (made by every
+    rank), with a long timeout: the other ranks wait while rank 0 alone visualises and writes the
+    stimuli. None in one process."""
+    if not env.distributed:
+        return None
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    return dist.new_group(backend="gloo", timeout=timedelta(days=7))
 
 
 def _size(path: Path) -> str:

@@ -129,6 +129,14 @@ def broadcast_object(obj, env: DistEnv):
     return box[0]
 
 
+def all_reduce_sum(t: torch.Tensor, env: DistEnv) -> torch.Tensor:
+    """Sum of a tensor over ranks (a detached copy; identity when not distributed)."""
+    t = t.detach().clone()
+    if env.distributed:
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
 def all_reduce_mean(t: torch.Tensor, env: DistEnv) -> torch.Tensor:
     """Mean of a tensor over ranks (a detached copy; identity when not distributed)."""
     t = t.detach().clone()

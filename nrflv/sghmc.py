@@ -70,6 +70,12 @@ for bfloat16 / float16 states (float64 states keep float64).
 **Randomness** comes only from the ``torch.Generator`` given (on the states' device); the
 caller saves its state next to :meth:`SGHMC.state_dict` for an exact resume.
 
+**A share of a larger batch** (``chains=(first, total)``, e.g. one rank's chains under
+torchrun; with ``reduce``, a sum over the processes, the clipping norm is over all of them): each step draws the noise of all ``total`` chains, in exactly the layout a sampler
+over the whole batch draws it (layer after layer, each ``(total, *shape_i)``), and uses rows
+``first .. first+B-1``. With the same generator on every rank, chain ``j`` then receives the
+same noise whatever the number of processes: a function of (generator, step, ``j``) only.
+
 The source re-creates its samplers at each phase (burn-in restarts every phase): do the same
 with :meth:`SGHMC.reset`.
 """
@@ -123,10 +129,17 @@ def inverse_mass_kernel(num_channels: int, sd: Optional[float] = None) -> Tensor
     return torch.stack([torch.roll(dens, o) for o in range(num_channels)])
 
 
-def clip_by_total_norm(grads: Sequence[Tensor], max_norm: float) -> list[Tensor]:
+def clip_by_total_norm(grads: Sequence[Tensor], max_norm: float,
+                       reduce: Optional[Callable[[Tensor], Tensor]] = None) -> list[Tensor]:
     """``grads`` scaled by ``min(1, max_norm / (N + 1e-6))``, ``N`` the 2-norm of all of them
-    together (new tensors; the inputs are left alone), as ``torch.nn.utils.clip_grad_norm_``."""
-    total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.double()) for g in grads]))
+    together (new tensors; the inputs are left alone), as ``torch.nn.utils.clip_grad_norm_``.
+    ``reduce``: sums a float64 scalar over the processes that share a batch (``N`` is then the
+    norm over all their chains)."""
+    norms = torch.stack([torch.linalg.vector_norm(g.double()) for g in grads])
+    if reduce is None:
+        total = torch.linalg.vector_norm(norms)
+    else:
+        total = reduce((norms * norms).sum()).sqrt()
     coef = (max_norm / (total + 1e-6)).clamp(max=1.0)
     return [g * coef.to(g.dtype) for g in grads]
 
@@ -191,7 +204,9 @@ class SGHMC:
                  clamp=(-1.0, 1.0),
                  fixed: Optional[Sequence[bool]] = None,
                  langevin_noise_sd: Union[None, float, Sequence[float]] = None,
-                 clip_grad_norm: Optional[float] = None) -> None:
+                 clip_grad_norm: Optional[float] = None,
+                 chains: Optional[tuple[int, int]] = None,
+                 reduce: Optional[Callable[[Tensor], Tensor]] = None) -> None:
         states = list(states)
         if not states:
             raise ValueError("SGHMC needs at least one state layer")
@@ -206,6 +221,9 @@ class SGHMC:
             if s.device != dev or s.dtype != dtype or not s.is_floating_point():
                 raise ValueError(f"state {i} is {s.dtype} on {s.device}; all must be one floating "
                                  f"dtype on one device ({dtype}, {dev})")
+        first, total = (0, batch) if chains is None else (int(chains[0]), int(chains[1]))
+        if not (0 <= first and first + batch <= total):
+            raise ValueError(f"chains=(first, total) must hold the {batch} chains: got {chains}")
         if generator.device.type != dev.type:
             raise ValueError(f"the generator is on {generator.device}, the states on {dev}")
         fixed = [False] * n if fixed is None else [bool(f) for f in fixed]
@@ -233,6 +251,7 @@ class SGHMC:
         if clip_grad_norm is not None and not (math.isfinite(clip_grad_norm) and clip_grad_norm > 0):
             raise ValueError(f"clip_grad_norm must be positive and finite, got {clip_grad_norm}")
         self.clip_grad_norm = None if clip_grad_norm is None else float(clip_grad_norm)
+        self.reduce = reduce
         if any(e <= 0 for e in self.eta):
             raise ValueError(f"sampling_step_size must be positive, got {self.eta}")
         if any(a < 0 for a in self.alpha):
@@ -269,6 +288,10 @@ class SGHMC:
             return torch.empty(self._numel, device=dev, dtype=self._dtype)
 
         self._noise = flat()
+        # the whole batch's draw when these chains are a share of it (None: the batch is ours)
+        self._first, self._total = first, total
+        self._draw = None if total == batch else torch.empty(
+            self._numel // batch * total, device=dev, dtype=self._dtype)
         if method == "sghmc":
             self._tau, self._g, self._v, self._p = flat(), flat(), flat(), flat()
             self._a = flat()        # scratch: -eta^2 Minv dE + sigma xi - alpha C(p)
@@ -397,7 +420,7 @@ class SGHMC:
                                  f"got {None if g is None else tuple(g.shape)}")
             gs.append(g.detach())
         if self.clip_grad_norm is not None and gs:
-            gs = clip_by_total_norm(gs, self.clip_grad_norm)
+            gs = clip_by_total_norm(gs, self.clip_grad_norm, self.reduce)
         self._step += 1
         if not self.active:
             return
@@ -415,8 +438,21 @@ class SGHMC:
             torch._foreach_clamp_min_(states, [self.clamp[i][0] for i in act])
             torch._foreach_clamp_max_(states, [self.clamp[i][1] for i in act])
 
+    def _draw_noise(self) -> None:
+        """``self._noise <- xi ~ N(0, 1)``: drawn for this batch, or for the whole batch and
+        sliced to these chains (see ``chains``)."""
+        if self._draw is None:
+            self._noise.normal_(generator=self.generator)
+            return
+        self._draw.normal_(generator=self.generator)
+        off, rows = 0, slice(self._first, self._first + self.states[0].shape[0])
+        for i, xi in zip(self.active, self._views(self._noise)):
+            k = self.states[i][0].numel() * self._total
+            xi.copy_(self._draw[off:off + k].view(self._total, *self.states[i].shape[1:])[rows])
+            off += k
+
     def _langevin(self, gs: list[Tensor]) -> None:
-        self._noise.normal_(generator=self.generator)
+        self._draw_noise()
         for i, g, xi in zip(self.active, gs, self._views(self._noise)):
             self.states[i].add_(g, alpha=-self.eta[i]).add_(xi, alpha=self.langevin_noise_sd[i])
 
@@ -465,7 +501,7 @@ class SGHMC:
         a = self._views(self._a)
         for ak, ck, g in zip(a, self._views(coef), gs):
             torch.mul(ck, g, out=ak)                # a = -eta^2 Minv dE
-        self._noise.normal_(generator=self.generator)
+        self._draw_noise()
         torch._foreach_addcmul_(a, self._views(self._z), self._views(self._noise))  # + sigma xi
         p = self._views(self._p)
         for k, i in enumerate(act):                 # - alpha C(p)

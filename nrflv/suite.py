@@ -22,6 +22,19 @@ Sampling computes gradients with respect to the states only; the sampler is
 :class:`nrflv.sghmc.SGHMC`, the energy :class:`nrflv.energy.NRFEnergy`. The replay buffer is
 saved beside the checkpoints as hashed chunk files (``RUN/replay/``), and each checkpoint
 holds only its small manifest, so a resumed run continues exactly.
+
+**Under torchrun** (``W`` processes) ``batch_size`` stays the number of chains of an update;
+rank ``q`` runs chains ``q b .. (q+1) b - 1``, ``b = batch_size / W`` (a batch that does not
+divide is refused). Every random number of an update is drawn for the whole batch from one
+generator seeded by (seed, step) -- the one a single process uses -- and each rank takes its
+chains' share (:class:`nrflv.sghmc.SGHMC` ``chains``, :meth:`ReplayBuffer.sample` ``chains``);
+the replay buffer is sharded by slot (:mod:`nrflv.replay`). So chain ``j`` follows the same
+trajectory on 1, 2 or 4 processes. The loss sums energies over all chains, and its square
+terms ``E+^2`` are of the global sums, so each rank backpropagates
+``W [e+_q - e-_q + 2 c (E+ e+_q + E- e-_q)] + init_loss_q`` (``e_q`` its chains' energies,
+``E`` the global sums all-reduced without gradient, ``init_loss_q`` the initialiser's MSE, a
+mean over its chains); DDP averages the ranks' gradients, which gives exactly the gradient of
+the single-process loss. The loss and metrics logged are the global ones.
 """
 from __future__ import annotations
 
@@ -32,6 +45,7 @@ import torch.nn.functional as F
 
 from core.data import epoch_batch_indices, load_real, natural_patches, tensors_of
 from core.errors import UserError
+from core.runtime import all_reduce_mean, all_reduce_sum, derive_seed, generator as seeded_generator
 from core.suite import Animation, ModelSuite, visualization
 from nrflv import plots
 from nrflv.architecture import get_architecture
@@ -115,9 +129,10 @@ class NRFLVSuite(ExperimentsMixin, ModelSuite):
             self.check_experiment()
             if "gen_exp_stim" in self.ctx.stages:
                 self.held_out_images(1)
-        if self.ctx.env.world_size > 1:
-            raise UserError("nrflv trains in one process for now (the replay buffer is not shared between "
-                            "ranks); run without torchrun")
+        world = self.ctx.env.world_size
+        if world > 1 and self.cfg.batch_size % world:
+            raise UserError(f"--batch_size {self.cfg.batch_size} (chains per update, all ranks together) does not "
+                            f"divide between {world} processes; use a multiple of {world}")
 
     @cached_property
     def _images(self) -> torch.Tensor:
@@ -154,8 +169,24 @@ class NRFLVSuite(ExperimentsMixin, ModelSuite):
 
     @cached_property
     def buffer(self) -> ReplayBuffer:
+        env = self.ctx.env
         return ReplayBuffer([tuple(s) for s in self.arch.layers], capacity=self.cfg.buffer_size,
-                            sample_buffer_prob=self.cfg.sample_buffer_prob, device=self.device)
+                            sample_buffer_prob=self.cfg.sample_buffer_prob, device=self.device,
+                            shard=(env.rank, env.world_size))
+
+    @property
+    def chains(self) -> tuple[int, int]:
+        """``(first, stop)``: this rank's chains of the ``batch_size`` chains of an update."""
+        env = self.ctx.env
+        share = self.cfg.batch_size // env.world_size
+        return env.rank * share, (env.rank + 1) * share
+
+    def chain_generator(self, step) -> torch.Generator:
+        """The generator of an update's chains: the step's own in one process, and the same one
+        (rank 0's seed) on every rank under torchrun, each rank taking its chains' share."""
+        if step.world_size == 1:
+            return step.generator
+        return seeded_generator(derive_seed(self.cfg.seed, "step", step.step, 0), self.device)
 
     @cached_property
     def neg_schedule(self) -> NegItSchedule:
@@ -167,14 +198,19 @@ class NRFLVSuite(ExperimentsMixin, ModelSuite):
         fmt = torch.channels_last if self.cfg.channels_last else torch.contiguous_format
         return [s.contiguous(memory_format=fmt) for s in states]
 
-    def sampler(self, states, generator, fixed=None) -> SGHMC:
+    def sampler(self, states, generator, fixed=None, chains=None) -> SGHMC:
         cfg = self.cfg
         return SGHMC(states, generator=generator, method=cfg.state_optimizer,
                      sampling_step_size=cfg.sampling_step_size, momentum_param=cfg.momentum_param,
                      num_burn_in_steps=cfg.num_burn_in_steps, min_sq_sigma=cfg.min_sq_sigma,
                      max_sq_sigma=cfg.max_sq_sigma if len(cfg.max_sq_sigma) > 1 else cfg.max_sq_sigma[0],
                      sigma=cfg.sigma, scale_grad=cfg.scale_grad, non_diag_inv_mass=cfg.non_diag_inv_mass,
-                     fixed=fixed, clip_grad_norm=cfg.clip_state_grad_norm if cfg.clip_grad else None)
+                     fixed=fixed, clip_grad_norm=cfg.clip_state_grad_norm if cfg.clip_grad else None,
+                     chains=chains, reduce=None if chains is None else self._sum_over_ranks)
+
+    def _sum_over_ranks(self, t: torch.Tensor) -> torch.Tensor:
+        """The sum of a tensor over the ranks (the state-gradient clipping norm of all chains)."""
+        return all_reduce_sum(t, self.ctx.env)
 
     # --- training -------------------------------------------------------------
     def make_optimizer(self, modules, phase):
@@ -190,30 +226,39 @@ class NRFLVSuite(ExperimentsMixin, ModelSuite):
 
     def training_batch(self, step):
         cfg = self.cfg
-        idx = epoch_batch_indices(len(self._images), cfg.batch_size, step.step, cfg.seed, step.rank,
-                                  step.world_size)
+        idx = epoch_batch_indices(len(self._images), cfg.batch_size // step.world_size, step.step, cfg.seed,
+                                  step.rank, step.world_size)
         return self._images[idx.to(self.device)]
 
-    def positive_phase(self, modules, images, generator):
+    def positive_phase(self, modules, images, generator, chains=None):
         """Latent states for ``images`` after ``num_it_pos`` steps with the image clamped; also
-        the initialiser's prediction (with its graph) for its own update."""
+        the initialiser's prediction (with its graph) for its own update. ``chains=(first,
+        total)``: ``images`` are chains ``first ..`` of a batch of ``total`` (random draws made
+        for all of them)."""
         energy = modules["energy"]
+        n = images.shape[0]
+        first, total = chains or (0, n)
         if "initter" in modules:
             predicted = modules["initter"](images)
             latent = [p.detach().clamp(-1, 1) for p in predicted]
         else:
             predicted = None
-            latent = uniform_states(self.arch, images.shape[0], generator, self.device)[1:]
+            latent = [s[first:first + n] for s in uniform_states(self.arch, total, generator, self.device)[1:]]
         states = self.layout([images.clone()] + [s.clone() for s in latent])
         latent_layers = list(range(1, self.arch.n_layers))
-        sampler = self.sampler(states, generator, fixed=[True] + [False] * len(latent_layers))
+        sampler = self.sampler(states, generator, fixed=[True] + [False] * len(latent_layers),
+                               chains=None if chains is None else (first, total))
         sampler.run(lambda s: energy.grad(s, wrt=latent_layers), self.cfg.num_it_pos)
         return states, predicted, sampler
 
-    def negative_phase(self, modules, n, generator, num_steps=None):
+    def negative_phase(self, modules, n, generator, num_steps=None, chains=None):
+        """``n`` chains (or chains ``first .. first+n-1`` of ``total``, ``chains=(first, total)``)
+        from the replay buffer and fresh noise, after ``num_steps`` free steps."""
         energy = modules["energy"]
-        states = self.layout([s.to(self.device) for s in self.buffer.sample(n, generator, device=self.device)])
-        sampler = self.sampler(states, generator)
+        first, total = chains or (0, n)
+        drawn = self.buffer.sample(total, generator, device=self.device, chains=(first, first + n))
+        states = self.layout([s.to(self.device) for s in drawn])
+        sampler = self.sampler(states, generator, chains=None if chains is None else (first, total))
         sampler.run(lambda s: energy.grad(s), num_steps or self.cfg.num_it_neg)
         return states, sampler
 
@@ -223,26 +268,44 @@ class NRFLVSuite(ExperimentsMixin, ModelSuite):
         num_it_neg = cfg.num_it_neg
         if cfg.neg_it_schedule:
             num_it_neg = self.neg_schedule.new_epoch(step.step * cfg.batch_size // len(self._images))
-        pos, predicted, pos_sampler = self.positive_phase(modules, batch, step.generator)
-        neg, neg_sampler = self.negative_phase(modules, batch.shape[0], step.generator, num_it_neg)
+        gen, env = self.chain_generator(step), self.ctx.env
+        first, stop = self.chains
+        chains = (first, cfg.batch_size) if env.distributed else None
+        pos, predicted, pos_sampler = self.positive_phase(modules, batch, gen, chains)
+        neg, neg_sampler = self.negative_phase(modules, batch.shape[0], gen, num_it_neg, chains)
         self.buffer.push([s.detach() for s in neg])
         e_pos, e_neg = energy([s.detach() for s in pos]), energy([s.detach() for s in neg])
-        loss = e_pos - e_neg + cfg.l2_reg_energy_param * (e_pos ** 2 + e_neg ** 2)
-        metrics = {"pos_energy": e_pos.detach(), "neg_energy": e_neg.detach(), "ml_loss": (e_pos - e_neg).detach(),
+        c = cfg.l2_reg_energy_param
+        init_loss = None
+        if predicted is not None:  # its parameters are disjoint from the energy's: its own SGD step
+            init_loss = sum(F.mse_loss(p, t.detach()) for p, t in zip(predicted, pos[1:]))
+        if not env.distributed:
+            loss = e_pos - e_neg + c * (e_pos ** 2 + e_neg ** 2)
+            E_pos, E_neg, init_value = e_pos.detach(), e_neg.detach(), init_loss
+            if init_loss is not None:
+                loss = loss + init_loss
+        else:  # see the module doc: DDP's mean of these gradients is the single-process gradient
+            W = env.world_size
+            E_pos, E_neg = (all_reduce_sum(e, env) for e in (e_pos, e_neg))
+            share = W * (e_pos - e_neg + 2 * c * (E_pos * e_pos + E_neg * e_neg))
+            value = E_pos - E_neg + c * (E_pos ** 2 + E_neg ** 2)
+            init_value = None if init_loss is None else all_reduce_mean(init_loss, env)
+            if init_loss is not None:
+                share, value = share + init_loss, value + init_value
+            loss = share + (value - share).detach()  # the global loss's value, this share's gradient
+        metrics = {"pos_energy": E_pos, "neg_energy": E_neg, "ml_loss": E_pos - E_neg,
                    "num_it_neg": torch.tensor(float(num_it_neg))}
         if cfg.neg_it_schedule:
-            self.neg_schedule.record(float(e_pos), float(e_neg))
-        if predicted is not None:
-            init_loss = sum(F.mse_loss(p, t.detach()) for p, t in zip(predicted, pos[1:]))
-            loss = loss + init_loss  # its parameters are disjoint from the energy's: its own SGD step
-            metrics["initter_loss"] = init_loss.detach()
-        for i, (sp, sn) in enumerate(zip(pos, neg)):
-            metrics[f"pos_state_norm/{i}"] = sp.flatten(1).norm(dim=1).mean()
-            metrics[f"neg_state_norm/{i}"] = sn.flatten(1).norm(dim=1).mean()
+            self.neg_schedule.record(float(E_pos), float(E_neg))
+        if init_value is not None:
+            metrics["initter_loss"] = init_value.detach()
+        for i, (sp, sn) in enumerate(zip(pos, neg)):  # chain means: equal shares, so the mean of the ranks'
+            metrics[f"pos_state_norm/{i}"] = all_reduce_mean(sp.flatten(1).norm(dim=1).mean(), env)
+            metrics[f"neg_state_norm/{i}"] = all_reduce_mean(sn.flatten(1).norm(dim=1).mean(), env)
         for i, (m, v) in enumerate(zip(neg_sampler.inverse_mass(), neg_sampler.noise_variance())):
             if m is not None:
-                metrics[f"sampler_inv_mass_mean/{i}"] = m.mean()
-                metrics[f"sampler_sq_sigma_mean/{i}"] = v.mean()
+                metrics[f"sampler_inv_mass_mean/{i}"] = all_reduce_mean(m.mean(), env)
+                metrics[f"sampler_sq_sigma_mean/{i}"] = all_reduce_mean(v.mean(), env)
         self._last = {"pos": [s.detach() for s in pos], "neg": [s.detach() for s in neg]}
         return loss, metrics
 
