@@ -139,6 +139,7 @@ class Report:
         if self.dev.type == "cuda" and not torch.cuda.is_available():
             raise SystemExit("--device cuda: CUDA is not available on this machine")
         self.rows: list[dict] = []
+        self.failed: dict = {}
         self.lines: list[str] = []
         self.peaks = device_peaks(self.dev)
         self.t0 = time.perf_counter()
@@ -149,9 +150,18 @@ class Report:
         self.lines.append(text)
 
     def time(self, fns: dict, block: int = 1) -> dict:
-        """Seconds per call of each ``name -> fn``, one value per interleaved round."""
+        """Seconds per call of each ``name -> fn``, one value per interleaved round. A function that
+        fails on its first (untimed) call is left out, its error kept in ``self.failed[name]``."""
         threads = torch.get_num_threads()
-        return interleaved({k: (f, threads) for k, f in fns.items()}, self.dev, self.args.rounds, block, warmup=1)
+        ok = {}
+        for k, f in fns.items():
+            try:
+                f()
+                sync(self.dev)
+                ok[k] = (f, threads)
+            except Exception as exc:  # report it, time the others
+                self.failed[k] = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:150]}"
+        return interleaved(ok, self.dev, self.args.rounds, block, warmup=0)
 
     def add(self, family, workload, variant, times, base=None, difference="", correct=None, flops=None,
             bf16=False, note=""):
@@ -213,7 +223,16 @@ class Report:
         self.say()
         self.say(f"device {self.dev} = {name}; {peak}; torch {torch.__version__}; rounds {a.rounds}")
         for fam in a.families:
-            getattr(self, fam)()
+            t0 = time.perf_counter()
+            try:
+                getattr(self, fam)()
+            except Exception as exc:  # one family's failure leaves the others' figures
+                import traceback
+
+                self.say(f"{fam}: FAILED ({type(exc).__name__}: {exc})")
+                self.say("```\n" + traceback.format_exc()[-2000:] + "```")
+                self.add(fam, "(whole family)", "", None, note=f"failed: {type(exc).__name__}: {exc}")
+            self.say(f"({fam}: {time.perf_counter() - t0:.0f} s)")
         self.say()
         self.say(f"report done in {time.perf_counter() - self.t0:.0f} s")
         self.write()
@@ -312,10 +331,13 @@ class Report:
             flops[phase] = c.forward + c.input_gradient
         self.say(f"conv/linear FLOPs per sampler step (forward + input gradient): positive "
                  f"{flops['positive'] / 1e9:.2f} GFLOP, negative {flops['negative'] / 1e9:.2f} GFLOP")
+        for key in variants:
+            if key not in times:
+                skipped[key[1]] = self.failed.get(key, "failed")
         rows = []
         for phase in ("positive", "negative"):
             base = times[phase, "fp32"]
-            for name in [n for p, n in variants if p == phase]:
+            for name in [n for p, n in times if p == phase]:
                 note = "timing only (replays the captured burn-in path; not an option)" \
                     if name == "cuda_graph_step" else ""
                 rows.append(self.add("nrflv", f"sampler step {phase}", name, times[phase, name],
@@ -330,7 +352,7 @@ class Report:
 
         # the fastest correct option (both phases, 500 + 500 steps)
         pair = {n: [p + q for p, q in zip(times["positive", n], times["negative", n])]
-                for n in grads if ("positive", n) in times}
+                for n in grads if ("positive", n) in times and ("negative", n) in times}
         options = [n for n in pair if n in NRFLV_OPTIONS and (n == "fp32" or ok.get(n))]
         best = min(options, key=lambda n: statistics.median(pair[n]))
         self.say(f"fastest correct option for both phases: {best} {NRFLV_OPTIONS[best] or '(defaults off)'}")
@@ -346,13 +368,16 @@ class Report:
         per_update = {}
         rows = []
         for name in dict.fromkeys(["fp32", best]):
+            if (name, k1) not in ut or (name, k2) not in ut:
+                self.skipped("nrflv", "update", name, self.failed.get((name, k1)) or self.failed.get((name, k2)))
+                continue
             t1, t2 = statistics.median(ut[name, k1]), statistics.median(ut[name, k2])
             overhead = max(0.0, (k2 * t1 - k1 * t2) / (k2 - k1))
             pos, neg = statistics.median(times["positive", name]), statistics.median(times["negative", name])
             per_update[name] = (overhead, pos, neg)
             for k in (k1, k2):
                 rows.append(self.add("nrflv", f"update, {k}+{k} sampler steps", name, ut[name, k],
-                                     ut["fp32", k] if name != "fp32" else None))
+                                     ut.get(("fp32", k)) if name != "fp32" else None))
             self.say(f"update ({name}): t({k1}) = {t1 * 1e3:.1f} ms, t({k2}) = {t2 * 1e3:.1f} ms -> overhead "
                      f"(K2 t(K1) - K1 t(K2)) / (K2 - K1) = {overhead * 1e3:.1f} ms per update (initialiser, "
                      f"energies, backward, Adam, replay buffer)")
@@ -409,8 +434,9 @@ class Report:
         steps = suite.protocol.total
         thesis_sets = ["just_angle", "contrast_and_angle", "few_angles", "long_bars", "pairs"]
         start = [s[:rb] for s in bench.start["positive"]]
-        names = list(dict.fromkeys(["fp32", best]))
-        t = self.time({n: (lambda v=phase_of(n, "positive", start, 13): v.block(1)) for n in names}, block=a.steps)
+        t = self.time({n: (lambda v=phase_of(n, "positive", start, 13): v.block(1))
+                       for n in dict.fromkeys(["fp32", best])}, block=a.steps)
+        names = list(t)
         for n in names:
             self.add("nrflv", f"recording step (positive, batch {rb})", n, t[n], t["fp32"] if n != "fp32" else None)
         self.say()
@@ -513,6 +539,10 @@ class Report:
         rows = []
         scale = max(float(r.abs().max()) for r in finals["fp32"])
         for name in fwd:
+            if name not in times:
+                rows.append(self.add("cordsnet", f"forward time step, batch {fwd_batch}", name, None,
+                                     note=self.failed.get(name, "failed")))
+                continue
             diff = max(float((x - y).abs().max()) for x, y in zip(finals[name], finals["fp32"])) / scale
             rows.append(self.add("cordsnet", f"forward time step, batch {fwd_batch}", name, times[name],
                                  times["fp32"] if name != "fp32" else None,
@@ -576,6 +606,10 @@ class Report:
             ft[name] = (step, diff, good)
         times = self.time({n: v[0] for n, v in ft.items()})
         for name, (_, diff, good) in ft.items():
+            if name not in times:
+                rows.append(self.add("cordsnet", "finetune training step", name, None,
+                                     note=self.failed.get(name, "failed")))
+                continue
             rows.append(self.add("cordsnet", f"finetune training step, batch {phase_batches['finetune']}", name,
                                  times[name], times["fp32"] if name != "fp32" else None, diff, good,
                                  bf16=name == "bf16"))
@@ -595,7 +629,7 @@ class Report:
                 except Exception as exc:
                     self.skipped("cordsnet", f"{phase} step", name, f"failed: {type(exc).__name__}: {exc}")
             t = self.time(fns)
-            for phase in fns:
+            for phase in t:
                 self.add("cordsnet", f"pipeline phase {phase}: training step, batch {phase_batches[phase]}", name,
                          t[phase], note="for the projection")
             phase_times[name] = {p: statistics.median(v) for p, v in t.items()}
@@ -655,6 +689,9 @@ class Report:
         self.say()
         self.say("## snn_dales: one training batch (64 x 100 steps x 200 inputs -> 30 -> 12; forward, backward, Adam)")
         for name in models:
+            if name not in t:
+                self.skipped("snn_dales", "training batch", name, self.failed.get(name, "failed"))
+                continue
             rows.append(self.add("snn_dales", "training batch", name, t[name],
                                  t["fused (fp32)"] if name != "fused (fp32)" else None, diffs[name][0],
                                  None if name == "fused (fp32)" else diffs[name][1]))
@@ -688,6 +725,9 @@ class Report:
         rows = []
         ref = stats["adjoint (fp32)"]
         for name in systems:
+            if name not in t:
+                self.skipped("dsn", f"STG AL iteration, n = {n}", name, self.failed.get(name, "failed"))
+                continue
             d = float(((stats[name] - ref).abs() / ref.abs().clamp_min(1e-12)).max())
             rows.append(self.add("dsn", f"STG AL iteration, n = {n}", name, t[name],
                                  t["adjoint (fp32)"] if name != "adjoint (fp32)" else None,
@@ -729,6 +769,9 @@ class Report:
         rows = []
         base = f"fp32, chunk {chunks[0]}"
         for name in fns:
+            if name not in t:
+                self.skipped("rsa", f"correlation RDM {s} x {n}", name, self.failed.get(name, "failed"))
+                continue
             rows.append(self.add("rsa", f"correlation RDM {s} x {n}", name, t[name], t[base] if name != base else None,
                                  diffs[name][0], diffs[name][1]))
         self.table(rows)
