@@ -331,6 +331,7 @@ class Report:
             flops[phase] = c.forward + c.input_gradient
         self.say(f"conv/linear FLOPs per sampler step (forward + input gradient): positive "
                  f"{flops['positive'] / 1e9:.2f} GFLOP, negative {flops['negative'] / 1e9:.2f} GFLOP")
+        self.nrflv_floors(energy, bench.start["negative"], flops["negative"], times.get(("negative", "fp32")))
         for key in variants:
             if key not in times:
                 skipped[key[1]] = self.failed.get(key, "failed")
@@ -395,6 +396,56 @@ class Report:
             self.say(f"- {name}: {updates:,} x ({oh * 1e3:.1f} + {n_pos} x {pos * 1e3:.2f} + {n_neg} x "
                      f"{neg * 1e3:.2f}) ms = {updates:,} x {per:.3f} s = **{human(updates * per)}**")
         self.nrflv_recordings(preset, grads, bench, best, phase_of)
+
+    def nrflv_floors(self, energy, states, flops, measured) -> None:
+        """What bounds one (negative-phase, fp32) sampler step: the compute, memory and launch floors.
+
+        Bytes: a lower-bound estimate -- the tensors autograd saves for the gradient (written in
+        the forward, read in the backward) plus the sampler's update (each of its float32 buffers
+        over the free units read and written about eight times: ``nrflv.sghmc``'s note).
+        Launches: the aten operations of one step (gradient + update), each at least one kernel.
+        """
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        from nrflv.gradient import StateGradient
+        from nrflv.sghmc import SGHMC
+
+        class Ops(TorchDispatchMode):
+            n = 0
+
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                Ops.n += 1
+                return func(*args, **(kwargs or {}))
+
+        seen = {}
+        params = {p.untyped_storage().data_ptr() for p in energy.parameters()}
+
+        def pack(t):
+            st = t.untyped_storage()
+            if st.data_ptr() not in params:
+                seen[st.data_ptr()] = st.nbytes()
+            return t
+        st = [s.clone() for s in states]
+        sampler = SGHMC(st, generator=torch.Generator(device=self.dev).manual_seed(0), non_diag_inv_mass=True,
+                        num_burn_in_steps=0)
+        sg = StateGradient(energy)
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            sg.grad(st)
+        with Ops():
+            sampler.step(sg.grad(st))
+        units = sum(s.numel() for s in st)
+        nbytes = 2 * sum(seen.values()) + 8 * 4 * units
+        line = (f"one negative-phase step (fp32): {flops / 1e9:.2f} GFLOP, >= {nbytes / 1e6:.0f} MB moved "
+                f"(2 x {sum(seen.values()) / 1e6:.0f} MB autograd-saved + 8 x 4 B x {units:,} state elements), "
+                f"{Ops.n} aten operations (gradient + update)")
+        if self.peaks:
+            label, _, tf32, _, tbs = self.peaks
+            line += (f"; floors on {label}: compute {flops / (tf32 * 1e12) * 1e3:.3f} ms at the TF32 peak, memory "
+                     f"{nbytes / (tbs * 1e12) * 1e3:.3f} ms at {tbs:g} TB/s, launches {Ops.n} x 5 us = "
+                     f"{Ops.n * 5e-3:.2f} ms")
+        if measured:
+            line += f"; measured {statistics.median(measured) * 1e3:.3f} ms"
+        self.say(line)
 
     def nrflv_update(self, preset: dict, batch: int, k: int, options: dict):
         """A closure running one parameter update of the NRFLV suite (sampler shortened to k + k)."""
