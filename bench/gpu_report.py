@@ -395,7 +395,29 @@ class Report:
             per = oh + n_pos * pos + n_neg * neg
             self.say(f"- {name}: {updates:,} x ({oh * 1e3:.1f} + {n_pos} x {pos * 1e3:.2f} + {n_neg} x "
                      f"{neg * 1e3:.2f}) ms = {updates:,} x {per:.3f} s = **{human(updates * per)}**")
+        self.nrflv_gpus(best, per_update.get(best), bench, phase_of, batch, updates, n_pos, n_neg)
         self.nrflv_recordings(preset, grads, bench, best, phase_of)
+
+    def nrflv_gpus(self, best, per_update, bench, phase_of, batch, updates, n_pos, n_neg) -> None:
+        """Chains split over N GPUs: each runs batch / N chains; the step measured at that batch here."""
+        if per_update is None:
+            return
+        oh = per_update[0]
+        shares = {n: batch // n for n in (2, 4, 8) if batch % n == 0}
+        fns = {(n, ph): (lambda v=phase_of(best, ph, [s[:b] for s in bench.start[ph]], 17): v.block(1))
+               for n, b in shares.items() for ph in ("positive", "negative")}
+        t = self.time(fns, block=self.args.steps)
+        self.say(f"{best} on N GPUs, the {batch} chains split (per-rank step measured here at batch {batch} / N; "
+                 f"the update's overhead kept whole, the gradient all-reduce not counted):")
+        for n, b in shares.items():
+            if (n, "positive") not in t or (n, "negative") not in t:
+                continue
+            pos, neg = statistics.median(t[n, "positive"]), statistics.median(t[n, "negative"])
+            self.add("nrflv", f"sampler step positive, batch {b} (1/{n} of the chains)", best, t[n, "positive"])
+            self.add("nrflv", f"sampler step negative, batch {b} (1/{n} of the chains)", best, t[n, "negative"])
+            per = oh + n_pos * pos + n_neg * neg
+            self.say(f"- {n} GPUs: {updates:,} x ({oh * 1e3:.1f} + {n_pos} x {pos * 1e3:.2f} + {n_neg} x "
+                     f"{neg * 1e3:.2f}) ms = **{human(updates * per)}**")
 
     def nrflv_floors(self, energy, states, flops, measured) -> None:
         """What bounds one (negative-phase, fp32) sampler step: the compute, memory and launch floors.
