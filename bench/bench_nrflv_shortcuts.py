@@ -6,8 +6,10 @@ steps per update (the replay buffer carries the chains on), and larger sampler s
 
 Part 1 trains the preset's model from the same seed once per ``--neg_steps`` K- (the positive
 phase keeps the preset's length), in this process through the suite's own update (the
-learning-rate decay left out), and prints the seconds per update (median over the second half)
-and, at the end, two measures of how far the negative chains are from the sampler's
+learning-rate decay left out), the models' updates interleaved (update u of every K-, the order
+reversed every other update, so a busy machine slows them alike); it prints the seconds per
+update (median over the second half), the speed-up as the median of per-update ratios, and, at
+the end, two measures of how far the negative chains are from the sampler's
 stationary regime for that model:
 
 * ``buffer drift``: ``--chains`` chains taken from the replay buffer, run ``--drift_steps``
@@ -71,26 +73,32 @@ def make_suite(a, **over):
     return NRFLVSuite(RunContext(cfg=from_dict(NRFLVSuite.Config, values), device=torch.device("cpu")))
 
 
-def train(a, k_neg):
+def trainers(a):
+    """One suite, model and optimiser per K-, all from the same seed."""
+    out = {}
+    for k in a.neg_steps:
+        suite = make_suite(a, num_it_neg=k)
+        modules = suite.build()
+        out[k] = dict(suite=suite, modules=modules, opt=suite.make_optimizer(modules, None), secs=[], gaps=[])
+    return out
+
+
+def update(a, t, u):
+    """Update ``u`` of trainer ``t`` (its time and per-chain ``E+ - E-`` appended)."""
     import torch
 
     from core.suite import StepContext
 
-    suite = make_suite(a, num_it_neg=k_neg)
-    modules = suite.build()
-    opt = suite.make_optimizer(modules, None)
-    secs, gaps = [], []
-    for u in range(a.updates):
-        step = StepContext(step=u, phase="train", phase_step=u, rank=0, world_size=1, device=torch.device("cpu"),
-                           generator=torch.Generator().manual_seed(1000 * a.seed + u))
-        t0 = time.perf_counter()
-        opt.zero_grad()
-        loss, metrics = suite.loss(modules, suite.training_batch(step), step)
-        loss.backward()
-        opt.step()
-        secs.append(time.perf_counter() - t0)
-        gaps.append(float(metrics["ml_loss"]) / a.batch)
-    return suite, modules, secs, gaps
+    suite, modules, opt = t["suite"], t["modules"], t["opt"]
+    step = StepContext(step=u, phase="train", phase_step=u, rank=0, world_size=1, device=torch.device("cpu"),
+                       generator=torch.Generator().manual_seed(1000 * a.seed + u))
+    t0 = time.perf_counter()
+    opt.zero_grad()
+    loss, metrics = suite.loss(modules, suite.training_batch(step), step)
+    loss.backward()
+    opt.step()
+    t["secs"].append(time.perf_counter() - t0)
+    t["gaps"].append(float(metrics["ml_loss"]) / a.batch)
 
 
 def chain_energies(energy, states):
@@ -140,16 +148,24 @@ def main(argv=None):
     print(f"{a.preset}, batch {a.batch}, {a.updates} updates, threads {a.threads}, torch {torch.__version__}, "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print("part 1: fewer negative steps per update (the replay buffer carries the chains on)")
-    trained = {}
-    for k in a.neg_steps:
-        suite, modules, secs, gaps = train(a, k)
-        trained[k] = (suite, modules)
-        half = secs[len(secs) // 2:]
+    tr = trainers(a)
+    order = list(tr)
+    for u in range(a.updates):  # interleaved: update u of every K-, the order reversed every other update
+        for k in (order if u % 2 == 0 else order[::-1]):
+            update(a, tr[k], u)
+    base = tr[order[0]]["secs"]
+    for k, t in tr.items():
+        suite, modules, secs, gaps = t["suite"], t["modules"], t["secs"], t["gaps"]
+        half = slice(len(secs) // 2, None)
+        ratios = [b / x for b, x in zip(base[half], secs[half])]
         d, e0, e1 = drift(a, suite, modules)
         tail = gaps[-max(1, len(gaps) // 5):]
-        print(f"  K- = {k:4d} (K+ = {suite.cfg.num_it_pos}): {statistics.median(half):.3f} s per update "
-              f"({min(half):.3f}-{max(half):.3f}); last-fifth mean (E+ - E-) per chain {statistics.mean(tail):+.2f}; "
-              f"buffer drift over {a.drift_steps} steps {d:+.2f} sd (mean E {e0:.1f} -> {e1:.1f})")
+        print(f"  K- = {k:4d} (K+ = {suite.cfg.num_it_pos}): {statistics.median(secs[half]):.3f} s per update "
+              f"({min(secs[half]):.3f}-{max(secs[half]):.3f}), speed-up vs K- = {order[0]} "
+              f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}); last-fifth mean (E+ - E-) "
+              f"per chain {statistics.mean(tail):+.2f}; buffer drift over {a.drift_steps} steps {d:+.2f} sd "
+              f"(mean E {e0:.1f} -> {e1:.1f})")
+    trained = {k: (t["suite"], t["modules"]) for k, t in tr.items()}
     k0 = a.neg_steps[0]
     suite, modules = trained[k0]
     print(f"part 2: larger sampler steps, the model trained with K- = {k0}, {a.chains} chains from U[-1, 1]")
