@@ -413,8 +413,10 @@ class Report:
             if (n, "positive") not in t or (n, "negative") not in t:
                 continue
             pos, neg = statistics.median(t[n, "positive"]), statistics.median(t[n, "negative"])
-            self.add("nrflv", f"sampler step positive, batch {b} (1/{n} of the chains)", best, t[n, "positive"])
-            self.add("nrflv", f"sampler step negative, batch {b} (1/{n} of the chains)", best, t[n, "negative"])
+            self.add("nrflv", f"{n} GPUs: sampler step positive, batch {b} (1/{n} of the chains)", best,
+                     t[n, "positive"])
+            self.add("nrflv", f"{n} GPUs: sampler step negative, batch {b} (1/{n} of the chains)", best,
+                     t[n, "negative"])
             per = oh + n_pos * pos + n_neg * neg
             self.say(f"- {n} GPUs: {updates:,} x ({oh * 1e3:.1f} + {n_pos} x {pos * 1e3:.2f} + {n_neg} x "
                      f"{neg * 1e3:.2f}) ms = **{human(updates * per)}**")

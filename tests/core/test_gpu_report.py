@@ -62,6 +62,8 @@ def test_tiny_report_on_the_cpu(tmp_path):
     assert float(oh) + int(p) * float(tp) + int(q) * float(tq) == pytest.approx(1000 * float(per), rel=1e-2, abs=2)
     assert float(tp) == pytest.approx(float(pick(rows, "nrflv", "sampler step positive", "fp32")["ms_median"]), abs=0.01)
     assert "projected: the five recorded sets" in md and "all five:" in md
+    assert re.search(r"- 2 GPUs: 60 x \(", md)  # the chains split over 2 GPUs (batch 2 -> 1 per rank)
+    assert any(r["workload"].startswith("2 GPUs: sampler step negative, batch 1") for r in rows)
 
     for v in ("fp32", "channels_last", "bf16"):
         r = pick(rows, "cordsnet", "finetune training step", v)
