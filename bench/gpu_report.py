@@ -22,7 +22,10 @@ Workloads (``--tiny``: the quick presets' sizes, batch 2):
   and the largest per-chain energy difference (relative). *Correct* means within the stated
   tolerances (:data:`NRFLV_TOL`). Then one full parameter update (both phases, the energies,
   Adam) with a shortened sampler at two lengths K1 < K2: ``t(K) = overhead + K (t+ + t-)`` gives
-  the update's overhead.
+  the update's overhead. Also: the step's floors (compute at the peak, bytes moved at the
+  memory bandwidth, aten operations x 5 us of launch), the step of the fastest correct option
+  at batch 128 / N (the per-rank share of the chains on N = 2, 4, 8 GPUs) and at ``record_batch``
+  (the recordings).
 * **cordsnet** -- R8 at 224 px (``configs/cordsnet_imagenet.yaml``): one forward time step at
   batch 64 (no gradient) and one finetune training step at the published per-GPU batch 2
   (blank 100 + image 100 + blank 100 steps, loss, backward, AdamW); variants ``fp32``,
