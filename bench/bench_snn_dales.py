@@ -111,6 +111,31 @@ def ratio(slow, fast):
     return f"{median(r):.2f}x ({min(r):.2f}-{max(r):.2f})"
 
 
+def workload(dev):
+    """The bench's training batch on ``dev``: ``(spikes, x, y, sign1, sign2)`` -- 64 samples x 100
+    steps x 200 inputs (``spikes`` as generated, ``x`` as float32), labels ``y`` in 12 classes,
+    Dale sign masks ``(1, 200)`` and ``(1, 30)`` (half excitatory)."""
+    task = IPDTask()
+    g = torch.Generator(device=dev).manual_seed(0)
+    ipd, spikes = make_dataset(64, task, "per_sample", g)
+    y = discretise(ipd, 12)
+    sign1 = dale_sign_mask(200, 0.5, "first")[None].to(dev)
+    sign2 = dale_sign_mask(30, 0.5, "first")[None].to(dev)
+    return spikes, spikes.float(), y, sign1, sign2
+
+
+def training_step(model, spikes, y, lr=0.01):
+    """A closure: one forward + backward + Adam step of ``model`` on the batch."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+
+    def step():
+        opt.zero_grad()
+        nll_loss(model(spikes)[0], y).backward()
+        opt.step()
+
+    return step
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -128,15 +153,8 @@ def main(argv=None):
     if not args.default_malloc:
         keep_freed_memory_mapped()
     dev = torch.device(args.device)
-    task = IPDTask()
-    g = torch.Generator(device=dev).manual_seed(0)
-    ipd, spikes = make_dataset(64, task, "per_sample", g)
-    y = discretise(ipd, 12)
-    x = spikes.float()
-
+    spikes, x, y, sign1, sign2 = workload(dev)
     gs = torch.Generator().manual_seed(0)
-    sign1 = dale_sign_mask(200, 0.5, "first")[None].to(dev)
-    sign2 = dale_sign_mask(30, 0.5, "first")[None].to(dev)
     fast = DaleSNN(sign1, sign2, 12, generator=torch.Generator(device=dev).manual_seed(1))
     ref_w1 = fast.w1.detach()[0].clone().requires_grad_()
     ref_w2 = fast.w2.detach()[0].clone().requires_grad_()
@@ -161,18 +179,10 @@ def main(argv=None):
         reference_loss(x, y, ref_w1, ref_w2, sign1[0], sign2[0]).backward()
         opt_ref.step()
 
-    opt_fast = torch.optim.Adam(fast.parameters(), lr=0.01)
-
-    def step_fast():
-        opt_fast.zero_grad()
-        nll_loss(fast(spikes)[0], y).backward()
-        opt_fast.step()
-
-    steps = {"reference": step_ref, "fast": step_fast}
+    steps = {"reference": step_ref, "fast": training_step(fast, spikes, y)}
     if not args.no_compile:
         comp = DaleSNN(sign1, sign2, 12, compiled=True)
         comp.load_state_dict(fast.state_dict())
-        opt_comp = torch.optim.Adam(comp.parameters(), lr=0.01)
         t0 = time.perf_counter()
         loss_comp = nll_loss(comp(spikes)[0], y)
         loss_comp.backward()
@@ -185,13 +195,7 @@ def main(argv=None):
         comp.zero_grad()
         print(f"compiled: first forward + backward (compiling) {t_compile:.1f} s; gradient rel. error vs "
               f"fast {rel_c:.1e}")
-
-        def step_comp():
-            opt_comp.zero_grad()
-            nll_loss(comp(spikes)[0], y).backward()
-            opt_comp.step()
-
-        steps["compiled"] = step_comp
+        steps["compiled"] = training_step(comp, spikes, y)
 
     variants = {(name, n): (fn, n) for n in thread_counts for name, fn in steps.items()}
     t = interleaved(variants, dev, args.rounds, args.block)

@@ -78,6 +78,9 @@ class CordsNetConfig(BaseConfig):
     augment: bool = param(True, "the published training augmentation (RandAugment / affine / elastic)")
     mix: str = param("auto", "CutMix or MixUp per batch: auto (as published: F-MNIST, CIFAR), on, off",
                      choices=["auto", "on", "off"])
+    precision: str = param("fp32", "the model's forward in training and evaluation: fp32, or bf16 (convolutions "
+                                   "and matrix products under bfloat16 autocast; rates, losses, weights and the "
+                                   "optimiser stay float32)", choices=["fp32", "bf16"])
     cnn_lr: float = param(0.1, "phase 1 SGD learning rate of the first stage (then /10, /100)", min=0.0)
     cnn_momentum: float = param(0.9, "phase 1 SGD momentum", min=0.0, max=1.0)
     cnn_weight_decay: float = param(1e-4, "phase 1 SGD weight decay", min=0.0)

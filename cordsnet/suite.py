@@ -9,6 +9,7 @@ time, dynamics, spectra, Jacobian, robustness, trajectories; see :mod:`cordsnet.
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from functools import cached_property
 from pathlib import Path
 
@@ -245,7 +246,18 @@ class CordsNetSuite(ModelSuite):
             return P.anneal_slope(phase_step, self.cfg.anneal_steps, self.cfg.anneal_start, self.cfg.anneal_levels)
         return 0.0
 
+    def autocast(self):
+        """The forward's precision (``precision``): bfloat16 autocast, or nothing for fp32."""
+        if self.cfg.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return nullcontext()
+
     def loss(self, modules, batch, step):
+        with self.autocast():
+            loss, metrics = self._loss(modules, batch, step)
+        return loss.float(), metrics
+
+    def _loss(self, modules, batch, step):
         cfg = self.cfg
         images, labels = batch
         self._modules = modules
@@ -268,6 +280,10 @@ class CordsNetSuite(ModelSuite):
                           "spontaneous_mse": out.spontaneous, "slope": torch.tensor(rnn.slope)}
 
     def evaluate(self, modules, step):
+        with self.autocast():
+            return self._evaluate(modules, step)
+
+    def _evaluate(self, modules, step):
         images, labels = self._test_set
         if step.phase in ("cnn", "inversion") and "cnn" in modules:
             logits = torch.cat([modules["cnn"](x) for x in images.split(self.cfg.batch_size)])

@@ -77,6 +77,12 @@ class NRFLVConfig(BaseConfig):
 
     channels_last: bool = param(True, "keep the energy model's weights and the states in channels-last memory "
                                       "(the same numbers; 1.24x faster sampler steps on this CPU)")
+    precision: str = param("fp32", "the sampler's energy gradient: fp32, or bf16 (forward and backward under "
+                                   "bfloat16 autocast; states, gradients and the sampler's update stay float32)",
+                           choices=["fp32", "bf16"])
+    compile: str = param("off", "the sampler's energy gradient through torch.compile: off, on, or cuda_graphs "
+                                "(mode reduce-overhead: replayed as CUDA graphs; CUDA only)",
+                         choices=["off", "on", "cuda_graphs"])
 
     # sampler (the state optimiser)
     state_optimizer: str = param("sghmc", "sghmc or langevin", choices=["sghmc", "langevin"])

@@ -51,6 +51,7 @@ from nrflv import plots
 from nrflv.architecture import get_architecture
 from nrflv.config import NRFLVConfig
 from nrflv.energy import NRFEnergy, uniform_states
+from nrflv.gradient import StateGradient
 from nrflv.nets import FFInit
 from nrflv.suite_experiments import ExperimentsMixin
 from nrflv.replay import ReplayBuffer
@@ -129,6 +130,8 @@ class NRFLVSuite(ExperimentsMixin, ModelSuite):
             self.check_experiment()
             if "gen_exp_stim" in self.ctx.stages:
                 self.held_out_images(1)
+        if self.cfg.compile == "cuda_graphs" and self.device.type != "cuda":
+            raise UserError(f"--compile cuda_graphs needs a CUDA device (this run is on {self.device.type})")
         world = self.ctx.env.world_size
         if world > 1 and self.cfg.batch_size % world:
             raise UserError(f"--batch_size {self.cfg.batch_size} (chains per update, all ranks together) does not "
@@ -198,6 +201,15 @@ class NRFLVSuite(ExperimentsMixin, ModelSuite):
         fmt = torch.channels_last if self.cfg.channels_last else torch.contiguous_format
         return [s.contiguous(memory_format=fmt) for s in states]
 
+    def state_gradient(self, energy) -> StateGradient:
+        """The sampler's ``dE/ds`` of ``energy`` in this run's ``precision`` and ``compile`` (one
+        per energy module, so that a compiled graph is built once)."""
+        cache = self.__dict__.setdefault("_state_gradients", {})
+        key = id(energy)
+        if key not in cache or cache[key].energy is not energy:
+            cache[key] = StateGradient(energy, self.cfg.precision, self.cfg.compile)
+        return cache[key]
+
     def sampler(self, states, generator, fixed=None, chains=None) -> SGHMC:
         cfg = self.cfg
         return SGHMC(states, generator=generator, method=cfg.state_optimizer,
@@ -248,7 +260,8 @@ class NRFLVSuite(ExperimentsMixin, ModelSuite):
         latent_layers = list(range(1, self.arch.n_layers))
         sampler = self.sampler(states, generator, fixed=[True] + [False] * len(latent_layers),
                                chains=None if chains is None else (first, total))
-        sampler.run(lambda s: energy.grad(s, wrt=latent_layers), self.cfg.num_it_pos)
+        grad = self.state_gradient(energy).grad
+        sampler.run(lambda s: grad(s, wrt=latent_layers), self.cfg.num_it_pos)
         return states, predicted, sampler
 
     def negative_phase(self, modules, n, generator, num_steps=None, chains=None):
@@ -259,7 +272,7 @@ class NRFLVSuite(ExperimentsMixin, ModelSuite):
         drawn = self.buffer.sample(total, generator, device=self.device, chains=(first, first + n))
         states = self.layout([s.to(self.device) for s in drawn])
         sampler = self.sampler(states, generator, chains=None if chains is None else (first, total))
-        sampler.run(lambda s: energy.grad(s), num_steps or self.cfg.num_it_neg)
+        sampler.run(self.state_gradient(energy).grad, num_steps or self.cfg.num_it_neg)
         return states, sampler
 
     def loss(self, modules, batch, step):
@@ -342,7 +355,7 @@ class NRFLVSuite(ExperimentsMixin, ModelSuite):
         frames = [states[0].detach().clone()]
         energy = modules["energy"]
         for k in range(0, cfg.num_it_viz, cfg.viz_img_logging_step_interval):
-            sampler.run(lambda s: energy.grad(s), min(cfg.viz_img_logging_step_interval, cfg.num_it_viz - k))
+            sampler.run(self.state_gradient(energy).grad, min(cfg.viz_img_logging_step_interval, cfg.num_it_viz - k))
             frames.append(states[0].detach().clone())
         steps = [0] + [min(k + cfg.viz_img_logging_step_interval, cfg.num_it_viz)
                        for k in range(0, cfg.num_it_viz, cfg.viz_img_logging_step_interval)]

@@ -169,7 +169,8 @@ class ExperimentsMixin:
         latent_layers = list(range(1, arch.n_layers))
         with tqdm(total=proto.total, desc="sampler steps", leave=False, dynamic_ncols=True, mininterval=1.0,
                   disable=not ctx.env.is_main) as bar:
-            out = run_protocol(proto, states, to_model, lambda s: energy.energy_and_grad(s, wrt=latent_layers),
+            energy_and_grad = self.state_gradient(energy).energy_and_grad
+            out = run_protocol(proto, states, to_model, lambda s: energy_and_grad(s, wrt=latent_layers),
                                sampler, recorder, layer,
                                unit_energy=lambda s: energy.unit_energies(s)[layer], progress=bar.update)
         dims = {"layer_means": ("trial", "phase", "channel", "y", "x"),

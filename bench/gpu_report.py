@@ -1,0 +1,868 @@
+"""One command that turns a GPU into the toolkit's figures: every family's main workload, its
+variants with their numerical difference from float32, achieved FLOP/s against the device's
+peak, and the projected wall time of the full-scale presets, with the arithmetic shown.
+
+    python bench/gpu_report.py --device cuda --out gpu_report      # one GPU, about 5-8 minutes
+    python bench/gpu_report.py --device cpu --tiny --out /tmp/r    # tiny sizes, seconds (the test)
+    python bench/gpu_report.py --device cuda --no_compile          # without the torch.compile variants
+
+Written to ``--out``: ``report.csv`` (one row per workload and variant), ``report.md`` (the
+tables, the projections with their arithmetic) and the same text on stdout.
+
+Workloads (``--tiny``: the quick presets' sizes, batch 2):
+
+* **nrflv** -- one SGHMC sampler step (energy gradient + update) of ``configs/nrflv_thesis.yaml``'s
+  architecture at batch 128, positive phase (image fixed) and negative phase, from the states
+  of ``bench/bench_nrflv.py``; variants ``fp32`` (contiguous), ``channels_last``, ``bf16``
+  (``precision: bf16``), ``channels_last+bf16``, ``compile`` (``compile: on``), ``cuda_graphs``
+  (``compile: cuda_graphs``; CUDA only) and ``cuda_graph_step`` (the whole step -- gradient and
+  update -- captured in one CUDA graph, ``bench_nrflv``'s variant; timing only, not an option).
+  Each variant's difference from fp32: the gradient at the start (relative, worst layer), and
+  after ``check`` steps from the same state with the same noise the largest state difference
+  and the largest per-chain energy difference (relative). *Correct* means within the stated
+  tolerances (:data:`NRFLV_TOL`). Then one full parameter update (both phases, the energies,
+  Adam) with a shortened sampler at two lengths K1 < K2: ``t(K) = overhead + K (t+ + t-)`` gives
+  the update's overhead. Also: the step's floors (compute at the peak, bytes moved at the
+  memory bandwidth, aten operations x 5 us of launch), the step of the fastest correct option
+  at batch 128 / N (the per-rank share of the chains on N = 2, 4, 8 GPUs) and at ``record_batch``
+  (the recordings).
+* **cordsnet** -- R8 at 224 px (``configs/cordsnet_imagenet.yaml``): one forward time step at
+  batch 64 (no gradient) and one finetune training step at the published per-GPU batch 2
+  (blank 100 + image 100 + blank 100 steps, loss, backward, AdamW); variants ``fp32``,
+  ``channels_last``, ``bf16`` (``precision: bf16``) and ``compile`` (``torch.compile`` of the
+  time step); difference from fp32: the rates after ``check`` steps, the loss and the gradients.
+  Then every phase's training step at its batch (256, 64, 8, 2, 2) for the pipeline projection.
+* **snn_dales** (``bench_snn_dales``'s training batch: ``fused`` vs ``compiled``), **dsn** (an STG
+  AL iteration, n = 200, ``bench_dsn``'s stepper: the adjoint vs the adjoint compiled) and **rsa**
+  (``bench_rsa``'s correlation RDM, 4,000 x 20,000: chunk sizes, and TF32 matmuls on CUDA): fp32
+  and the fastest correct variant.
+
+Timings: ``interleave.interleaved`` (every variant of a workload in the same rounds, order
+reversed every other round; warm-up and compiling untimed); the median over rounds with the
+min-max spread, speed-ups as the median of per-round ratios. Figures are printed, never asserted.
+
+FLOPs are counted from the convolutions' and dense layers' shapes (:mod:`core.flops`): the
+sampler step as the energy's forward plus its input-gradient pass, the CordsNet time step as its
+forward; elementwise work is not counted. Peaks (dense, no sparsity) from NVIDIA's data sheets
+for the GPUs in :data:`PEAKS`; any other device: not stated. float32 convolutions run on TF32
+tensor cores under PyTorch's default ``torch.backends.cudnn.allow_tf32 = True``, so fp32 variants
+are set against the TF32 peak and bf16 against the BF16 peak.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import math
+import statistics
+import sys
+import time
+from argparse import Namespace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import torch  # noqa: E402
+
+from core.flops import ConvFlopCounter  # noqa: E402
+from interleave import interleaved, sync  # noqa: E402
+
+#: device-name pattern -> (label, FP32, TF32, BF16 peak TFLOP/s dense, memory TB/s); first match wins
+PEAKS = [
+    ("NVL", None),  # H100 / H200 NVL boards: not in this table
+    ("H200", ("H200 SXM", 67.0, 494.7, 989.4, 4.8)),
+    ("H100 PCIe", ("H100 PCIe", 51.2, 378.0, 756.0, 2.0)),
+    ("H100", ("H100 SXM", 67.0, 494.7, 989.4, 3.35)),
+    ("A100-SXM4-80GB", ("A100 SXM 80 GB", 19.5, 156.0, 312.0, 2.039)),
+    ("A100 80GB PCIe", ("A100 PCIe 80 GB", 19.5, 156.0, 312.0, 1.935)),
+    ("A100", ("A100 40 GB", 19.5, 156.0, 312.0, 1.555)),
+]
+
+#: a variant of the sampler step is *correct* when, against fp32: the gradient's relative
+#: difference (worst layer) <= grad, and after the check steps the largest state difference
+#: <= state (states live in [-1, 1]) and every chain's energy within energy (relative)
+NRFLV_TOL = dict(grad=2e-2, state=5e-2, energy=1e-2)
+#: CordsNet: loss and gradients (relative) and the rates after the check steps (relative to max |r|)
+CORDS_TOL = dict(loss=2e-2, grad=5e-2, rates=2e-2)
+#: option keys of each NRFLV variant (cuda_graph_step is not an option)
+NRFLV_OPTIONS = {"fp32": {}, "channels_last": {"channels_last": True}, "bf16": {"precision": "bf16"},
+                 "channels_last+bf16": {"channels_last": True, "precision": "bf16"},
+                 "compile": {"compile": "on"}, "cuda_graphs": {"compile": "cuda_graphs"}}
+CORDS_OPTIONS = {"fp32": {}, "channels_last": {}, "bf16": {"precision": "bf16"}, "compile": {}}
+
+FIELDS = ["family", "workload", "variant", "ms_median", "ms_min", "ms_max", "speedup_vs_fp32", "difference",
+          "correct", "gflop", "achieved_tflops", "peak_tflops", "percent_of_peak", "note"]
+
+
+def parse(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--tiny", action="store_true", help="tiny sizes (seconds on a CPU): the test's run")
+    p.add_argument("--out", default="gpu_report", help="folder for report.csv and report.md")
+    p.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 3; --tiny 2)")
+    p.add_argument("--steps", type=int, default=None, help="sampler steps per timed block (default 10; --tiny 1)")
+    p.add_argument("--no_compile", action="store_true", help="skip the torch.compile variants")
+    p.add_argument("--families", nargs="+", default=["nrflv", "cordsnet", "snn_dales", "dsn", "rsa"],
+                   choices=["nrflv", "cordsnet", "snn_dales", "dsn", "rsa"])
+    a = p.parse_args(argv)
+    a.rounds = a.rounds or (2 if a.tiny else 3)
+    a.steps = a.steps or (1 if a.tiny else 10)
+    if a.rounds < 1 or a.steps < 1:
+        p.error("--rounds and --steps must be >= 1")
+    return a
+
+
+def human(s: float) -> str:
+    if s >= 86400 * 2:
+        return f"{s / 86400:.1f} days"
+    if s >= 3600:
+        return f"{s / 3600:.1f} h"
+    if s >= 60:
+        return f"{s / 60:.1f} min"
+    return f"{s:.2f} s"
+
+
+def device_peaks(dev: torch.device):
+    """``(label, fp32, tf32, bf16 TFLOP/s, TB/s)`` of this device, or None (not stated)."""
+    if dev.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(dev)
+    for pattern, peaks in PEAKS:
+        if pattern in name:
+            return peaks
+    return None
+
+
+class Report:
+    def __init__(self, args):
+        self.args = args
+        self.dev = torch.device(args.device)
+        if self.dev.type == "cuda" and not torch.cuda.is_available():
+            raise SystemExit("--device cuda: CUDA is not available on this machine")
+        self.rows: list[dict] = []
+        self.failed: dict = {}
+        self.lines: list[str] = []
+        self.peaks = device_peaks(self.dev)
+        self.t0 = time.perf_counter()
+
+    # ------------------------------------------------------------------ output
+    def say(self, text: str = "") -> None:
+        print(text, flush=True)
+        self.lines.append(text)
+
+    def time(self, fns: dict, block: int = 1) -> dict:
+        """Seconds per call of each ``name -> fn``, one value per interleaved round. A function that
+        fails on its first (untimed) call is left out, its error kept in ``self.failed[name]``."""
+        threads = torch.get_num_threads()
+        ok = {}
+        for k, f in fns.items():
+            try:
+                f()
+                sync(self.dev)
+                ok[k] = (f, threads)
+            except Exception as exc:  # report it, time the others
+                self.failed[k] = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:150]}"
+        return interleaved(ok, self.dev, self.args.rounds, block, warmup=0)
+
+    def add(self, family, workload, variant, times, base=None, difference="", correct=None, flops=None,
+            bf16=False, note=""):
+        row = dict.fromkeys(FIELDS, "")
+        row.update(family=family, workload=workload, variant=variant, difference=difference, note=note,
+                   correct="" if correct is None else ("yes" if correct else "no"))
+        if times:
+            med = statistics.median(times)
+            row.update(ms_median=f"{med * 1e3:.3f}", ms_min=f"{min(times) * 1e3:.3f}", ms_max=f"{max(times) * 1e3:.3f}")
+            if base:
+                row["speedup_vs_fp32"] = f"{statistics.median(b / t for b, t in zip(base, times)):.2f}"
+            if flops:
+                achieved = flops / med / 1e12
+                row.update(gflop=f"{flops / 1e9:.3f}", achieved_tflops=f"{achieved:.3f}")
+                if self.peaks:
+                    peak = self.peaks[3] if bf16 else self.peaks[2]
+                    row.update(peak_tflops=f"{peak:g}", percent_of_peak=f"{100 * achieved / peak:.1f}")
+                else:
+                    row["peak_tflops"] = "not stated"
+        self.rows.append(row)
+        return row
+
+    def table(self, rows) -> None:
+        cols = ["family", "workload", "variant", "ms_median", "ms_min", "ms_max", "speedup_vs_fp32", "correct",
+                "difference", "achieved_tflops", "percent_of_peak", "note"]
+        self.say("| " + " | ".join(cols) + " |")
+        self.say("|" + "---|" * len(cols))
+        for r in rows:
+            self.say("| " + " | ".join(str(r[c]).replace("|", "/") for c in cols) + " |")
+
+    def write(self) -> None:
+        out = Path(self.args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = out / "report.csv.tmp"
+        with open(tmp, "w", newline="") as fh:
+            w = csv.DictWriter(fh, FIELDS)
+            w.writeheader()
+            w.writerows(self.rows)
+        tmp.replace(out / "report.csv")
+        tmp = out / "report.md.tmp"
+        tmp.write_text("\n".join(self.lines) + "\n")
+        tmp.replace(out / "report.md")
+
+    def fastest_correct(self, rows):
+        """The correct timed row with the smallest median (fp32 when nothing beats it)."""
+        ok = [r for r in rows if r["ms_median"] and r["correct"] != "no"]
+        return min(ok, key=lambda r: float(r["ms_median"])) if ok else None
+
+    def skipped(self, family, workload, variant, why):
+        self.add(family, workload, variant, None, note=f"skipped: {why}")
+
+    # ------------------------------------------------------------------ run
+    def run(self) -> None:
+        a = self.args
+        name = torch.cuda.get_device_name(self.dev) if self.dev.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+        peak = (f"peak {self.peaks[0]}: FP32 {self.peaks[1]:g}, TF32 {self.peaks[2]:g}, BF16 {self.peaks[3]:g} "
+                f"TFLOP/s dense, {self.peaks[4]:g} TB/s") if self.peaks else "peak FLOP/s: not stated for this device"
+        self.say(f"# GPU report{' (tiny sizes)' if a.tiny else ''}")
+        self.say()
+        self.say(f"device {self.dev} = {name}; {peak}; torch {torch.__version__}; rounds {a.rounds}")
+        for fam in a.families:
+            t0 = time.perf_counter()
+            try:
+                getattr(self, fam)()
+            except Exception as exc:  # one family's failure leaves the others' figures
+                import traceback
+
+                self.say(f"{fam}: FAILED ({type(exc).__name__}: {exc})")
+                self.say("```\n" + traceback.format_exc()[-2000:] + "```")
+                self.add(fam, "(whole family)", "", None, note=f"failed: {type(exc).__name__}: {exc}")
+            self.say(f"({fam}: {time.perf_counter() - t0:.0f} s)")
+        self.say()
+        self.say(f"report done in {time.perf_counter() - self.t0:.0f} s")
+        self.write()
+
+    # ================================================================== nrflv
+    def nrflv(self) -> None:
+        from bench_nrflv import Bench, ToolkitPhase
+        from core.config import load_preset
+        from nrflv.energy import NRFEnergy
+        from nrflv.gradient import StateGradient
+
+        a, dev = self.args, self.dev
+        arch_name = "nrflv_quick" if a.tiny else "nrflv_thesis"
+        batch = 2 if a.tiny else 128
+        check = 3 if a.tiny else 20
+        bench = Bench(Namespace(arch=arch_name, batch=batch, device=str(dev), extras=True, no_compile=True), torch)
+        bench.build()
+        energy, arch = bench.energy, bench.arch
+        cl = torch.channels_last
+        energy_cl = NRFEnergy(arch).to(dev)
+        energy_cl.load_state_dict(energy.state_dict())
+        energy_cl = energy_cl.to(memory_format=cl).eval()
+        self.say()
+        self.say(f"## nrflv: one sampler step, {arch_name} ({' / '.join('x'.join(map(str, l)) for l in arch.layers)}), "
+                 f"batch {batch}")
+
+        grads = {"fp32": (energy, StateGradient(energy), None),
+                 "channels_last": (energy_cl, StateGradient(energy_cl), cl),
+                 "bf16": (energy, StateGradient(energy, "bf16"), None),
+                 "channels_last+bf16": (energy_cl, StateGradient(energy_cl, "bf16"), cl)}
+        skipped = {}
+        if a.no_compile:
+            skipped["compile"] = skipped["cuda_graphs"] = "--no_compile"
+        else:
+            grads["compile"] = (energy, StateGradient(energy, compile="on"), None)
+            if dev.type == "cuda":
+                grads["cuda_graphs"] = (energy, StateGradient(energy, compile="cuda_graphs"), None)
+            else:
+                skipped["cuda_graphs"] = "CUDA graphs need a CUDA device"
+        if dev.type != "cuda":
+            skipped["cuda_graph_step"] = "CUDA graphs need a CUDA device"
+
+        def phase_of(name, phase, start, seed):
+            e, sg, fmt = grads[name]
+            pos = phase == "positive"
+            wrt = [i for i in range(arch.n_layers) if not (pos and i == 0)]
+            return ToolkitPhase(torch, e, start, pos, bench.gen(seed), grad_fn=lambda s: sg.grad(s, wrt=wrt),
+                                cached=False, memory_format=fmt)
+
+        # numerical differences from fp32 (the compiling happens here, untimed)
+        diffs, ok = {}, {}
+        for phase in ("positive", "negative"):
+            start = bench.start[phase]
+            ref = phase_of("fp32", phase, start, 5)
+            g_ref = ref.grad_fn(ref.states)
+            ref.block(check)
+            e_ref = energy.sample_energies(ref.states).detach()
+            for name in list(grads):
+                if name == "fp32":
+                    continue
+                try:
+                    t0 = time.perf_counter()
+                    v = phase_of(name, phase, start, 5)
+                    g = v.grad_fn(v.states)
+                    t_first = time.perf_counter() - t0
+                    v.block(check)
+                except Exception as exc:  # report it, go on with the others
+                    skipped[name] = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:150]}"
+                    del grads[name]
+                    continue
+                dg = max(float((x.float() - y).norm() / y.norm()) for x, y in zip(g, g_ref) if y is not None)
+                ds = max(float((x.float() - y).abs().max()) for x, y in zip(v.states, ref.states))
+                de = float(((energy.sample_energies([s.contiguous() for s in v.states]).detach() - e_ref).abs()
+                            / e_ref.abs()).max())
+                good = dg <= NRFLV_TOL["grad"] and ds <= NRFLV_TOL["state"] and de <= NRFLV_TOL["energy"]
+                diffs[phase, name] = f"grad {dg:.1e}; after {check} steps state {ds:.1e}, energy {de:.1e}"
+                ok[name] = ok.get(name, True) and good  # correct in both phases
+                if t_first > 5:
+                    diffs[phase, name] += f"; first call {t_first:.0f} s (compiling)"
+        # the timed variants, chains carrying on from the check states
+        variants = {(ph, n): phase_of(n, ph, bench.start[ph], 11) for ph in ("positive", "negative") for n in grads}
+        if dev.type == "cuda":
+            try:
+                graphed = bench.extras()["cuda_graph"]
+                for ph in ("positive", "negative"):
+                    variants[ph, "cuda_graph_step"] = graphed(ph, bench.start[ph], None)
+            except Exception as exc:
+                skipped["cuda_graph_step"] = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:150]}"
+        times = self.time({k: (lambda v=v: v.block(1)) for k, v in variants.items()}, block=a.steps)
+
+        flops = {}
+        for phase in ("positive", "negative"):
+            wrt = [i for i in range(arch.n_layers) if not (phase == "positive" and i == 0)]
+            with ConvFlopCounter() as c:
+                StateGradient(energy).grad(bench.start[phase], wrt=wrt)
+            flops[phase] = c.forward + c.input_gradient
+        self.say(f"conv/linear FLOPs per sampler step (forward + input gradient): positive "
+                 f"{flops['positive'] / 1e9:.2f} GFLOP, negative {flops['negative'] / 1e9:.2f} GFLOP")
+        self.nrflv_floors(energy, bench.start["negative"], flops["negative"], times.get(("negative", "fp32")))
+        for key in variants:
+            if key not in times:
+                skipped[key[1]] = self.failed.get(key, "failed")
+        rows = []
+        for phase in ("positive", "negative"):
+            base = times[phase, "fp32"]
+            for name in [n for p, n in times if p == phase]:
+                note = "timing only (replays the captured burn-in path; not an option)" \
+                    if name == "cuda_graph_step" else ""
+                rows.append(self.add("nrflv", f"sampler step {phase}", name, times[phase, name],
+                                     None if name == "fp32" else base, diffs.get((phase, name), ""),
+                                     ok.get(name) if name not in ("fp32", "cuda_graph_step") else None,
+                                     flops[phase], bf16="bf16" in name, note=note))
+            for name, why in skipped.items():
+                rows.append(self.add("nrflv", f"sampler step {phase}", name, None, note=f"skipped: {why}"))
+        self.table(rows)
+        self.say(f"tolerances of 'correct' (vs fp32): gradient {NRFLV_TOL['grad']:g}, state "
+                 f"{NRFLV_TOL['state']:g}, energy {NRFLV_TOL['energy']:g} (relative)")
+
+        # the fastest correct option (both phases, 500 + 500 steps)
+        pair = {n: [p + q for p, q in zip(times["positive", n], times["negative", n])]
+                for n in grads if ("positive", n) in times and ("negative", n) in times}
+        options = [n for n in pair if n in NRFLV_OPTIONS and (n == "fp32" or ok.get(n))]
+        best = min(options, key=lambda n: statistics.median(pair[n]))
+        self.say(f"fastest correct option for both phases: {best} {NRFLV_OPTIONS[best] or '(defaults off)'}")
+
+        # one full update with a shortened sampler at two lengths
+        preset = load_preset(ROOT / "configs" / f"{'nrflv_quick' if a.tiny else 'nrflv_thesis'}.yaml")
+        k1, k2 = (2, 4) if a.tiny else (5, 15)
+        upd = {}
+        for name in dict.fromkeys(["fp32", best]):
+            for k in (k1, k2):
+                upd[name, k] = self.nrflv_update(preset, batch, k, NRFLV_OPTIONS[name])
+        ut = self.time(upd)
+        per_update = {}
+        rows = []
+        for name in dict.fromkeys(["fp32", best]):
+            if (name, k1) not in ut or (name, k2) not in ut:
+                self.skipped("nrflv", "update", name, self.failed.get((name, k1)) or self.failed.get((name, k2)))
+                continue
+            t1, t2 = statistics.median(ut[name, k1]), statistics.median(ut[name, k2])
+            overhead = max(0.0, (k2 * t1 - k1 * t2) / (k2 - k1))
+            pos, neg = statistics.median(times["positive", name]), statistics.median(times["negative", name])
+            per_update[name] = (overhead, pos, neg)
+            for k in (k1, k2):
+                rows.append(self.add("nrflv", f"update, {k}+{k} sampler steps", name, ut[name, k],
+                                     ut.get(("fp32", k)) if name != "fp32" else None))
+            self.say(f"update ({name}): t({k1}) = {t1 * 1e3:.1f} ms, t({k2}) = {t2 * 1e3:.1f} ms -> overhead "
+                     f"(K2 t(K1) - K1 t(K2)) / (K2 - K1) = {overhead * 1e3:.1f} ms per update (initialiser, "
+                     f"energies, backward, Adam, replay buffer)")
+        self.table(rows)
+
+        # projections
+        cfg = preset
+        updates, n_pos, n_neg = int(cfg["steps"]), int(cfg["num_it_pos"]), int(cfg["num_it_neg"])
+        where = "this device" + (" (tiny sizes: NOT the thesis model)" if a.tiny else "")
+        self.say()
+        self.say(f"### projected: NRFLV thesis training on {where}")
+        self.say(f"{updates:,} updates x (overhead + {n_pos} t+ + {n_neg} t-), batch {batch}:")
+        for name, (oh, pos, neg) in per_update.items():
+            per = oh + n_pos * pos + n_neg * neg
+            self.say(f"- {name}: {updates:,} x ({oh * 1e3:.1f} + {n_pos} x {pos * 1e3:.2f} + {n_neg} x "
+                     f"{neg * 1e3:.2f}) ms = {updates:,} x {per:.3f} s = **{human(updates * per)}**")
+        self.nrflv_gpus(best, per_update.get(best), bench, phase_of, batch, updates, n_pos, n_neg)
+        self.nrflv_recordings(preset, grads, bench, best, phase_of)
+
+    def nrflv_gpus(self, best, per_update, bench, phase_of, batch, updates, n_pos, n_neg) -> None:
+        """Chains split over N GPUs: each runs batch / N chains; the step measured at that batch here."""
+        if per_update is None:
+            return
+        oh = per_update[0]
+        shares = {n: batch // n for n in (2, 4, 8) if batch % n == 0}
+        fns = {(n, ph): (lambda v=phase_of(best, ph, [s[:b] for s in bench.start[ph]], 17): v.block(1))
+               for n, b in shares.items() for ph in ("positive", "negative")}
+        t = self.time(fns, block=self.args.steps)
+        self.say(f"{best} on N GPUs, the {batch} chains split (per-rank step measured here at batch {batch} / N; "
+                 f"the update's overhead kept whole, the gradient all-reduce not counted):")
+        for n, b in shares.items():
+            if (n, "positive") not in t or (n, "negative") not in t:
+                continue
+            pos, neg = statistics.median(t[n, "positive"]), statistics.median(t[n, "negative"])
+            self.add("nrflv", f"{n} GPUs: sampler step positive, batch {b} (1/{n} of the chains)", best,
+                     t[n, "positive"])
+            self.add("nrflv", f"{n} GPUs: sampler step negative, batch {b} (1/{n} of the chains)", best,
+                     t[n, "negative"])
+            per = oh + n_pos * pos + n_neg * neg
+            self.say(f"- {n} GPUs: {updates:,} x ({oh * 1e3:.1f} + {n_pos} x {pos * 1e3:.2f} + {n_neg} x "
+                     f"{neg * 1e3:.2f}) ms = **{human(updates * per)}**")
+
+    def nrflv_floors(self, energy, states, flops, measured) -> None:
+        """What bounds one (negative-phase, fp32) sampler step: the compute, memory and launch floors.
+
+        Bytes: a lower-bound estimate -- the tensors autograd saves for the gradient (written in
+        the forward, read in the backward) plus the sampler's update (each of its float32 buffers
+        over the free units read and written about eight times: ``nrflv.sghmc``'s note).
+        Launches: the aten operations of one step (gradient + update), each at least one kernel.
+        """
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        from nrflv.gradient import StateGradient
+        from nrflv.sghmc import SGHMC
+
+        class Ops(TorchDispatchMode):
+            n = 0
+
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                Ops.n += 1
+                return func(*args, **(kwargs or {}))
+
+        seen = {}
+        params = {p.untyped_storage().data_ptr() for p in energy.parameters()}
+
+        def pack(t):
+            st = t.untyped_storage()
+            if st.data_ptr() not in params:
+                seen[st.data_ptr()] = st.nbytes()
+            return t
+        st = [s.clone() for s in states]
+        sampler = SGHMC(st, generator=torch.Generator(device=self.dev).manual_seed(0), non_diag_inv_mass=True,
+                        num_burn_in_steps=0)
+        sg = StateGradient(energy)
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            sg.grad(st)
+        with Ops():
+            sampler.step(sg.grad(st))
+        units = sum(s.numel() for s in st)
+        nbytes = 2 * sum(seen.values()) + 8 * 4 * units
+        line = (f"one negative-phase step (fp32): {flops / 1e9:.2f} GFLOP, >= {nbytes / 1e6:.0f} MB moved "
+                f"(2 x {sum(seen.values()) / 1e6:.0f} MB autograd-saved + 8 x 4 B x {units:,} state elements), "
+                f"{Ops.n} aten operations (gradient + update)")
+        if self.peaks:
+            label, _, tf32, _, tbs = self.peaks
+            line += (f"; floors on {label}: compute {flops / (tf32 * 1e12) * 1e3:.3f} ms at the TF32 peak, memory "
+                     f"{nbytes / (tbs * 1e12) * 1e3:.3f} ms at {tbs:g} TB/s, launches {Ops.n} x 5 us = "
+                     f"{Ops.n * 5e-3:.2f} ms")
+        if measured:
+            line += f"; measured {statistics.median(measured) * 1e3:.3f} ms"
+        self.say(line)
+
+    def nrflv_update(self, preset: dict, batch: int, k: int, options: dict):
+        """A closure running one parameter update of the NRFLV suite (sampler shortened to k + k)."""
+        from core.config import from_dict
+        from core.suite import RunContext, StepContext
+        from nrflv.suite import NRFLVSuite
+
+        values = {key: v for key, v in preset.items() if key != "model"}
+        values.update(dataset="natural_patches", n_images=max(64, 2 * batch), batch_size=batch, num_it_pos=k,
+                      num_it_neg=k, num_burn_in_steps=k // 2, channels_last=False, buffer_size=4 * batch)
+        values.update(options)
+        suite = NRFLVSuite(RunContext(cfg=from_dict(NRFLVSuite.Config, values), device=self.dev))
+        modules = suite.build()
+        opt = suite.make_optimizer(modules, None)
+        step = StepContext(step=0, phase="train", phase_step=0, rank=0, world_size=1, device=self.dev,
+                           generator=torch.Generator(device=self.dev).manual_seed(0))
+        images = suite.training_batch(step)
+
+        def update():
+            opt.zero_grad()
+            loss, _ = suite.loss(modules, images, step)
+            loss.backward()
+            opt.step()
+        return update
+
+    def nrflv_recordings(self, preset, grads, bench, best, phase_of) -> None:
+        """The five recorded sets: trials x protocol steps, positive-phase steps at record_batch."""
+        from core.config import from_dict
+        from core.suite import RunContext
+        from nrflv.suite import NRFLVSuite
+
+        a = self.args
+        values = {key: v for key, v in preset.items() if key != "model"}
+        values["dataset"] = "natural_patches"
+        suite = NRFLVSuite(RunContext(cfg=from_dict(NRFLVSuite.Config, values), device=self.dev))
+        rb = min(suite.cfg.record_batch, bench.start["positive"][0].shape[0])
+        steps = suite.protocol.total
+        thesis_sets = ["just_angle", "contrast_and_angle", "few_angles", "long_bars", "pairs"]
+        start = [s[:rb] for s in bench.start["positive"]]
+        t = self.time({n: (lambda v=phase_of(n, "positive", start, 13): v.block(1))
+                       for n in dict.fromkeys(["fp32", best])}, block=a.steps)
+        names = list(t)
+        for n in names:
+            self.add("nrflv", f"recording step (positive, batch {rb})", n, t[n], t["fp32"] if n != "fp32" else None)
+        self.say()
+        self.say(f"### projected: the five recorded sets (configs/nrflv_thesis_*.yaml), record_batch {rb}, "
+                 f"{steps:,} steps per trial (burn-in {suite.cfg.exp_burn_in} + {suite.cfg.exp_blank_before} + "
+                 f"{suite.cfg.exp_stimulus} + {suite.cfg.exp_blank_after})")
+        for n in names:
+            per = statistics.median(t[n])
+            total = 0.0
+            parts = []
+            table = suite.conditions()
+            for s in thesis_sets:
+                trials = int((table["stimulus_set"] == s).sum())
+                blocks = math.ceil(trials / rb)
+                total += blocks * steps * per
+                parts.append(f"{s} {trials} trials = {blocks} blocks")
+            self.say(f"- {n}: {per * 1e3:.2f} ms per step at batch {rb}; " + ", ".join(parts) +
+                     f"; each block {steps:,} x {per * 1e3:.2f} ms = {human(steps * per)}; all five: **{human(total)}**")
+
+    # ================================================================== cordsnet
+    def cords_suite(self, values: dict, **over):
+        from core.config import from_dict
+        from core.suite import RunContext
+        from cordsnet.suite import CordsNetSuite
+
+        v = {**values, **over}
+        return CordsNetSuite(RunContext(cfg=from_dict(CordsNetSuite.Config, v), device=self.dev))
+
+    def cordsnet(self) -> None:
+        from core.config import load_preset
+        from core.suite import Phase, StepContext
+
+        a, dev = self.args, self.dev
+        preset = load_preset(ROOT / "configs" / ("cordsnet_quick.yaml" if a.tiny else "cordsnet_imagenet.yaml"))
+        values = {k: v for k, v in preset.items() if k != "model"}
+        if a.tiny:
+            values.update(input_size=32, blank_steps=3, stimulus_steps=4, post_blank_steps=3, loss_steps=2,
+                          spont_steps=2)
+        fwd_batch = 2 if a.tiny else 64
+        check = 3 if a.tiny else 20
+        base_suite = self.cords_suite(values)
+        cfg = base_suite.cfg
+        torch.manual_seed(0)
+        ref_modules = base_suite.build()
+        with torch.no_grad():
+            for b in ref_modules["rnn"].conv_bias:
+                b.normal_(0, 0.05)
+        self.say()
+        self.say(f"## cordsnet: R{cfg.depth} at {cfg.input_size} px")
+
+        def modules_for(name):
+            m = {k: copy.deepcopy(v) for k, v in ref_modules.items()}
+            if name == "channels_last":
+                m = {k: v.to(memory_format=torch.channels_last) for k, v in m.items()}
+            if name == "compile":
+                m["rnn"].step = torch.compile(m["rnn"].step)
+            return m
+
+        names = ["fp32", "channels_last", "bf16"] + ([] if a.no_compile else ["compile"])
+        g = torch.Generator().manual_seed(1)
+        img = torch.randn(fwd_batch, cfg.in_channels, cfg.input_size, cfg.input_size, generator=g).to(dev)
+
+        # forward time step at fwd_batch, every variant from the same rates
+        fwd, finals = {}, {}
+        start0 = [0.1 * torch.rand(r.shape, generator=g).to(dev) for r in ref_modules["rnn"].rest_state(fwd_batch)]
+        for name in names:
+            net = modules_for(name)["rnn"].eval()
+            x = img.contiguous(memory_format=torch.channels_last) if name == "channels_last" else img
+            ac = torch.autocast(dev.type, dtype=torch.bfloat16) if name == "bf16" else torch.autocast(dev.type, enabled=False)
+            with torch.no_grad(), ac:
+                w = net.weights()
+                drive = net.input_drive(x, w)
+                start = [r.clone() for r in start0]
+                if name == "channels_last":
+                    start = [r.contiguous(memory_format=torch.channels_last) for r in start]
+            state = {"r": start}
+
+            def fstep(net=net, drive=drive, w=w, state=state, ac_bf16=name == "bf16"):
+                with torch.no_grad(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=ac_bf16):
+                    state["r"] = net.step(state["r"], drive, w)
+            try:
+                rs = start
+                for _ in range(check):
+                    state["r"] = rs
+                    fstep()
+                    rs = state["r"]
+                finals[name] = [r.float() for r in rs]
+            except Exception as exc:
+                self.skipped("cordsnet", f"forward time step, batch {fwd_batch}", name,
+                             f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:150]}")
+                continue
+            state["r"] = start
+            fwd[name] = fstep
+        with torch.no_grad(), ConvFlopCounter() as c:
+            net = ref_modules["rnn"].eval()
+            w = net.weights()
+            net.step(net.rest_state(fwd_batch), net.input_drive(img, w), w)
+        step_flops = c.forward
+        times = fwd_times = self.time(fwd, block=a.steps)
+        rows = []
+        scale = max(float(r.abs().max()) for r in finals["fp32"])
+        for name in fwd:
+            if name not in times:
+                rows.append(self.add("cordsnet", f"forward time step, batch {fwd_batch}", name, None,
+                                     note=self.failed.get(name, "failed")))
+                continue
+            diff = max(float((x - y).abs().max()) for x, y in zip(finals[name], finals["fp32"])) / scale
+            rows.append(self.add("cordsnet", f"forward time step, batch {fwd_batch}", name, times[name],
+                                 times["fp32"] if name != "fp32" else None,
+                                 f"rates after {check} steps {diff:.1e} (relative to the largest rate)",
+                                 None if name == "fp32" else diff <= CORDS_TOL["rates"], step_flops,
+                                 bf16=name == "bf16"))
+        self.say(f"conv/linear FLOPs of one forward time step at batch {fwd_batch}: {step_flops / 1e9:.2f} GFLOP")
+
+        # the finetune training step (and every phase) through the suite's own loss and optimiser
+        phase_batches = dict(zip(("cnn", "inversion", "linear", "anneal", "finetune"),
+                                 cfg.phase_batch_sizes or [cfg.batch_size] * 5))
+        if a.tiny:
+            phase_batches = dict.fromkeys(phase_batches, 2)
+
+        def train_step(name, phase):
+            suite = self.cords_suite(values, **CORDS_OPTIONS[name])
+            m = modules_for(name)
+            n = phase_batches[phase]
+            gg = torch.Generator().manual_seed(2)
+            x = torch.randn(n, cfg.in_channels, cfg.input_size, cfg.input_size, generator=gg).to(dev)
+            if name == "channels_last":
+                x = x.contiguous(memory_format=torch.channels_last)
+            y = torch.randint(cfg.n_classes, (n,), generator=gg).to(dev)
+            ph = Phase(phase, 1000)
+            if phase == "inversion":
+                suite.begin_phase(m, ph)
+            opt = suite.make_optimizer(m, ph)
+            ctx = StepContext(step=0, phase=phase, phase_step=500 if phase == "anneal" else 0, rank=0,
+                              world_size=1, device=dev, generator=torch.Generator(device=dev).manual_seed(0))
+            for mod in m.values():
+                mod.train()
+
+            def step():
+                opt.zero_grad()
+                loss, _ = suite.loss(m, (x, y), ctx)
+                loss.backward()
+                opt.step()
+                return loss
+            return step, m, suite, (x, y), ctx
+
+        ft = {}
+        ref = None
+        for name in names:
+            try:
+                step, m, suite, batch, ctx = train_step(name, "finetune")
+                loss, _ = suite.loss(m, batch, ctx)
+                loss.backward()
+                grads_ = {k: p.grad.detach().float().clone() for k, p in m["rnn"].named_parameters()
+                          if p.grad is not None}
+            except Exception as exc:
+                self.skipped("cordsnet", "finetune training step", name,
+                             f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:150]}")
+                continue
+            if name == "fp32":
+                ref = (float(loss.detach()), grads_)
+                diff, good = "", None
+            else:
+                dl = abs(float(loss.detach()) - ref[0]) / abs(ref[0])
+                dg = max(float((grads_[k] - v).norm() / v.norm()) for k, v in ref[1].items() if v.norm() > 0)
+                diff, good = f"loss {dl:.1e}, gradients {dg:.1e}", dl <= CORDS_TOL["loss"] and dg <= CORDS_TOL["grad"]
+            ft[name] = (step, diff, good)
+        times = self.time({n: v[0] for n, v in ft.items()})
+        for name, (_, diff, good) in ft.items():
+            if name not in times:
+                rows.append(self.add("cordsnet", "finetune training step", name, None,
+                                     note=self.failed.get(name, "failed")))
+                continue
+            rows.append(self.add("cordsnet", f"finetune training step, batch {phase_batches['finetune']}", name,
+                                 times[name], times["fp32"] if name != "fp32" else None, diff, good,
+                                 bf16=name == "bf16"))
+        self.table(rows)
+        self.say(f"tolerances of 'correct' (vs fp32): loss {CORDS_TOL['loss']:g}, gradients {CORDS_TOL['grad']:g}, "
+                 f"rates {CORDS_TOL['rates']:g} (relative); the trainer's gradient-norm clip is left out")
+        best_rows = [r for r in rows if r["workload"].startswith("finetune")]
+        best = self.fastest_correct(best_rows)["variant"]
+
+        # every phase at its batch: fp32 and the fastest correct variant
+        phase_times = {}
+        for name in dict.fromkeys(["fp32", best]):
+            fns = {}
+            for phase in phase_batches:
+                try:
+                    fns[phase] = train_step(name, phase)[0]
+                except Exception as exc:
+                    self.skipped("cordsnet", f"{phase} step", name, f"failed: {type(exc).__name__}: {exc}")
+            t = self.time(fns)
+            for phase in t:
+                self.add("cordsnet", f"pipeline phase {phase}: training step, batch {phase_batches[phase]}", name,
+                         t[phase], note="for the projection")
+            phase_times[name] = {p: statistics.median(v) for p, v in t.items()}
+        self.cords_projection(cfg, phase_times, statistics.median(fwd_times["fp32"]), fwd_batch)
+
+    def cords_projection(self, cfg, phase_times, t_fwd, fwd_batch) -> None:
+        steps = {"cnn": cfg.cnn_steps, "inversion": cfg.inversion_steps, "linear": cfg.linear_steps,
+                 "anneal": cfg.anneal_steps, "finetune": cfg.finetune_steps}
+        course = cfg.blank_steps + cfg.stimulus_steps + cfg.post_blank_steps
+        self.say()
+        self.say(f"### projected: CordsNet pipeline ({'tiny preset, NOT ImageNet' if self.args.tiny else 'configs/cordsnet_imagenet.yaml'}), "
+                 "phase by phase")
+        self.say("Step counts as configured are for 4 GPUs (phases 2-5 at the per-GPU batch) and phase 1 in one "
+                 "process; 1 GPU: phases 2-5 x 4 steps (the same epochs); 4 GPUs: phase 1 under torchrun with "
+                 "cnn_steps / 4. Linear scaling across GPUs assumed (gradient all-reduce not counted). "
+                 f"Evaluations: every {cfg.eval_every} steps, {cfg.n_eval} images x {course} time steps at batch "
+                 f"{fwd_batch} = {math.ceil(cfg.n_eval / fwd_batch)} x {course} x {t_fwd * 1e3:.2f} ms (phases 2-5).")
+        for name, pt in phase_times.items():
+            for gpus in (1, 4):
+                total, parts = 0.0, []
+                for phase, n in steps.items():
+                    if phase not in pt:
+                        continue
+                    k = (n / gpus) if phase == "cnn" else (n * 4 / gpus)
+                    sec = k * pt[phase]
+                    if phase != "cnn" and cfg.eval_every:
+                        sec += (k // cfg.eval_every) * math.ceil(cfg.n_eval / fwd_batch) * course * t_fwd
+                    total += sec
+                    parts.append(f"{phase} {k:,.0f} x {pt[phase] * 1e3:.1f} ms = {human(sec)}")
+                self.say(f"- {name}, {gpus} GPU{'s' if gpus > 1 else ''}: " + "; ".join(parts) + f"; total **{human(total)}**")
+
+    # ================================================================== snn_dales, dsn, rsa
+    def snn_dales(self) -> None:
+        from bench_snn_dales import nll_loss, training_step, workload
+        from snn_dales.model import DaleSNN
+
+        dev = self.dev
+        spikes, x, y, sign1, sign2 = workload(dev)
+        models = {"fused (fp32)": DaleSNN(sign1, sign2, 12, generator=torch.Generator(device=dev).manual_seed(1))}
+        rows, fns, diffs = [], {}, {}
+        if self.args.no_compile:
+            self.skipped("snn_dales", "training batch", "compiled", "--no_compile")
+        else:
+            comp = DaleSNN(sign1, sign2, 12, compiled=True)
+            comp.load_state_dict(models["fused (fp32)"].state_dict())
+            models["compiled"] = comp
+        grads = {}
+        for name, m in models.items():
+            nll_loss(m(spikes)[0], y).backward()
+            grads[name] = [p.grad.clone() for p in m.parameters()]
+            m.zero_grad()
+            fns[name] = training_step(m, spikes, y)
+        for name in models:
+            d = max(float((a - b).norm() / b.norm()) for a, b in zip(grads[name], grads["fused (fp32)"]))
+            diffs[name] = (f"gradient {d:.1e}", d <= 1e-5)
+        t = self.time(fns, block=1 if self.args.tiny else 5)
+        self.say()
+        self.say("## snn_dales: one training batch (64 x 100 steps x 200 inputs -> 30 -> 12; forward, backward, Adam)")
+        for name in models:
+            if name not in t:
+                self.skipped("snn_dales", "training batch", name, self.failed.get(name, "failed"))
+                continue
+            rows.append(self.add("snn_dales", "training batch", name, t[name],
+                                 t["fused (fp32)"] if name != "fused (fp32)" else None, diffs[name][0],
+                                 None if name == "fused (fp32)" else diffs[name][1]))
+        self.table(rows)
+        self.say(f"fastest correct: {self.fastest_correct(rows)['variant']} (tolerance: gradient 1e-5 relative)")
+
+    def dsn(self) -> None:
+        from bench_dsn import _stepper
+        from dsn.flow import SigmoidTanh
+        from dsn.systems import make_system
+
+        dev = self.dev
+        n = 8 if self.args.tiny else 200
+        systems = {"adjoint (fp32)": make_system("stg")}
+        if self.args.no_compile:
+            self.skipped("dsn", f"STG AL iteration, n = {n}", "compiled", "--no_compile")
+        else:
+            systems["compiled"] = make_system("stg", compiled=True)
+        lo, hi = systems["adjoint (fp32)"].lower, systems["adjoint (fp32)"].upper
+        z = (lo + (hi - lo) * torch.rand(n, 2, generator=torch.Generator().manual_seed(0))).to(dev)
+        stats = {}
+        for name, sysm in systems.items():
+            torch.manual_seed(3)
+            with torch.no_grad():
+                stats[name] = sysm.suff_stats(z)
+        fns = {name: _stepper(s, n, SigmoidTanh, dev) for name, s in systems.items()}
+        t = self.time(fns)
+        self.say()
+        self.say(f"## dsn: one STG augmented-Lagrangian iteration (n = {n} circuits, 300 Euler steps; flow forward, "
+                 "simulation, backward, Adam)")
+        rows = []
+        ref = stats["adjoint (fp32)"]
+        for name in systems:
+            if name not in t:
+                self.skipped("dsn", f"STG AL iteration, n = {n}", name, self.failed.get(name, "failed"))
+                continue
+            d = float(((stats[name] - ref).abs() / ref.abs().clamp_min(1e-12)).max())
+            rows.append(self.add("dsn", f"STG AL iteration, n = {n}", name, t[name],
+                                 t["adjoint (fp32)"] if name != "adjoint (fp32)" else None,
+                                 f"T(z) {d:.1e}", None if name == "adjoint (fp32)" else d <= 1e-5))
+        self.table(rows)
+        self.say(f"fastest correct: {self.fastest_correct(rows)['variant']} (tolerance: sufficient statistics 1e-5 "
+                 "relative)")
+
+    def rsa(self) -> None:
+        import numpy as np
+
+        from bench_rsa import _numpy64, _responses, _toolkit
+
+        dev = self.dev
+        s, n = (100, 500) if self.args.tiny else (4000, 20000)
+        chunks = (128, 512) if self.args.tiny else (8192, 2048, 32768)
+        resp = _responses(s, n, 0)
+        ref = _numpy64(resp, None)
+        fns, diffs = {}, {}
+        for c in chunks:
+            fns[f"fp32, chunk {c}"] = lambda c=c: _toolkit(resp, Namespace(device=str(dev), chunk=c))
+        if dev.type == "cuda":
+            def tf32(c=chunks[0]):
+                old = torch.backends.cuda.matmul.allow_tf32
+                torch.backends.cuda.matmul.allow_tf32 = True
+                try:
+                    return _toolkit(resp, Namespace(device=str(dev), chunk=c))
+                finally:
+                    torch.backends.cuda.matmul.allow_tf32 = old
+            fns[f"tf32, chunk {chunks[0]}"] = tf32
+        else:
+            self.skipped("rsa", f"correlation RDM {s} x {n}", "tf32", "TF32 matmuls need a CUDA device")
+        for name, fn in fns.items():
+            d = float(np.abs(fn() - ref).max())
+            diffs[name] = (f"largest difference from the float64 RDM {d:.1e}", d <= 1e-4)
+        t = self.time(fns)
+        self.say()
+        self.say(f"## rsa: correlation RDM of {s} stimuli x {n} neurons (float32 responses)")
+        rows = []
+        base = f"fp32, chunk {chunks[0]}"
+        for name in fns:
+            if name not in t:
+                self.skipped("rsa", f"correlation RDM {s} x {n}", name, self.failed.get(name, "failed"))
+                continue
+            rows.append(self.add("rsa", f"correlation RDM {s} x {n}", name, t[name], t[base] if name != base else None,
+                                 diffs[name][0], diffs[name][1]))
+        self.table(rows)
+        self.say(f"fastest correct: {self.fastest_correct(rows)['variant']} (tolerance: 1e-4 from the float64 RDM)")
+
+
+def main(argv=None) -> None:
+    args = parse(argv)
+    from core.runtime import keep_freed_memory_mapped
+
+    keep_freed_memory_mapped()
+    Report(args).run()
+
+
+if __name__ == "__main__":
+    main()

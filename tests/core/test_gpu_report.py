@@ -1,0 +1,89 @@
+"""bench/gpu_report.py at its tiny CPU sizes: every family's rows, the variants' differences from
+fp32, the skipped CUDA-only variants with their reason, FLOPs against torch's own count, and the
+projections' arithmetic consistent with the measured rows."""
+import csv
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_report(out, *extra):
+    res = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_report.py"), "--device", "cpu", "--tiny",
+                          "--out", str(out), *extra], capture_output=True, text=True, timeout=600, cwd=ROOT,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = list(csv.DictReader(open(out / "report.csv")))
+    return rows, (out / "report.md").read_text(), res.stdout
+
+
+def pick(rows, family, workload, variant):
+    found = [r for r in rows if r["family"] == family and r["workload"].startswith(workload) and r["variant"] == variant]
+    assert len(found) == 1, (family, workload, variant, found)
+    return found[0]
+
+
+def test_tiny_report_on_the_cpu(tmp_path):
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    rows, md, stdout = run_report(tmp_path, "--no_compile")
+    assert md.strip() == stdout.strip()
+    assert {r["family"] for r in rows} == {"nrflv", "cordsnet", "snn_dales", "dsn", "rsa"}
+    for phase in ("positive", "negative"):
+        fp32 = pick(rows, "nrflv", f"sampler step {phase}", "fp32")
+        assert float(fp32["ms_median"]) > 0 and fp32["peak_tflops"] == "not stated"
+        for v in ("channels_last", "bf16", "channels_last+bf16"):
+            r = pick(rows, "nrflv", f"sampler step {phase}", v)
+            assert r["correct"] == "yes" and float(r["speedup_vs_fp32"]) > 0
+            grad = float(re.search(r"grad ([\d.e+-]+)", r["difference"]).group(1))
+            assert grad < (1e-5 if v == "channels_last" else 2e-2)   # the same numbers / bf16 rounding
+        assert "CUDA" in pick(rows, "nrflv", f"sampler step {phase}", "cuda_graph_step")["note"]
+        assert "--no_compile" in pick(rows, "nrflv", f"sampler step {phase}", "compile")["note"]
+    # the sampler step's FLOPs against torch's own counter (negative phase: every layer's gradient)
+    from nrflv.architecture import get_architecture
+    from nrflv.energy import NRFEnergy, uniform_states
+    arch = get_architecture("nrflv_quick")
+    energy = NRFEnergy(arch).requires_grad_(False)
+    with FlopCounterMode(display=False) as m:
+        energy.grad(uniform_states(arch, 2, torch.Generator().manual_seed(0)))
+    assert float(pick(rows, "nrflv", "sampler step negative", "fp32")["gflop"]) == pytest.approx(
+        m.get_total_flops() / 1e9, abs=1e-3)
+
+    # the thesis projection's arithmetic: N x (overhead + P x t+ + Q x t-) ms = N x per s
+    lines = re.findall(r"- fp32: ([\d,]+) x \(([\d.]+) \+ (\d+) x ([\d.]+) \+ (\d+) x ([\d.]+)\) ms = [\d,]+ x ([\d.]+) s", md)
+    assert len(lines) == 1
+    n, oh, p, tp, q, tq, per = lines[0]
+    assert float(oh) + int(p) * float(tp) + int(q) * float(tq) == pytest.approx(1000 * float(per), rel=1e-2, abs=2)
+    assert float(tp) == pytest.approx(float(pick(rows, "nrflv", "sampler step positive", "fp32")["ms_median"]), abs=0.01)
+    assert "projected: the five recorded sets" in md and "all five:" in md
+    assert re.search(r"- 2 GPUs: 60 x \(", md)  # the chains split over 2 GPUs (batch 2 -> 1 per rank)
+    assert any(r["workload"].startswith("2 GPUs: sampler step negative, batch 1") for r in rows)
+
+    for v in ("fp32", "channels_last", "bf16"):
+        r = pick(rows, "cordsnet", "finetune training step", v)
+        assert float(r["ms_median"]) > 0 and r["correct"] in ("", "yes")
+        r = pick(rows, "cordsnet", "forward time step", v)
+        assert float(r["gflop"]) > 0 and r["correct"] in ("", "yes")
+    for phase in ("cnn", "inversion", "linear", "anneal", "finetune"):
+        assert any(r["workload"].startswith(f"pipeline phase {phase}:") for r in rows)
+    assert re.search(r"- fp32, 1 GPU: cnn .* total \*\*", md) and re.search(r"- fp32, 4 GPUs: cnn .* total \*\*", md)
+    assert pick(rows, "rsa", "correlation RDM", "fp32, chunk 128")["correct"] == "yes"
+    assert "TF32 matmuls need a CUDA device" in pick(rows, "rsa", "correlation RDM", "tf32")["note"]
+    assert float(pick(rows, "snn_dales", "training batch", "fused (fp32)")["ms_median"]) > 0
+    assert float(pick(rows, "dsn", "STG AL iteration", "adjoint (fp32)")["ms_median"]) > 0
+
+
+@pytest.mark.slow  # torch.compile on a CPU: minutes of compiling
+def test_tiny_report_with_the_compiled_variants(tmp_path):
+    rows, md, _ = run_report(tmp_path, "--families", "nrflv", "snn_dales")
+    for phase in ("positive", "negative"):
+        r = pick(rows, "nrflv", f"sampler step {phase}", "compile")
+        assert r["correct"] == "yes" and float(re.search(r"grad ([\d.e+-]+)", r["difference"]).group(1)) < 1e-5
+        assert "CUDA" in pick(rows, "nrflv", f"sampler step {phase}", "cuda_graphs")["note"]
+    assert pick(rows, "snn_dales", "training batch", "compiled")["correct"] == "yes"
