@@ -76,7 +76,8 @@ class CordsNetConfig(BaseConfig):
                                              "per GPU: 256, 64, 8, 2, 2)", min=1)
     workers: int = param(2, "data-loading worker processes for real data sets (0: in the main process)", min=0)
     augment: bool = param(True, "the published training augmentation (RandAugment / affine / elastic)")
-    mix: str = param("auto", "CutMix or MixUp per batch: auto (as published: F-MNIST, CIFAR), on, off",
+    mix: str = param("auto", "CutMix or MixUp per batch in every phase, the inversion included (its images): "
+                           "auto (as published: F-MNIST, CIFAR), on, off",
                      choices=["auto", "on", "off"])
     cnn_lr: float = param(0.1, "phase 1 SGD learning rate of the first stage (then /10, /100)", min=0.0)
     cnn_momentum: float = param(0.9, "phase 1 SGD momentum", min=0.0, max=1.0)

@@ -187,7 +187,8 @@ class CordsNetSuite(ModelSuite):
             images, labels = next(self._iter)
             self._next = (step.phase, step.phase_step + 1)
             images, labels = images.to(self.device, non_blocking=True), labels.to(self.device)
-        if D.uses_mixing(cfg.dataset, cfg.mix) and step.phase != "inversion":
+        if D.uses_mixing(cfg.dataset, cfg.mix):  # every phase, the inversion included (as published:
+            # its loss reads no labels, but it fits the fixed points of mixed images)
             images, labels, _ = D.mix_batch(images, labels, cfg.n_classes, step.generator)
         return images, labels
 
