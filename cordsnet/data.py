@@ -8,9 +8,10 @@ CIFAR ``resize + flip + RandAugment``; MNIST ``resize + affine(5 deg, 5 %, 0.95-
 + jitter``; then normalisation by the data set's mean and std. CutMix or MixUp (one of
 the two per batch, at random, Beta(1, 1) mixing) on Fashion-MNIST and CIFAR.
 
-Every random draw of a sample is seeded by ``(seed, step, rank, position)`` and every
-batch-level draw by the step's generator, so a resumed run sees the very batches an
-uninterrupted one would, also with loader worker processes.
+Every random draw of a sample is seeded by ``(seed, step, position in the global batch)``
+and every batch-level draw (CutMix/MixUp, on each rank's share) by the step's generator, so
+a resumed run sees the very batches an uninterrupted one would, also with loader worker
+processes, and the ranks of a run draw the samples one process would.
 """
 from __future__ import annotations
 
@@ -88,7 +89,11 @@ class SeededSamples(torch.utils.data.Dataset):
 
 class StepBatches(torch.utils.data.Sampler):
     """Batch sampler: for each step from ``start``, the ``(sample seed, index)`` keys of that
-    step's batch on this rank (indices from :func:`core.data.epoch_batch_indices`)."""
+    step's batch on this rank (indices from :func:`core.data.epoch_batch_indices`).
+
+    ``batch_size`` is the rank's share of the global batch ``batch_size * world_size``; a
+    sample's seed follows its position in the global batch, so the ranks of a run together
+    draw the very samples, augmented alike, that one process drawing the global batch would."""
 
     def __init__(self, n: int, batch_size: int, seed: int, start: int, stop: int, rank: int = 0,
                  world_size: int = 1):
@@ -101,7 +106,8 @@ class StepBatches(torch.utils.data.Sampler):
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         for step in range(self.start, self.stop):
             idx = epoch_batch_indices(self.n, self.batch_size, step, self.seed, self.rank, self.world_size)
-            yield [(derive_seed(self.seed, "sample", step, self.rank, k) % 2**63, int(i))
+            first = self.rank * self.batch_size  # this rank's place in the global batch
+            yield [(derive_seed(self.seed, "sample", step, 0, first + k) % 2**63, int(i))
                    for k, i in enumerate(idx.tolist())]
 
 

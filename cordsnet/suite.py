@@ -23,8 +23,14 @@ from cordsnet import data as D
 from cordsnet import pipeline as P
 from cordsnet import probes, stimuli
 from cordsnet.cnn import CordsCNN, fold_batchnorm, resnet18_to_cnn
-from cordsnet.config import CordsNetConfig
+from cordsnet.config import RESNET18_FILE, CordsNetConfig
 from cordsnet.model import CordsNet
+
+
+def resnet18_cache_path() -> Path:
+    """Where torchvision keeps its ImageNet ResNet-18 weights: torch's hub cache
+    (``TORCH_HOME/hub/checkpoints``, by default ``~/.cache/torch/hub/checkpoints``)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / RESNET18_FILE
 
 
 class CordsNetSuite(ModelSuite):
@@ -47,13 +53,22 @@ class CordsNetSuite(ModelSuite):
                 self._test_set  # noqa: B018
             if train:
                 self._train_source  # noqa: B018
-        for key in ("pretrained", "resnet18_weights"):
-            path = getattr(cfg, key)
-            if path and not Path(path).is_file():
-                raise UserError(f"--{key}: not found: {path}")
+        if "train" in self.ctx.stages:
+            cfg.check_world_size(self.ctx.env.world_size)
+        if cfg.pretrained and not Path(cfg.pretrained).is_file():
+            raise UserError(f"--pretrained: not found: {cfg.pretrained}")
         if cfg.pretrained:
             self._published_state()
-        if cfg.resnet18_weights and cfg.pipeline == "init":
+        start = self._resnet18_start()
+        if start and not Path(start).is_file():
+            if cfg.resnet18_weights == "torchvision":
+                raise UserError(
+                    f"--resnet18_weights torchvision: torchvision's ImageNet ResNet-18 weights are not at {start} "
+                    "(torch's hub cache, TORCH_HOME/hub/checkpoints); fetch them once on a machine with internet: "
+                    "python -c \"import torchvision; torchvision.models.resnet18(weights='IMAGENET1K_V1')\" "
+                    "(or copy the file there), or start the CNN from random weights with --resnet18_weights none")
+            raise UserError(f"--resnet18_weights: not found: {start}")
+        if start:
             self._resnet18_mapped()
         if cfg.stimulus_folder:
             stimuli.folder_images(cfg.stimulus_folder, cfg.input_size, cfg.in_channels, check_only=True)
@@ -89,11 +104,30 @@ class CordsNetSuite(ModelSuite):
                             f"{f' and {len(problems) - 4} more' if len(problems) > 4 else ''}")
         return state
 
+    def _resnet18_start(self) -> str | None:
+        """The ResNet-18 file the phase-1 CNN starts from, or None (random weights).
+
+        A file named by ``resnet18_weights`` is used whenever the pipeline has the CNN;
+        ``torchvision`` (published) means torchvision's ImageNet file in torch's hub cache, at
+        depth 8 only, and only when this invocation trains phase 1 from its start (a resumed
+        run's checkpoint already holds the CNN, and later stages do not need it)."""
+        cfg = self.cfg
+        if cfg.resnet18_weights in ("", "none") or cfg.pipeline != "init":
+            return None
+        if cfg.resnet18_weights != "torchvision":
+            return cfg.resnet18_weights
+        run = self.ctx.run
+        resumed = run is not None and Path(run.last_checkpoint).exists()
+        if cfg.depth != 8 or "train" not in self.ctx.stages or "cnn" not in cfg.phase_steps or resumed:
+            return None
+        return str(resnet18_cache_path())
+
     def _resnet18_mapped(self) -> dict:
-        """``--resnet18_weights`` loaded safely and mapped onto the CNN (checked in prepare)."""
+        """The ResNet-18 start (:meth:`_resnet18_start`) loaded safely and mapped onto the CNN
+        (checked in prepare)."""
         if "_resnet18" not in self.__dict__:
             cfg = self.cfg
-            path = cfg.resnet18_weights
+            path = self._resnet18_start()
             res = safe_load(path, "--resnet18_weights file")
             if not isinstance(res, dict) or not all(isinstance(v, torch.Tensor) for v in res.values()):
                 raise UserError(f"--resnet18_weights: {path} is not a state dict of tensors "
@@ -134,7 +168,7 @@ class CordsNetSuite(ModelSuite):
         modules = {"rnn": rnn.to(self.device)}
         if cfg.pipeline == "init":  # the equivalent CNN (phases 1-2; kept for the robustness comparison)
             cnn = CordsCNN(cfg.depth, cfg.in_channels, cfg.n_classes, cfg.input_size)
-            if cfg.resnet18_weights:
+            if self._resnet18_start():
                 cnn.load_state_dict({**cnn.state_dict(), **self._resnet18_mapped()})
             modules["cnn"] = cnn.to(self.device)
         return modules
@@ -167,7 +201,8 @@ class CordsNetSuite(ModelSuite):
         the phase and its step: each phase runs its own seeded epochs)."""
         cfg = self.cfg
         src = self._train_source
-        sampler = D.StepBatches(len(src), cfg.phase_batch(step.phase), derive_seed(cfg.seed, step.phase),
+        sampler = D.StepBatches(len(src), cfg.rank_batch(step.phase, step.world_size),
+                                derive_seed(cfg.seed, step.phase),
                                 step.phase_step, cfg.phase_steps[step.phase], step.rank, step.world_size)
         loader = torch.utils.data.DataLoader(src, batch_sampler=sampler, num_workers=cfg.workers,
                                              pin_memory=self.device.type == "cuda")
@@ -177,7 +212,7 @@ class CordsNetSuite(ModelSuite):
         cfg = self.cfg
         src = self._train_source
         if isinstance(src, tuple):  # embedded tensors
-            idx = D.epoch_batch_indices(len(src[1]), cfg.phase_batch(step.phase), step.phase_step,
+            idx = D.epoch_batch_indices(len(src[1]), cfg.rank_batch(step.phase, step.world_size), step.phase_step,
                                         derive_seed(cfg.seed, step.phase), step.rank, step.world_size)
             images, labels = src[0][idx.to(src[0].device)], src[1][idx.to(src[0].device)]
         else:

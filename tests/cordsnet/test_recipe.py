@@ -36,3 +36,120 @@ def test_the_inversion_phase_mixes_images_where_published():
     assert torch.equal(labels, soft)  # unused by the inversion's loss, which fits the mixed images
     assert D.uses_mixing("fashion_mnist", "auto") and D.uses_mixing("cifar10", "auto")
     assert not D.uses_mixing("mnist", "auto") and not D.uses_mixing("imagenet", "auto")
+
+
+# --- 1. the ResNet-18 start -------------------------------------------------------------
+SMALL8 = ["--model", "cordsnet", "--dataset", "digits", "--depth", "8", "--input_size", "16",
+          "--blank_steps", "2", "--stimulus_steps", "3", "--post_blank_steps", "2", "--loss_steps", "2",
+          "--spont_steps", "1", "--cnn_steps", "1", "--inversion_steps", "0", "--linear_steps", "0",
+          "--anneal_steps", "0", "--finetune_steps", "0", "--batch_size", "4", "--n_eval", "8",
+          "--cnn_warmup", "0"]
+
+
+def test_missing_torchvision_resnet18_is_one_line_naming_where_and_how(run_main, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    rc, err = run_main(*SMALL8, "--resnet18_weights", "torchvision", "--run_name", "r")
+    assert rc == 2, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    where = tmp_path / "torch/hub/checkpoints/resnet18-f37072fd.pth"
+    assert str(where) in err and "weights='IMAGENET1K_V1'" in err and "--resnet18_weights none" in err
+    assert not (tmp_path / "runs/r").exists()
+    # no ResNet start is needed without phase 1 (own images, analyses) or below depth 8 (as published)
+    rc, err = run_main(*SMALL8, "--resnet18_weights", "torchvision", "--no_train_model", "--run_name", "n")
+    assert rc == 0, err
+    rc, err = run_main(*SMALL8, "--resnet18_weights", "torchvision", "--depth", "2", "--run_name", "d2")
+    assert rc == 0, err
+
+
+def test_resnet18_none_is_the_explicit_opt_out(run_main, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    rc, err = run_main(*SMALL8, "--resnet18_weights", "none", "--run_name", "none")
+    assert rc == 0, err
+    assert (tmp_path / "runs/none/checkpoints/last.pt").is_file()
+
+
+def test_torchvision_resnet18_in_the_hub_cache_is_mapped_into_the_cnn(tmp_path, monkeypatch):
+    import torchvision
+
+    from cordsnet.cnn import resnet18_to_cnn
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    torch.manual_seed(3)
+    fake = torchvision.models.resnet18(weights=None).state_dict()  # ResNet-18's keys and shapes
+    where = tmp_path / "torch/hub/checkpoints/resnet18-f37072fd.pth"
+    where.parent.mkdir(parents=True)
+    torch.save(fake, where)
+    suite = make_suite(*SMALL8[2:], "--resnet18_weights", "torchvision")
+    suite.prepare()
+    cnn = suite.build()["cnn"].state_dict()
+    mapped = resnet18_to_cnn(fake, in_channels=1, n_classes=10)  # digits: one channel, ten classes
+    assert len(mapped) > 80
+    for k, v in mapped.items():
+        assert torch.equal(cnn[k], v), k
+    # and a depth-2 model of the same preset starts from random weights, as published
+    assert make_suite(*SMALL8[2:], "--resnet18_weights", "torchvision", "--depth", "2")._resnet18_start() is None
+
+
+# --- 2. the global batch under torchrun ---------------------------------------------------
+def test_the_ranks_draw_together_the_global_batch_of_one_process():
+    """Per step, the union of what 2 ranks draw (their share of the global batch of 8) is the
+    batch one process draws: the same images, in the same order, with the same sample seeds."""
+    from core.data import epoch_batch_indices
+
+    one = list(D.StepBatches(50, 8, seed=3, start=0, stop=14))
+    two = [list(D.StepBatches(50, 4, seed=3, start=0, stop=14, rank=r, world_size=2)) for r in (0, 1)]
+    for step in range(14):
+        assert two[0][step] + two[1][step] == one[step]
+        assert torch.equal(torch.cat([epoch_batch_indices(50, 4, step, 3, r, 2) for r in (0, 1)]),
+                           epoch_batch_indices(50, 8, step, 3))
+    suite = make_suite(*DIGITS, "--phase_batch_sizes", "8,8,4,4,4")
+    assert [suite.cfg.rank_batch(p, 2) for p in ("cnn", "linear")] == [4, 2]
+
+
+def test_a_world_size_that_does_not_divide_the_global_batch_is_refused():
+    import pytest
+
+    from core.errors import UserError
+
+    suite = make_suite(*DIGITS, "--phase_batch_sizes", "8,8,4,4,2", world_size=4)
+    with pytest.raises(UserError, match="finetune phase's global batch of 2 images does not split evenly "
+                                        "between 4 processes"):
+        suite.prepare()
+    make_suite(*DIGITS, "--phase_batch_sizes", "8,8,4,4,4", world_size=4).prepare()
+    make_suite(*DIGITS, "--phase_batch_sizes", "8,8,4,4,2", world_size=4, stages=("analyze",)).prepare()
+
+
+def test_one_and_two_gloo_processes_take_the_same_steps(run_main, tmp_path):
+    """The same preset on 1 process and under torchrun with 2 (gloo): every phase's global batch
+    is the same, so the gradient averaged by DDP and the updates are those of one process (to
+    float rounding), and not those of one process on half the batch (the old per-rank batch)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from core.checkpoint import load_checkpoint
+
+    argv = [*DIGITS, "--blank_steps", "2", "--stimulus_steps", "4", "--post_blank_steps", "2", "--loss_steps", "2",
+            "--spont_steps", "1", "--cnn_steps", "0", "--inversion_steps", "2", "--linear_steps", "2",
+            "--anneal_steps", "2", "--anneal_levels", "2", "--finetune_steps", "2", "--eval_every", "0",
+            "--inversion_lr", "0.01", "--rnn_lr", "0.001", "--rnn_clip", "0", "--inversion_clip", "0"]
+    root = Path(__file__).resolve().parents[2]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "main.py",
+           "--model", "cordsnet", *argv, "--device", "cpu", "--out_dir", str(tmp_path / "runs"), "--run_name", "two"]
+    out = subprocess.run(cmd, cwd=root, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    rc, err = run_main("--model", "cordsnet", *argv, "--run_name", "one")
+    assert rc == 0, err
+    rc, err = run_main("--model", "cordsnet", *argv, "--batch_size", "4", "--run_name", "half")
+    assert rc == 0, err
+    w = {name: load_checkpoint(tmp_path / f"runs/{name}/checkpoints/last.pt")["modules"]["rnn"]
+         for name in ("one", "two", "half")}
+    same = other = 0.0
+    for k, v in w["one"].items():
+        same = max(same, float((w["two"][k] - v).abs().max()))
+        other = max(other, float((w["half"][k] - v).abs().max()))
+    assert same < 1e-4, same  # float rounding of the all-reduce, through AdamW
+    print(f"max |w(2 processes) - w(1)| = {same:.3g}; with half the batch: {other:.3g}")
+    assert other > 100 * max(same, 1e-7), (same, other)
