@@ -241,6 +241,9 @@ class TrainingManager:
                     model = DDP(loss_module, device_ids=ids, find_unused_parameters=cfg.ddp_find_unused)
                 model.train()
             phase = phases[phase_index]
+            if step - int(bounds[phase_index]) in phase.restarts:  # a fresh optimiser from this step on
+                # (also when resumed here: the checkpoint's state belongs to the stretch that ended)
+                optimizer = self.suite.make_optimizer(self.modules, phase)
             lr = self.suite.learning_rate(phase, step - int(bounds[phase_index]))
             if lr is not None:  # one rate for every parameter group, or one per group
                 rates = list(lr) if isinstance(lr, (list, tuple)) else [lr] * len(optimizer.param_groups)
@@ -288,7 +291,8 @@ class TrainingManager:
                 for name, img in self.suite.train_images(self.modules).items():
                     self.log.image(f"train/{name}", img, done)
 
-            evaluated = (cfg.eval_every and done % cfg.eval_every == 0) or done == total
+            evaluated = (cfg.eval_every and done % cfg.eval_every == 0) or done == total \
+                or (phase.evaluate_at_end and done == int(bounds[phase_index + 1]))
             stop = False
             if evaluated and type(self.suite).evaluate is not ModelSuite.evaluate:
                 stop = self._evaluate(sctx, done, phase_index, optimizer, loop_state, sel)

@@ -184,17 +184,41 @@ class CordsNetSuite(ModelSuite):
                               self.ctx.download)
 
     @cached_property
+    def _test_source(self):
+        """The real test set with the published test transform, indexable by ``(seed, index)``."""
+        cfg = self.cfg
+        return D.real_dataset(cfg.dataset, self.ctx.data_root, cfg.input_size, False, False, self.ctx.download)
+
+    @cached_property
     def _test_set(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The first ``n_eval`` test images ``(n, C, S, S)`` (test transform) and labels ``(n,)``."""
+        """``n_eval`` test images ``(n, C, S, S)`` (test transform) and labels ``(n,)``: the
+        embedded set's first, a fixed random subset of a real set (the evaluations' subset)."""
         cfg = self.cfg
         if cfg.dataset == "digits":
             x, y = D.embedded_digits(cfg.input_size, train=False)
             return x[: cfg.n_eval].to(self.device), y[: cfg.n_eval].to(self.device)
-        ds = D.real_dataset(cfg.dataset, self.ctx.data_root, cfg.input_size, False, False, self.ctx.download)
+        ds = self._test_source
         n = min(cfg.n_eval, len(ds))
         order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(0))[:n]
         xs, ys = zip(*(ds[(0, int(i))] for i in order))
         return torch.stack(xs).to(self.device), torch.as_tensor(ys).to(self.device)
+
+    def _full_test_batches(self):
+        """Every test image once, in order, ``batch_size`` at a time: ``(B, C, S, S)``, ``(B,)``
+        on the device (a real set streamed through ``workers`` loader processes)."""
+        cfg = self.cfg
+        if cfg.dataset == "digits":
+            x, y = D.embedded_digits(cfg.input_size, train=False)
+            for xb, yb in zip(x.split(cfg.batch_size), y.split(cfg.batch_size)):
+                yield xb.to(self.device), yb.to(self.device)
+            return
+        ds = self._test_source
+        keys = [[(0, i) for i in range(a, min(a + cfg.batch_size, len(ds)))]
+                for a in range(0, len(ds), cfg.batch_size)]  # seed 0: the test transform draws nothing
+        loader = torch.utils.data.DataLoader(ds, batch_sampler=keys, num_workers=cfg.workers,
+                                             pin_memory=self.device.type == "cuda")
+        for xb, yb in loader:
+            yield xb.to(self.device, non_blocking=True), torch.as_tensor(yb).to(self.device)
 
     def _loader(self, step):
         """Worker-backed batches of ``step``'s phase from ``step.phase_step`` on (pure functions of
@@ -229,9 +253,15 @@ class CordsNetSuite(ModelSuite):
 
     # --- training -----------------------------------------------------------------
     def phases(self):
+        """The pipeline's phases. As published, phase 1 makes a new SGD at each learning-rate
+        stage and phase 4 a new AdamW at each slope level (moments reset); every phase ends
+        with an evaluation on the whole test set."""
         cfg = self.cfg
         clip = {"cnn": None, "inversion": cfg.inversion_clip}
-        return [Phase(name, steps, grad_clip=clip.get(name, cfg.rnn_clip))
+        restarts = {"cnn": P.cnn_stage_starts(cfg.cnn_steps),
+                    "anneal": P.anneal_level_starts(cfg.anneal_steps, cfg.anneal_levels)}
+        return [Phase(name, steps, grad_clip=clip.get(name, cfg.rnn_clip), restarts=restarts.get(name, ()),
+                      evaluate_at_end=True)
                 for name, steps in cfg.phase_steps.items()]
 
     @cached_property
@@ -304,23 +334,42 @@ class CordsNetSuite(ModelSuite):
                           "spontaneous_mse": out.spontaneous, "slope": torch.tensor(rnn.slope)}
 
     def evaluate(self, modules, step):
-        images, labels = self._test_set
-        if step.phase in ("cnn", "inversion") and "cnn" in modules:
-            logits = torch.cat([modules["cnn"](x) for x in images.split(self.cfg.batch_size)])
-            out = {"cnn_accuracy": float(P.correct(logits, labels))}
-            if step.phase == "cnn":
-                return out
+        """Test accuracy. At the end of each phase on the WHOLE test set (``test_accuracy_full``:
+        the RNN at the end of the image, from the inversion on -- the inversion's end is the
+        accuracy "right after the inversion"; ``cnn_test_accuracy_full``: the CNN, phases 1-2;
+        ``n_test`` images); in between on the ``n_eval`` images of the subset
+        (``accuracy_subset``, ``cnn_accuracy_subset``, ``n_eval``). ``..._step/TTTT``: the RNN's
+        accuracy after course step ``TTTT``; ``evaluated_on`` says which set each row used."""
+        cfg = self.cfg
+        full = step.phase_step + 1 >= cfg.phase_steps.get(step.phase, 0)
+        if full:
+            batches, name, cnn_name, count = self._full_test_batches(), "test_accuracy_full", \
+                "cnn_test_accuracy_full", "n_test"
         else:
-            out = {}
+            images, labels = self._test_set
+            batches, name, cnn_name, count = zip(images.split(cfg.batch_size), labels.split(cfg.batch_size)), \
+                "accuracy_subset", "cnn_accuracy_subset", "n_eval"
+        use_cnn = step.phase in ("cnn", "inversion") and "cnn" in modules
+        use_rnn = step.phase != "cnn" or "cnn" not in modules
         rnn = modules["rnn"]
         rnn.slope = self.slope(step.phase, step.phase_step)
-        acc = probes.accuracy_over_time(rnn, images, labels, self.cfg.batch_size,
-                                        (self.cfg.blank_steps, self.cfg.stimulus_steps, self.cfg.post_blank_steps))
-        stim_end = self.cfg.blank_steps + self.cfg.stimulus_steps - 1
-        out["accuracy"] = float(acc[stim_end])
-        every = max(1, len(acc) // 20)
-        out.update({f"accuracy_step/{t:04d}": float(acc[t]) for t in range(0, len(acc), every)})
+        course = (cfg.blank_steps, cfg.stimulus_steps, cfg.post_blank_steps)
+        n, cnn_hits, rnn_hits = 0, 0, 0
+        for x, y in batches:
+            n += len(y)
+            if use_cnn:
+                cnn_hits += int((modules["cnn"](x).argmax(-1) == y).sum())
+            if use_rnn:
+                rnn_hits = rnn_hits + probes.hits_over_time(rnn, x, y, course)
         rnn.slope = 0.0
+        out = {"phase": step.phase, "evaluated_on": "whole test set" if full else "subset (n_eval)", count: n}
+        if use_cnn:
+            out[cnn_name] = cnn_hits / n
+        if use_rnn:
+            acc = (rnn_hits.float() / n).cpu().numpy()
+            out[name] = float(acc[cfg.blank_steps + cfg.stimulus_steps - 1])
+            every = max(1, len(acc) // 20)
+            out.update({f"{name}_step/{t:04d}": float(acc[t]) for t in range(0, len(acc), every)})
         return out
 
     def train_images(self, modules):

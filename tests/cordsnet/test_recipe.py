@@ -153,3 +153,103 @@ def test_one_and_two_gloo_processes_take_the_same_steps(run_main, tmp_path):
     assert same < 1e-4, same  # float rounding of the all-reduce, through AdamW
     print(f"max |w(2 processes) - w(1)| = {same:.3g}; with half the batch: {other:.3g}")
     assert other > 100 * max(same, 1e-7), (same, other)
+
+
+# --- 5. a fresh optimiser at each slope level (and each phase-1 stage) ---------------------
+def test_restarts_fall_where_the_slope_level_and_the_cnn_stage_change():
+    from cordsnet import pipeline as P
+
+    for steps, levels in [(6, 3), (7, 3), (20, 20), (5, 20), (125000, 20), (13, 4), (4, 1)]:
+        slopes = [P.anneal_slope(s, steps, 0.95, levels) for s in range(steps)]
+        changes = tuple(s for s in range(1, steps) if slopes[s] != slopes[s - 1])
+        assert P.anneal_level_starts(steps, levels) == changes, (steps, levels)
+    assert len(P.anneal_level_starts(125000, 20)) == 19  # published: a new AdamW at each of 20 epochs
+    for steps in (1, 2, 3, 6, 7, 58800):
+        rates = [P.cnn_learning_rate(s, steps, 0.1, 0) for s in range(steps)]
+        assert P.cnn_stage_starts(steps) == tuple(s for s in range(1, steps) if rates[s] != rates[s - 1])
+
+
+def test_the_anneal_phase_makes_a_fresh_adamw_at_each_slope_level(run_main, tmp_path):
+    """Checkpoints after every step: AdamW's step count (and so its moments) starts again at the
+    first step of each of the 3 slope levels (anneal steps 0-1, 2-3, 4-5)."""
+    from core.checkpoint import load_checkpoint
+
+    tiny = ["--blank_steps", "2", "--stimulus_steps", "3", "--post_blank_steps", "2", "--loss_steps", "2",
+            "--spont_steps", "1", "--n_eval", "8", "--eval_every", "0"]
+    phases = ["--cnn_steps", "0", "--inversion_steps", "0", "--linear_steps", "0", "--anneal_steps", "6",
+              "--anneal_levels", "3", "--finetune_steps", "0"]
+    rc, err = run_main("--model", "cordsnet", *DIGITS, *tiny, *phases, "--ckpt_every", "1",
+                       "--keep_checkpoints", "10", "--run_name", "a")
+    assert rc == 0, err
+    counts = []
+    for done in range(1, 7):
+        ckpt = load_checkpoint(tmp_path / f"runs/a/checkpoints/step_{done:08d}.pt")
+        state = ckpt["optimizer"]["state"]
+        steps = {float(v["step"]) for v in state.values()}
+        assert len(state) and len(steps) == 1  # every parameter's moments restarted together
+        counts.append(int(steps.pop()))
+    assert counts == [1, 2, 1, 2, 1, 2]
+
+
+# --- 6. the whole test set at each phase's end ---------------------------------------------
+def test_each_phase_ends_with_an_evaluation_on_every_test_image(run_main, tmp_path, monkeypatch):
+    """The evaluation at each phase's end sees every test image once (360 embedded digits, not
+    the n_eval = 8 of the subset used in between), and its accuracy is the model's on all of them."""
+    import pandas as pd
+
+    from core.checkpoint import load_checkpoint
+    from cordsnet import probes
+    from cordsnet.model import CordsNet
+
+    seen = []
+    real = probes.hits_over_time
+
+    def spy(rnn, x, y, course=None):
+        seen.append(x.clone())
+        return real(rnn, x, y, course)
+    monkeypatch.setattr(probes, "hits_over_time", spy)
+    tiny = ["--blank_steps", "2", "--stimulus_steps", "3", "--post_blank_steps", "2", "--loss_steps", "2",
+            "--spont_steps", "1", "--n_eval", "8", "--eval_every", "3", "--anneal_levels", "2"]
+    phases = ["--cnn_steps", "2", "--inversion_steps", "2", "--linear_steps", "2", "--anneal_steps", "2",
+              "--finetune_steps", "2"]
+    rc, err = run_main("--model", "cordsnet", *DIGITS, *tiny, *phases, "--batch_size", "64",
+                       "--ckpt_every", "2", "--keep_checkpoints", "10", "--run_name", "e")
+    assert rc == 0, err
+    evals = pd.read_csv(tmp_path / "runs/e/tables/training/evaluations.csv").set_index("step")
+    test_x, test_y = D.embedded_digits(16, train=False)
+    ends = evals.loc[[2, 4, 6, 8, 10]]
+    assert list(ends["phase"]) == ["cnn", "inversion", "linear", "anneal", "finetune"]
+    assert len(test_y) == 360
+    assert (ends["evaluated_on"] == "whole test set").all() and (ends["n_test"] == 360).all()
+    assert ends["test_accuracy_full"].isna().tolist() == [True, False, False, False, False]  # RNN from the inversion on
+    assert ends["cnn_test_accuracy_full"].notna().tolist() == [True, True, False, False, False]
+    sub = evals.loc[[3, 9]]
+    assert (sub["evaluated_on"] == "subset (n_eval)").all() and (sub["n_eval"] == 8).all()
+    # the RNN's evaluations (steps 3, 4, 6, 8, 9, 10): the subset of 8 at steps 3 and 9, all 360
+    # images (batches of 64) at the ends of the inversion, linear, anneal and finetune phases
+    every = [64] * 5 + [40]
+    assert [len(x) for x in seen] == [8, *every, *every, *every, 8, *every]
+    assert torch.equal(torch.cat(seen[1:7]), test_x)  # every test image, once, in order
+    # the final row is the trained model's accuracy on the whole test set
+    ckpt = load_checkpoint(tmp_path / "runs/e/checkpoints/last.pt")
+    suite = make_suite(*DIGITS, *tiny, *phases)
+    rnn = CordsNet.from_config(suite.cfg)
+    rnn.load_state_dict(ckpt["modules"]["rnn"])
+    rnn.slope = 0.0
+    with torch.no_grad():
+        acc = probes.accuracy_over_time(rnn, test_x, test_y, 500, (2, 3, 2))
+    assert ends.loc[10, "test_accuracy_full"] == float(acc[2 + 3 - 1])
+
+
+def test_the_full_evaluation_streams_a_real_test_set(tmp_path):
+    from tests.core.test_data import _write_mnist
+
+    imgs, labels = _write_mnist(tmp_path / "data", "FashionMNIST", n=23)
+    suite = make_suite(*DIGITS, "--dataset", "fashion_mnist", "--workers", "0", "--batch_size", "5",
+                       "--n_eval", "4")
+    suite.ctx.data_root = tmp_path / "data"
+    batches = list(suite._full_test_batches())
+    assert [len(y) for _, y in batches] == [5, 5, 5, 5, 3]
+    assert torch.cat([y for _, y in batches]).tolist() == labels.tolist()
+    want = torch.stack([suite._test_source[(0, i)][0] for i in range(23)])
+    assert torch.equal(torch.cat([x for x, _ in batches]), want)

@@ -27,7 +27,8 @@ def test_every_stage_runs_and_the_recording_compares_with_v1(run_main, tmp_path)
         assert list((run / "figures" / name).glob("*.png")), name
     assert (run / "figures/viz/stimuli.png").is_file()
     evals = pd.read_csv(run / "tables/training/evaluations.csv")
-    assert {"cnn_accuracy", "accuracy"} <= set(evals.columns)
+    assert {"cnn_test_accuracy_full", "test_accuracy_full", "n_test", "evaluated_on", "phase"} <= set(evals.columns)
+    assert list(evals["step"]) == [6, 10, 13, 17, 20]  # each phase's end (every 10th step falls on one)
     spectra = pd.read_csv(run / "tables/spectra/spectra.csv")
     assert set(spectra["method"]) == {"arnoldi_20"}  # 64 x 4 x 4 = 1024 units > dense_limit
     assert (spectra["ritz_residual"] >= 0).all()
