@@ -113,7 +113,8 @@ class CordsNetConfig(BaseConfig):
                                       f"weights ({RESNET18_FILE} in torch's hub cache, TORCH_HOME/hub/"
                                       "checkpoints) at depth 8 and random weights at depths 2-6; "
                                       "'' or 'none': random weights")
-    n_eval: int = param(512, "test images per evaluation", min=1)
+    n_eval: int = param(512, "test images of the evaluations during a phase (accuracy_subset) and of the "
+                                 "analyses; each phase ends with the whole test set (test_accuracy_full)", min=1)
 
     # experiments
     n_orientations: int = param(36, "grating orientations in [-90, 90) for --gen_exp_stim", min=3)
