@@ -137,6 +137,7 @@ class TrainingManager:
     # neither is ever pruned.
     _good: Path | None = None
     _pending: Path | None = None
+    _eval_group = None  # the process group rank 0's evaluation flag is broadcast in (see _loop)
 
     def _save(self, name: str, ckpt: dict) -> Path | None:
         if not self.ctx.env.is_main:
@@ -221,6 +222,16 @@ class TrainingManager:
             resumed = self.run.checkpoints / f"step_{step:08d}.pt"
             self._pending = resumed if resumed.exists() else None
         loss_module = model
+        self._eval_group = None
+        if env.distributed:
+            # rank 0 evaluates alone (a whole test set may take long) while the other ranks wait for
+            # its stop flag: they wait in a gloo group with a long timeout, not in the default group
+            # (whose NCCL watchdog ends the run after 10 minutes)
+            import datetime
+
+            import torch.distributed as dist
+
+            self._eval_group = dist.new_group(backend="gloo", timeout=datetime.timedelta(hours=12))
 
         optimizer, phase_index, metrics = None, None, {}
         bar = progress(range(step, total), ctx, initial=step, total=total, desc=f"train {self.suite.name}")
@@ -348,8 +359,8 @@ class TrainingManager:
         if env.distributed:
             import torch.distributed as dist
 
-            flag = torch.tensor([1.0 if stop else 0.0], device=self.ctx.device)
-            dist.broadcast(flag, src=0)
+            flag = torch.tensor([1.0 if stop else 0.0])
+            dist.broadcast(flag, src=0, group=self._eval_group)
             stop = bool(flag.item())
         return stop
 
