@@ -7,15 +7,19 @@ course is in Euler steps of ``alpha = dt / tau`` (published: dt = 2 ms, tau = 10
 Training is either the published initialisation pipeline (``pipeline: init``), five
 phases that each start from the previous one's weights --
 
-1. ``cnn``: the equivalent feed-forward CNN (SGD, three learning-rate stages),
+1. ``cnn``: the equivalent feed-forward CNN (SGD, three learning-rate stages, a new SGD
+   each; R8 starts from torchvision's ImageNet ResNet-18 with ``resnet18_weights: torchvision``),
 2. ``inversion``: after batch-norm folding, R and c of every area fitted so that the linear
    RNN's fixed point equals the CNN's pre-activation (truncated Neumann series),
 3. ``linear``: the linear RNN trained on the task,
-4. ``anneal``: the within-area slope lowered from 0.95 to 0 in steps of 0.05,
+4. ``anneal``: the within-area slope lowered from 0.95 to 0 in steps of 0.05, a new AdamW
+   at each level,
 5. ``finetune``: the full model with blank / image / blank time course --
 
 or direct training of the full model from random weights (``pipeline: direct``: phase 5
-alone, the paper's control).
+alone, the paper's control). Batches are global: each of N torchrun processes draws 1/N of
+every step's batch, so a config trains the same on any number of processes that divides it.
+Each phase ends with an evaluation on the whole test set.
 """
 from __future__ import annotations
 
