@@ -42,7 +42,8 @@ def test_the_inversion_phase_mixes_images_where_published():
 SMALL8 = ["--model", "cordsnet", "--dataset", "digits", "--depth", "8", "--input_size", "16",
           "--blank_steps", "2", "--stimulus_steps", "3", "--post_blank_steps", "2", "--loss_steps", "2",
           "--spont_steps", "1", "--cnn_steps", "1", "--inversion_steps", "0", "--linear_steps", "0",
-          "--anneal_steps", "0", "--finetune_steps", "0", "--batch_size", "4", "--n_eval", "8",
+          "--anneal_steps", "0", "--finetune_steps", "0", "--batch_size", "180", "--n_eval", "8",
+          "--phase_batch_sizes", "4,4,4,4,4",
           "--cnn_warmup", "0"]
 
 
@@ -253,3 +254,18 @@ def test_the_full_evaluation_streams_a_real_test_set(tmp_path):
     assert torch.cat([y for _, y in batches]).tolist() == labels.tolist()
     want = torch.stack([suite._test_source[(0, i)][0] for i in range(23)])
     assert torch.equal(torch.cat([x for x, _ in batches]), want)
+
+
+def test_a_resumed_run_needs_no_resnet18_file(run_main, tmp_path, monkeypatch):
+    """The checkpoint holds the CNN that started from ResNet-18: a resume does not ask for the file."""
+    import torchvision
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    where = tmp_path / "torch/hub/checkpoints/resnet18-f37072fd.pth"
+    where.parent.mkdir(parents=True)
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), where)
+    rc, err = run_main(*SMALL8, "--resnet18_weights", "torchvision", "--run_name", "r")
+    assert rc == 0, err
+    where.unlink()
+    rc, err = run_main("--resume", str(tmp_path / "runs/r"), "--finetune_steps", "1")
+    assert rc == 0, err
