@@ -84,6 +84,7 @@ class TrainingManager:
     # neither is ever pruned.
     _good: Path | None = None
     _pending: Path | None = None
+    _eval_group = None  # the process group rank 0's evaluation flag is broadcast in (see _loop)
 
     def _save(self, name: str, ckpt: dict) -> Path | None:
         if not self.ctx.env.is_main:
@@ -168,6 +169,16 @@ class TrainingManager:
             resumed = self.run.checkpoints / f"step_{step:08d}.pt"
             self._pending = resumed if resumed.exists() else None
         loss_module = model
+        self._eval_group = None
+        if env.distributed:
+            # rank 0 evaluates alone (a whole test set may take long) while the other ranks wait for
+            # its stop flag: they wait in a gloo group with a long timeout, not in the default group
+            # (whose NCCL watchdog ends the run after 10 minutes)
+            import datetime
+
+            import torch.distributed as dist
+
+            self._eval_group = dist.new_group(backend="gloo", timeout=datetime.timedelta(hours=12))
 
         optimizer, phase_index, metrics = None, None, {}
         bar = progress(range(step, total), ctx, initial=step, total=total, desc=f"train {self.suite.name}")
@@ -188,6 +199,9 @@ class TrainingManager:
                     model = DDP(loss_module, device_ids=ids, find_unused_parameters=cfg.ddp_find_unused)
                 model.train()
             phase = phases[phase_index]
+            if step - int(bounds[phase_index]) in phase.restarts:  # a fresh optimiser from this step on
+                # (also when resumed here: the checkpoint's state belongs to the stretch that ended)
+                optimizer = self.suite.make_optimizer(self.modules, phase)
             lr = self.suite.learning_rate(phase, step - int(bounds[phase_index]))
             if lr is not None:  # one rate for every parameter group, or one per group
                 rates = list(lr) if isinstance(lr, (list, tuple)) else [lr] * len(optimizer.param_groups)
@@ -235,7 +249,8 @@ class TrainingManager:
                 for name, img in self.suite.train_images(self.modules).items():
                     self.log.image(f"train/{name}", img, done)
 
-            evaluated = (cfg.eval_every and done % cfg.eval_every == 0) or done == total
+            evaluated = (cfg.eval_every and done % cfg.eval_every == 0) or done == total \
+                or (phase.evaluate_at_end and done == int(bounds[phase_index + 1]))
             stop = False
             if evaluated and type(self.suite).evaluate is not ModelSuite.evaluate:
                 stop = self._evaluate(sctx, done, phase_index, optimizer, loop_state, sel)
@@ -291,8 +306,8 @@ class TrainingManager:
         if env.distributed:
             import torch.distributed as dist
 
-            flag = torch.tensor([1.0 if stop else 0.0], device=self.ctx.device)
-            dist.broadcast(flag, src=0)
+            flag = torch.tensor([1.0 if stop else 0.0])
+            dist.broadcast(flag, src=0, group=self._eval_group)
             stop = bool(flag.item())
         return stop
 

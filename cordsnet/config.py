@@ -7,15 +7,19 @@ course is in Euler steps of ``alpha = dt / tau`` (published: dt = 2 ms, tau = 10
 Training is either the published initialisation pipeline (``pipeline: init``), five
 phases that each start from the previous one's weights --
 
-1. ``cnn``: the equivalent feed-forward CNN (SGD, three learning-rate stages),
+1. ``cnn``: the equivalent feed-forward CNN (SGD, three learning-rate stages, a new SGD
+   each; R8 starts from torchvision's ImageNet ResNet-18 with ``resnet18_weights: torchvision``),
 2. ``inversion``: after batch-norm folding, R and c of every area fitted so that the linear
    RNN's fixed point equals the CNN's pre-activation (truncated Neumann series),
 3. ``linear``: the linear RNN trained on the task,
-4. ``anneal``: the within-area slope lowered from 0.95 to 0 in steps of 0.05,
+4. ``anneal``: the within-area slope lowered from 0.95 to 0 in steps of 0.05, a new AdamW
+   at each level,
 5. ``finetune``: the full model with blank / image / blank time course --
 
 or direct training of the full model from random weights (``pipeline: direct``: phase 5
-alone, the paper's control).
+alone, the paper's control). Batches are global: each of N torchrun processes draws 1/N of
+every step's batch, so a config trains the same on any number of processes that divides it.
+Each phase ends with an evaluation on the whole test set.
 """
 from __future__ import annotations
 
@@ -36,6 +40,12 @@ DATASETS: dict[str, tuple[int, int]] = {
 }
 
 PHASES = ("cnn", "inversion", "linear", "anneal", "finetune")
+
+#: torchvision's ImageNet ResNet-18 weights file (``ResNet18_Weights.IMAGENET1K_V1``), which
+#: ``resnet18_weights: torchvision`` reads from torch's hub cache
+RESNET18_FILE = "resnet18-f37072fd.pth"
+#: values of ``resnet18_weights`` that name no file: no ResNet start, or torchvision's weights
+RESNET18_NAMED = ("", "none", "torchvision")
 
 
 @dataclass
@@ -69,14 +79,19 @@ class CordsNetConfig(BaseConfig):
     steps: int = param(1000, "total steps (derived: the sum of the phases' steps)", min=0, derived=True,
                        instead="the phases' --cnn_steps, --inversion_steps, --linear_steps, --anneal_steps, "
                                "--finetune_steps")
-    batch_size: int = param(256, "images per step and rank (every phase unless phase_batch_sizes says "
-                                 "otherwise), and the batch of evaluations, recordings and analyses", min=1)
-    phase_batch_sizes: list[int] = param([], "images per step and rank in each phase, in the order cnn, "
-                                             "inversion, linear, anneal, finetune ([]: batch_size; published "
-                                             "per GPU: 256, 64, 8, 2, 2)", min=1)
+    batch_size: int = param(256, "training images per step of all processes together (the global batch; each "
+                                 "of N torchrun processes draws batch_size / N) in every phase unless "
+                                 "phase_batch_sizes says otherwise, and the batch of evaluations, recordings "
+                                 "and analyses", min=1)
+    phase_batch_sizes: list[int] = param([], "global training batch (all processes together) of each phase, in "
+                                             "the order cnn, inversion, linear, anneal, finetune ([]: batch_size); "
+                                             "each is split evenly between the processes, so a preset optimises "
+                                             "the same on 1, 2 or 4. Published: 256 (one process), 128 (64 on "
+                                             "each of 2 GPUs), 32, 8, 8 (8, 2, 2 on each of 4 GPUs)", min=1)
     workers: int = param(2, "data-loading worker processes for real data sets (0: in the main process)", min=0)
     augment: bool = param(True, "the published training augmentation (RandAugment / affine / elastic)")
-    mix: str = param("auto", "CutMix or MixUp per batch: auto (as published: F-MNIST, CIFAR), on, off",
+    mix: str = param("auto", "CutMix or MixUp per batch in every phase, the inversion included (its images): "
+                           "auto (as published: F-MNIST, CIFAR), on, off",
                      choices=["auto", "on", "off"])
     precision: str = param("fp32", "the model's forward in training and evaluation: fp32, or bf16 (convolutions "
                                    "and matrix products under bfloat16 autocast; rates, losses, weights and the "
@@ -100,9 +115,13 @@ class CordsNetConfig(BaseConfig):
                                       "linear RNN starts from rest)")
     pretrained: str = param("", "a published CordsNet state dict (e.g. cordsnetr8.pth) loaded into the model "
                                 "before anything else ('' none)")
-    resnet18_weights: str = param("", "depth 8: a torchvision ResNet-18 state dict mapped block by block into "
-                                      "the phase-1 CNN ('' none)")
-    n_eval: int = param(512, "test images per evaluation", min=1)
+    resnet18_weights: str = param("", "the phase-1 CNN's start: a torchvision ResNet-18 state dict mapped block by "
+                                      "block (depth 8); 'torchvision': as published, torchvision's ImageNet "
+                                      f"weights ({RESNET18_FILE} in torch's hub cache, TORCH_HOME/hub/"
+                                      "checkpoints) at depth 8 and random weights at depths 2-6; "
+                                      "'' or 'none': random weights")
+    n_eval: int = param(512, "test images of the evaluations during a phase (accuracy_subset) and of the "
+                                 "analyses; each phase ends with the whole test set (test_accuracy_full)", min=1)
 
     # experiments
     n_orientations: int = param(36, "grating orientations in [-90, 90) for --gen_exp_stim", min=3)
@@ -140,8 +159,9 @@ class CordsNetConfig(BaseConfig):
         if self.spont_steps > self.post_blank_steps and self.spont_weight > 0 and self.finetune_steps:
             raise UserError(f"--spont_steps ({self.spont_steps}) cannot exceed --post_blank_steps "
                             f"({self.post_blank_steps}); set spont_weight 0 to train without it")
-        if self.resnet18_weights and self.depth != 8:
-            raise UserError("--resnet18_weights maps ResNet-18's eight blocks: it needs depth 8")
+        if self.resnet18_weights not in RESNET18_NAMED and self.depth != 8:
+            raise UserError("--resnet18_weights maps ResNet-18's eight blocks: it needs depth 8 "
+                            "('torchvision' starts depths 2-6 from random weights, as published)")
         if self.phase_batch_sizes and len(self.phase_batch_sizes) != len(PHASES):
             raise UserError(f"--phase_batch_sizes: give {len(PHASES)} sizes ({', '.join(PHASES)}), "
                             f"got {self.phase_batch_sizes}")
@@ -163,8 +183,23 @@ class CordsNetConfig(BaseConfig):
         return {p: getattr(self, f"{p}_steps") for p in names if getattr(self, f"{p}_steps") > 0}
 
     def phase_batch(self, phase: str) -> int:
-        """Training batch per rank of ``phase``."""
+        """Global training batch of ``phase`` (all processes together)."""
         return self.phase_batch_sizes[PHASES.index(phase)] if self.phase_batch_sizes else self.batch_size
+
+    def rank_batch(self, phase: str, world_size: int) -> int:
+        """Training batch of ``phase`` drawn by each of ``world_size`` processes (the global
+        batch split evenly; :meth:`check_world_size` refuses a world size that does not divide it)."""
+        return self.phase_batch(phase) // world_size
+
+    def check_world_size(self, world_size: int) -> None:
+        """Refuse a number of processes that does not divide every running phase's global batch."""
+        for phase in self.phase_steps:
+            batch = self.phase_batch(phase)
+            if batch % world_size:
+                key = "--phase_batch_sizes" if self.phase_batch_sizes else "--batch_size"
+                raise UserError(f"{key}: the {phase} phase's global batch of {batch} images does not split "
+                                f"evenly between {world_size} processes; run a number of processes that "
+                                f"divides it (the batch is global: each process draws batch / processes)")
 
     @property
     def phase_steps_total(self) -> int:

@@ -8,9 +8,10 @@ CIFAR ``resize + flip + RandAugment``; MNIST ``resize + affine(5 deg, 5 %, 0.95-
 + jitter``; then normalisation by the data set's mean and std. CutMix or MixUp (one of
 the two per batch, at random, Beta(1, 1) mixing) on Fashion-MNIST and CIFAR.
 
-Every random draw of a sample is seeded by ``(seed, step, rank, position)`` and every
-batch-level draw by the step's generator, so a resumed run sees the very batches an
-uninterrupted one would, also with loader worker processes.
+Every random draw of a sample is seeded by ``(seed, step, position in the global batch)``
+and every batch-level draw (CutMix/MixUp, on each rank's share) by the step's generator, so
+a resumed run sees the very batches an uninterrupted one would, also with loader worker
+processes, and the ranks of a run draw the samples one process would.
 """
 from __future__ import annotations
 
@@ -88,7 +89,11 @@ class SeededSamples(torch.utils.data.Dataset):
 
 class StepBatches(torch.utils.data.Sampler):
     """Batch sampler: for each step from ``start``, the ``(sample seed, index)`` keys of that
-    step's batch on this rank (indices from :func:`core.data.epoch_batch_indices`)."""
+    step's batch on this rank (indices from :func:`core.data.epoch_batch_indices`).
+
+    ``batch_size`` is the rank's share of the global batch ``batch_size * world_size``; a
+    sample's seed follows its position in the global batch, so the ranks of a run together
+    draw the very samples, augmented alike, that one process drawing the global batch would."""
 
     def __init__(self, n: int, batch_size: int, seed: int, start: int, stop: int, rank: int = 0,
                  world_size: int = 1):
@@ -101,7 +106,8 @@ class StepBatches(torch.utils.data.Sampler):
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         for step in range(self.start, self.stop):
             idx = epoch_batch_indices(self.n, self.batch_size, step, self.seed, self.rank, self.world_size)
-            yield [(derive_seed(self.seed, "sample", step, self.rank, k) % 2**63, int(i))
+            first = self.rank * self.batch_size  # this rank's place in the global batch
+            yield [(derive_seed(self.seed, "sample", step, 0, first + k) % 2**63, int(i))
                    for k, i in enumerate(idx.tolist())]
 
 
@@ -153,22 +159,26 @@ def one_hot(labels: torch.Tensor, n_classes: int) -> torch.Tensor:
 
 def mix_batch(images: torch.Tensor, labels: torch.Tensor, n_classes: int, generator: torch.Generator
               ) -> tuple[torch.Tensor, torch.Tensor, dict]:
-    """CutMix or MixUp (one at random, each with probability 1/2) of a batch with a
-    permutation of itself, mixing weight ``lam ~ Beta(1, 1)`` (torchvision's default).
+    """CutMix or MixUp (one at random, each with probability 1/2) of a batch ``(B, C, H, W)``
+    with itself rolled by one (torchvision's pairing: sample ``i`` with sample ``i - 1``, the
+    first with the last), mixing weight ``lam ~ Beta(1, 1)`` (torchvision's default). For
+    ``B >= 2`` no sample is paired with itself; a batch of one is returned unmixed.
 
-    MixUp: ``x = lam x + (1 - lam) x[perm]``. CutMix: a box of area ``(1 - lam) H W`` from
-    ``x[perm]`` pasted in, ``lam`` then corrected to the box actually pasted (clipped at the
-    border). Labels become ``lam y + (1 - lam) y[perm]`` ``(B, K)``. Returns the mixed
-    batch, the soft labels and ``{"kind", "lam", "perm"}``.
+    MixUp: ``x = lam x + (1 - lam) x[pair]``. CutMix: a box of area ``(1 - lam) H W`` from
+    ``x[pair]`` pasted in, ``lam`` then corrected to the box actually pasted (clipped at the
+    border). Labels become ``lam y + (1 - lam) y[pair]`` ``(B, K)``. Returns the mixed
+    batch, the soft labels and ``{"kind", "lam", "pair"}`` (``pair``: ``(B,)`` partner indices).
     """
     b, _, h, w = images.shape
     dev = images.device
     y = one_hot(labels, n_classes).to(dev)
     u = torch.rand(3, generator=generator, device=generator.device).cpu()
-    perm = torch.randperm(b, generator=generator, device=generator.device).to(dev)
+    pair = torch.arange(b, device=dev).roll(1)  # x.roll(1, 0)[i] = x[i - 1], as torchvision
     lam = float(u[0])  # Beta(1, 1) is uniform
+    if b < 2:
+        return images, y, {"kind": "none", "lam": 1.0, "pair": pair}
     if u[1] < 0.5:
-        x = lam * images + (1 - lam) * images[perm]
+        x = lam * images + (1 - lam) * images[pair]
         kind = "mixup"
     else:
         cut = (1 - lam) ** 0.5
@@ -178,10 +188,10 @@ def mix_batch(images: torch.Tensor, labels: torch.Tensor, n_classes: int, genera
         y0, y1 = max(cy - ch // 2, 0), min(cy + ch // 2, h)
         x0, x1 = max(cx - cw // 2, 0), min(cx + cw // 2, w)
         x = images.clone()
-        x[:, :, y0:y1, x0:x1] = images[perm][:, :, y0:y1, x0:x1]
+        x[:, :, y0:y1, x0:x1] = images[pair][:, :, y0:y1, x0:x1]
         lam = 1 - (y1 - y0) * (x1 - x0) / (h * w)
         kind = "cutmix"
-    return x, lam * y + (1 - lam) * y[perm], {"kind": kind, "lam": lam, "perm": perm}
+    return x, lam * y + (1 - lam) * y[pair], {"kind": kind, "lam": lam, "pair": pair}
 
 
 def uses_mixing(dataset: str, setting: str) -> bool:

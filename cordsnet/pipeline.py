@@ -168,3 +168,20 @@ def anneal_slope(step: int, steps: int, start: float, levels: int) -> float:
         return 0.0
     level = min(levels - 1, step * levels // max(steps, 1))
     return max(0.0, start * (1 - level / (levels - 1)))
+
+
+def cnn_stage_starts(steps: int) -> tuple[int, ...]:
+    """Phase steps at which phase 1's second and third learning-rate stages begin (where the
+    published script makes a new SGD, its momentum reset; see :func:`cnn_learning_rate`)."""
+    stage_len = max(1, -(-steps // 3))
+    return tuple(s for s in (stage_len, 2 * stage_len) if s < steps)
+
+
+def anneal_level_starts(steps: int, levels: int) -> tuple[int, ...]:
+    """Phase steps at which phase 4's slope levels after the first begin (where the published
+    script makes a new AdamW, its moments reset): the first step ``s`` of level ``L`` is the
+    least with ``s * levels // steps >= L``, i.e. ``ceil(L * steps / levels)`` (see
+    :func:`anneal_slope`)."""
+    if levels <= 1:
+        return ()
+    return tuple(sorted({-(-lvl * steps // levels) for lvl in range(1, levels)} & set(range(1, steps))))

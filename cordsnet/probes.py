@@ -68,15 +68,19 @@ def record_course(rnn: CordsNet, images: torch.Tensor, areas: Sequence[int], *, 
     return Recorded({a: torch.stack(v, 1) for a, v in keep.items()}, torch.stack(logits, 1), np.asarray(times))
 
 
+def hits_over_time(rnn: CordsNet, images: torch.Tensor, labels: torch.Tensor,
+                   course_steps: tuple[int, int, int] | None = None) -> torch.Tensor:
+    """How many of ``images`` ``(B, C, S, S)`` are classified as ``labels`` ``(B,)`` after each
+    step of the course: counts ``(T,)`` (sum them over batches, divide by the images)."""
+    nb, ns, npost = course_steps or (rnn.blank_steps, rnn.stimulus_steps, rnn.post_blank_steps)
+    return torch.stack([(rnn.readout(s, w).argmax(-1) == labels).sum()
+                        for _, s, w in course(rnn, images, nb, ns, npost)])
+
+
 def accuracy_over_time(rnn: CordsNet, images: torch.Tensor, labels: torch.Tensor, batch: int,
                        course_steps: tuple[int, int, int] | None = None) -> np.ndarray:
     """Fraction of ``images`` classified correctly after each step of the course ``(T,)``."""
-    nb, ns, npost = course_steps or (rnn.blank_steps, rnn.stimulus_steps, rnn.post_blank_steps)
-    hits = None
-    for x, y in zip(images.split(batch), labels.split(batch)):
-        per_step = torch.stack([(rnn.readout(s, w).argmax(-1) == y).sum()
-                                for _, s, w in course(rnn, x, nb, ns, npost)])
-        hits = per_step if hits is None else hits + per_step
+    hits = sum(hits_over_time(rnn, x, y, course_steps) for x, y in zip(images.split(batch), labels.split(batch)))
     return (hits.float() / len(labels)).cpu().numpy()
 
 

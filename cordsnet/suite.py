@@ -24,8 +24,14 @@ from cordsnet import data as D
 from cordsnet import pipeline as P
 from cordsnet import probes, stimuli
 from cordsnet.cnn import CordsCNN, fold_batchnorm, resnet18_to_cnn
-from cordsnet.config import CordsNetConfig
+from cordsnet.config import RESNET18_FILE, CordsNetConfig
 from cordsnet.model import CordsNet
+
+
+def resnet18_cache_path() -> Path:
+    """Where torchvision keeps its ImageNet ResNet-18 weights: torch's hub cache
+    (``TORCH_HOME/hub/checkpoints``, by default ``~/.cache/torch/hub/checkpoints``)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / RESNET18_FILE
 
 
 class CordsNetSuite(ModelSuite):
@@ -48,13 +54,22 @@ class CordsNetSuite(ModelSuite):
                 self._test_set  # noqa: B018
             if train:
                 self._train_source  # noqa: B018
-        for key in ("pretrained", "resnet18_weights"):
-            path = getattr(cfg, key)
-            if path and not Path(path).is_file():
-                raise UserError(f"--{key}: not found: {path}")
+        if "train" in self.ctx.stages:
+            cfg.check_world_size(self.ctx.env.world_size)
+        if cfg.pretrained and not Path(cfg.pretrained).is_file():
+            raise UserError(f"--pretrained: not found: {cfg.pretrained}")
         if cfg.pretrained:
             self._published_state()
-        if cfg.resnet18_weights and cfg.pipeline == "init":
+        start = self._resnet18_start()
+        if start and not Path(start).is_file():
+            if cfg.resnet18_weights == "torchvision":
+                raise UserError(
+                    f"--resnet18_weights torchvision: torchvision's ImageNet ResNet-18 weights are not at {start} "
+                    "(torch's hub cache, TORCH_HOME/hub/checkpoints); fetch them once on a machine with internet: "
+                    "python -c \"import torchvision; torchvision.models.resnet18(weights='IMAGENET1K_V1')\" "
+                    "(or copy the file there), or start the CNN from random weights with --resnet18_weights none")
+            raise UserError(f"--resnet18_weights: not found: {start}")
+        if start:
             self._resnet18_mapped()
         if cfg.stimulus_folder:
             stimuli.folder_images(cfg.stimulus_folder, cfg.input_size, cfg.in_channels, check_only=True)
@@ -90,11 +105,30 @@ class CordsNetSuite(ModelSuite):
                             f"{f' and {len(problems) - 4} more' if len(problems) > 4 else ''}")
         return state
 
+    def _resnet18_start(self) -> str | None:
+        """The ResNet-18 file the phase-1 CNN starts from, or None (random weights).
+
+        A file named by ``resnet18_weights`` is used whenever the pipeline has the CNN;
+        ``torchvision`` (published) means torchvision's ImageNet file in torch's hub cache, at
+        depth 8 only, and only when this invocation trains phase 1 from its start (a resumed
+        run's checkpoint already holds the CNN, and later stages do not need it)."""
+        cfg = self.cfg
+        if cfg.resnet18_weights in ("", "none") or cfg.pipeline != "init":
+            return None
+        if cfg.resnet18_weights != "torchvision":
+            return cfg.resnet18_weights
+        run = self.ctx.run
+        resumed = run is not None and Path(run.last_checkpoint).exists()
+        if cfg.depth != 8 or "train" not in self.ctx.stages or "cnn" not in cfg.phase_steps or resumed:
+            return None
+        return str(resnet18_cache_path())
+
     def _resnet18_mapped(self) -> dict:
-        """``--resnet18_weights`` loaded safely and mapped onto the CNN (checked in prepare)."""
+        """The ResNet-18 start (:meth:`_resnet18_start`) loaded safely and mapped onto the CNN
+        (checked in prepare)."""
         if "_resnet18" not in self.__dict__:
             cfg = self.cfg
-            path = cfg.resnet18_weights
+            path = self._resnet18_start()
             res = safe_load(path, "--resnet18_weights file")
             if not isinstance(res, dict) or not all(isinstance(v, torch.Tensor) for v in res.values()):
                 raise UserError(f"--resnet18_weights: {path} is not a state dict of tensors "
@@ -135,7 +169,7 @@ class CordsNetSuite(ModelSuite):
         modules = {"rnn": rnn.to(self.device)}
         if cfg.pipeline == "init":  # the equivalent CNN (phases 1-2; kept for the robustness comparison)
             cnn = CordsCNN(cfg.depth, cfg.in_channels, cfg.n_classes, cfg.input_size)
-            if cfg.resnet18_weights:
+            if self._resnet18_start():
                 cnn.load_state_dict({**cnn.state_dict(), **self._resnet18_mapped()})
             modules["cnn"] = cnn.to(self.device)
         return modules
@@ -151,24 +185,49 @@ class CordsNetSuite(ModelSuite):
                               self.ctx.download)
 
     @cached_property
+    def _test_source(self):
+        """The real test set with the published test transform, indexable by ``(seed, index)``."""
+        cfg = self.cfg
+        return D.real_dataset(cfg.dataset, self.ctx.data_root, cfg.input_size, False, False, self.ctx.download)
+
+    @cached_property
     def _test_set(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The first ``n_eval`` test images ``(n, C, S, S)`` (test transform) and labels ``(n,)``."""
+        """``n_eval`` test images ``(n, C, S, S)`` (test transform) and labels ``(n,)``: the
+        embedded set's first, a fixed random subset of a real set (the evaluations' subset)."""
         cfg = self.cfg
         if cfg.dataset == "digits":
             x, y = D.embedded_digits(cfg.input_size, train=False)
             return x[: cfg.n_eval].to(self.device), y[: cfg.n_eval].to(self.device)
-        ds = D.real_dataset(cfg.dataset, self.ctx.data_root, cfg.input_size, False, False, self.ctx.download)
+        ds = self._test_source
         n = min(cfg.n_eval, len(ds))
         order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(0))[:n]
         xs, ys = zip(*(ds[(0, int(i))] for i in order))
         return torch.stack(xs).to(self.device), torch.as_tensor(ys).to(self.device)
+
+    def _full_test_batches(self):
+        """Every test image once, in order, ``batch_size`` at a time: ``(B, C, S, S)``, ``(B,)``
+        on the device (a real set streamed through ``workers`` loader processes)."""
+        cfg = self.cfg
+        if cfg.dataset == "digits":
+            x, y = D.embedded_digits(cfg.input_size, train=False)
+            for xb, yb in zip(x.split(cfg.batch_size), y.split(cfg.batch_size)):
+                yield xb.to(self.device), yb.to(self.device)
+            return
+        ds = self._test_source
+        keys = [[(0, i) for i in range(a, min(a + cfg.batch_size, len(ds)))]
+                for a in range(0, len(ds), cfg.batch_size)]  # seed 0: the test transform draws nothing
+        loader = torch.utils.data.DataLoader(ds, batch_sampler=keys, num_workers=cfg.workers,
+                                             pin_memory=self.device.type == "cuda")
+        for xb, yb in loader:
+            yield xb.to(self.device, non_blocking=True), torch.as_tensor(yb).to(self.device)
 
     def _loader(self, step):
         """Worker-backed batches of ``step``'s phase from ``step.phase_step`` on (pure functions of
         the phase and its step: each phase runs its own seeded epochs)."""
         cfg = self.cfg
         src = self._train_source
-        sampler = D.StepBatches(len(src), cfg.phase_batch(step.phase), derive_seed(cfg.seed, step.phase),
+        sampler = D.StepBatches(len(src), cfg.rank_batch(step.phase, step.world_size),
+                                derive_seed(cfg.seed, step.phase),
                                 step.phase_step, cfg.phase_steps[step.phase], step.rank, step.world_size)
         loader = torch.utils.data.DataLoader(src, batch_sampler=sampler, num_workers=cfg.workers,
                                              pin_memory=self.device.type == "cuda")
@@ -178,7 +237,7 @@ class CordsNetSuite(ModelSuite):
         cfg = self.cfg
         src = self._train_source
         if isinstance(src, tuple):  # embedded tensors
-            idx = D.epoch_batch_indices(len(src[1]), cfg.phase_batch(step.phase), step.phase_step,
+            idx = D.epoch_batch_indices(len(src[1]), cfg.rank_batch(step.phase, step.world_size), step.phase_step,
                                         derive_seed(cfg.seed, step.phase), step.rank, step.world_size)
             images, labels = src[0][idx.to(src[0].device)], src[1][idx.to(src[0].device)]
         else:
@@ -188,15 +247,22 @@ class CordsNetSuite(ModelSuite):
             images, labels = next(self._iter)
             self._next = (step.phase, step.phase_step + 1)
             images, labels = images.to(self.device, non_blocking=True), labels.to(self.device)
-        if D.uses_mixing(cfg.dataset, cfg.mix) and step.phase != "inversion":
+        if D.uses_mixing(cfg.dataset, cfg.mix):  # every phase, the inversion included (as published:
+            # its loss reads no labels, but it fits the fixed points of mixed images)
             images, labels, _ = D.mix_batch(images, labels, cfg.n_classes, step.generator)
         return images, labels
 
     # --- training -----------------------------------------------------------------
     def phases(self):
+        """The pipeline's phases. As published, phase 1 makes a new SGD at each learning-rate
+        stage and phase 4 a new AdamW at each slope level (moments reset); every phase ends
+        with an evaluation on the whole test set."""
         cfg = self.cfg
         clip = {"cnn": None, "inversion": cfg.inversion_clip}
-        return [Phase(name, steps, grad_clip=clip.get(name, cfg.rnn_clip))
+        restarts = {"cnn": P.cnn_stage_starts(cfg.cnn_steps),
+                    "anneal": P.anneal_level_starts(cfg.anneal_steps, cfg.anneal_levels)}
+        return [Phase(name, steps, grad_clip=clip.get(name, cfg.rnn_clip), restarts=restarts.get(name, ()),
+                      evaluate_at_end=True)
                 for name, steps in cfg.phase_steps.items()]
 
     @cached_property
@@ -280,27 +346,47 @@ class CordsNetSuite(ModelSuite):
                           "spontaneous_mse": out.spontaneous, "slope": torch.tensor(rnn.slope)}
 
     def evaluate(self, modules, step):
+        """Test accuracy (in this run's ``precision``); see :meth:`_evaluate`."""
         with self.autocast():
             return self._evaluate(modules, step)
 
     def _evaluate(self, modules, step):
-        images, labels = self._test_set
-        if step.phase in ("cnn", "inversion") and "cnn" in modules:
-            logits = torch.cat([modules["cnn"](x) for x in images.split(self.cfg.batch_size)])
-            out = {"cnn_accuracy": float(P.correct(logits, labels))}
-            if step.phase == "cnn":
-                return out
+        """Test accuracy. At the end of each phase on the WHOLE test set (``test_accuracy_full``:
+        the RNN at the end of the image, from the inversion on -- the inversion's end is the
+        accuracy "right after the inversion"; ``cnn_test_accuracy_full``: the CNN, phases 1-2;
+        ``n_test`` images); in between on the ``n_eval`` images of the subset
+        (``accuracy_subset``, ``cnn_accuracy_subset``, ``n_eval``). ``..._step/TTTT``: the RNN's
+        accuracy after course step ``TTTT``; ``evaluated_on`` says which set each row used."""
+        cfg = self.cfg
+        full = step.phase_step + 1 >= cfg.phase_steps.get(step.phase, 0)
+        if full:
+            batches, name, cnn_name, count = self._full_test_batches(), "test_accuracy_full", \
+                "cnn_test_accuracy_full", "n_test"
         else:
-            out = {}
+            images, labels = self._test_set
+            batches, name, cnn_name, count = zip(images.split(cfg.batch_size), labels.split(cfg.batch_size)), \
+                "accuracy_subset", "cnn_accuracy_subset", "n_eval"
+        use_cnn = step.phase in ("cnn", "inversion") and "cnn" in modules
+        use_rnn = step.phase != "cnn" or "cnn" not in modules
         rnn = modules["rnn"]
         rnn.slope = self.slope(step.phase, step.phase_step)
-        acc = probes.accuracy_over_time(rnn, images, labels, self.cfg.batch_size,
-                                        (self.cfg.blank_steps, self.cfg.stimulus_steps, self.cfg.post_blank_steps))
-        stim_end = self.cfg.blank_steps + self.cfg.stimulus_steps - 1
-        out["accuracy"] = float(acc[stim_end])
-        every = max(1, len(acc) // 20)
-        out.update({f"accuracy_step/{t:04d}": float(acc[t]) for t in range(0, len(acc), every)})
+        course = (cfg.blank_steps, cfg.stimulus_steps, cfg.post_blank_steps)
+        n, cnn_hits, rnn_hits = 0, 0, 0
+        for x, y in batches:
+            n += len(y)
+            if use_cnn:
+                cnn_hits += int((modules["cnn"](x).argmax(-1) == y).sum())
+            if use_rnn:
+                rnn_hits = rnn_hits + probes.hits_over_time(rnn, x, y, course)
         rnn.slope = 0.0
+        out = {"phase": step.phase, "evaluated_on": "whole test set" if full else "subset (n_eval)", count: n}
+        if use_cnn:
+            out[cnn_name] = cnn_hits / n
+        if use_rnn:
+            acc = (rnn_hits.float() / n).cpu().numpy()
+            out[name] = float(acc[cfg.blank_steps + cfg.stimulus_steps - 1])
+            every = max(1, len(acc) // 20)
+            out.update({f"{name}_step/{t:04d}": float(acc[t]) for t in range(0, len(acc), every)})
         return out
 
     def train_images(self, modules):

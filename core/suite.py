@@ -10,7 +10,9 @@ stage (flag)              what the suite provides
 training (default)        :meth:`build`, :meth:`loss` (+ optional :meth:`phases`,
                           :meth:`begin_phase`, :meth:`learning_rate`,
                           :meth:`make_optimizer`, :meth:`training_batch`,
-                          :meth:`after_step`, :meth:`evaluate`, :meth:`train_images`)
+                          :meth:`after_step`, :meth:`evaluate`, :meth:`train_images`;
+                          a :class:`Phase` may restart its optimiser and ask for an
+                          evaluation at its end)
 ``--viz``                 methods decorated with :func:`visualization`
 ``--gen_exp_stim``        :meth:`stimulus_set`
 ``--experiment``          :meth:`record`
@@ -56,6 +58,11 @@ class Phase:
     name: str
     steps: int
     grad_clip: float | None = None  # overrides cfg.grad_clip during this phase (0: off)
+    #: phase steps (0 < s < steps) at which :meth:`ModelSuite.make_optimizer` makes the optimiser
+    #: afresh (its moments reset), as a script that creates a new optimiser per stage or epoch
+    restarts: tuple[int, ...] = ()
+    #: evaluate when the phase ends (beside every cfg.eval_every steps and the end of training)
+    evaluate_at_end: bool = False
 
 
 @dataclass

@@ -140,24 +140,32 @@ def test_course_loss_weights_and_spontaneous_term():
 
 
 def test_mixing_gives_consistent_soft_labels():
+    """Each sample is mixed with its neighbour in the batch (torchvision's roll by one), never
+    with itself, also in a batch of two (the published per-GPU batch of phases 4-5); the soft
+    labels are exactly lam y + (1 - lam) y_rolled."""
     g = torch.Generator().manual_seed(0)
-    x = torch.arange(4 * 8 * 8, dtype=torch.float32).reshape(4, 1, 8, 8)
-    y = torch.tensor([0, 1, 2, 3])
     kinds = set()
-    for _ in range(40):
-        mixed, soft, info = D.mix_batch(x, y, 5, g)
-        kinds.add(info["kind"])
-        assert torch.allclose(soft.sum(1), torch.ones(4))
-        lam, perm = info["lam"], info["perm"]
-        if info["kind"] == "mixup":
-            assert torch.allclose(mixed, lam * x + (1 - lam) * x[perm])
-        else:  # lam is the fraction of pixels kept from the image itself
-            kept = (mixed == x).float().mean(dim=(1, 2, 3))
-            moved = perm != torch.arange(4)
-            assert torch.allclose(kept[moved], torch.full_like(kept[moved], lam), atol=1e-6)
-        expect = lam * F.one_hot(y, 5) + (1 - lam) * F.one_hot(y[perm], 5)
-        assert torch.allclose(soft, expect.float())
+    for b in (2, 3, 4):
+        x = torch.arange(b * 8 * 8, dtype=torch.float32).reshape(b, 1, 8, 8)
+        y = torch.arange(b)
+        rolled = torch.tensor([b - 1, *range(b - 1)])  # sample i pairs with i - 1, the first with the last
+        for _ in range(40):
+            mixed, soft, info = D.mix_batch(x, y, 5, g)
+            kinds.add(info["kind"])
+            lam, pair = info["lam"], info["pair"]
+            assert torch.equal(pair, rolled) and not (pair == torch.arange(b)).any()
+            if info["kind"] == "mixup":
+                assert torch.equal(mixed, lam * x + (1 - lam) * x[rolled])
+            else:  # lam is the fraction of pixels kept from the image itself; the rest is the partner's
+                kept = (mixed == x).float().mean(dim=(1, 2, 3))
+                assert torch.allclose(kept, torch.full_like(kept, lam), atol=1e-6)
+                assert torch.equal(mixed[mixed != x], x[rolled][mixed != x])
+            expect = lam * F.one_hot(y, 5).float() + (1 - lam) * F.one_hot(y[rolled], 5).float()
+            assert torch.equal(soft, expect)
+            assert torch.allclose(soft.sum(1), torch.ones(b))
     assert kinds == {"mixup", "cutmix"}
+    one, soft, info = D.mix_batch(x[:1], y[:1], 5, g)  # nothing to pair with: unmixed
+    assert torch.equal(one, x[:1]) and torch.equal(soft, F.one_hot(y[:1], 5).float())
 
 
 def test_step_batches_are_pure_functions_of_the_step():

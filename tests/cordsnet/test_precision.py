@@ -37,8 +37,8 @@ def test_bf16_course_loss_and_gradients_follow_fp32():
 
 
 def test_bf16_pipeline_trains_to_fp32s_accuracies(run_main, tmp_path):
-    """The whole pipeline (CNN long enough to learn the digits), evaluated on 128 test images at
-    the end of the CNN phase and of every later evaluation."""
+    """The whole pipeline (CNN long enough to learn the digits), evaluated on the whole test set
+    at the end of the CNN phase and at the end of training."""
     evals = {}
     for prec in ("fp32", "bf16"):
         rc, err = run_main(*TINY, "--precision", prec, "--run_name", prec, "--cnn_steps", "40", "--cnn_lr", "0.05",
@@ -46,8 +46,11 @@ def test_bf16_pipeline_trains_to_fp32s_accuracies(run_main, tmp_path):
         assert rc == 0, err
         evals[prec] = pd.read_csv(tmp_path / f"runs/{prec}/tables/training/evaluations.csv")
     a, b = evals["fp32"], evals["bf16"]
-    assert list(a["step"]) == list(b["step"]) == [40, 68]
-    # measured: the CNN 73.4 % in both; the RNN after 28 short phases 12.5 % vs 14.1 %
-    assert float(a["cnn_accuracy"][0]) > 0.5                               # it learnt something
-    assert abs(float(a["cnn_accuracy"][0]) - float(b["cnn_accuracy"][0])) <= 2 / 128 + 1e-9
-    assert abs(float(a["accuracy"][1]) - float(b["accuracy"][1])) <= 3 / 128 + 1e-9
+    # every phase ends with the whole test set (360 digits): the CNN at 40, the RNN at the end (68)
+    assert list(a["step"]) == list(b["step"]) == [40, 44, 47, 51, 68]
+    cnn = [float(d.loc[d["step"] == 40, "cnn_test_accuracy_full"].iloc[0]) for d in (a, b)]
+    rnn = [float(d.loc[d["step"] == 68, "test_accuracy_full"].iloc[0]) for d in (a, b)]
+    print("cnn", cnn, "rnn", rnn)
+    assert cnn[0] > 0.5                                                    # it learnt something
+    assert abs(cnn[0] - cnn[1]) <= 6 / 360 + 1e-9
+    assert abs(rnn[0] - rnn[1]) <= 8 / 360 + 1e-9

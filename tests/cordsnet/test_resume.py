@@ -1,6 +1,7 @@
 """cordsnet resume is bitwise exact on the CPU with the quick preset's schedule: five phases with
-their own optimisers, phase 1's warm-up and lr stages, the gradient-norm clips of phases 2-5, killed
-inside a phase, at a phase boundary and again after a resume."""
+their own optimisers, phase 1's warm-up and lr stages (a new SGD each), the gradient-norm clips of
+phases 2-5, the anneal's slope levels (a new AdamW each), killed inside a phase, at a phase boundary,
+at a stage or level boundary, inside a level, and again after a resume."""
 from core.checkpoint import load_checkpoint
 from cordsnet.suite import CordsNetSuite
 from tests.resume_helpers import assert_same_training_state, killed
@@ -22,17 +23,26 @@ def test_resume_inside_and_across_phases_is_bitwise_exact(run_main, tmp_path, mo
     # killed in step 8 (inside the inversion: checkpoint of step 8), then in step 11 (inside the linear
     # phase, resumed from the inversion's checkpoint across a boundary), then at step 13 (the anneal's
     # first), then to the end
-    killed(run_main, monkeypatch, CordsNetSuite, "loss", 9, *SMALL, "--run_name", "cut")
+    # first killed at phase 1's second lr stage (a new SGD from step 2), then in step 8
+    killed(run_main, monkeypatch, CordsNetSuite, "loss", 3, *SMALL, "--run_name", "cut")
+    assert load_checkpoint(cut / "checkpoints/last.pt")["step"] == 2
+    killed(run_main, monkeypatch, CordsNetSuite, "loss", 7, "--resume", str(cut))
     assert load_checkpoint(cut / "checkpoints/last.pt")["step"] == 8
     killed(run_main, monkeypatch, CordsNetSuite, "loss", 4, "--resume", str(cut))
     assert load_checkpoint(cut / "checkpoints/last.pt")["step"] == 11
     killed(run_main, monkeypatch, CordsNetSuite, "loss", 3, "--resume", str(cut))
     assert load_checkpoint(cut / "checkpoints/last.pt")["step"] == 13
+    # the anneal's two slope levels (steps 13-14, 15-16) each have a fresh AdamW: killed inside the
+    # first level, at the second's first step, and inside the second
+    for at in (14, 15, 16):
+        killed(run_main, monkeypatch, CordsNetSuite, "loss", 2, "--resume", str(cut))
+        assert load_checkpoint(cut / "checkpoints/last.pt")["step"] == at
     rc, err = run_main("--resume", str(cut))
     assert rc == 0, err
-    for step in range(9, 21):
+    for step in range(3, 21):
         a = load_checkpoint(full / f"checkpoints/step_{step:08d}.pt")
         b = load_checkpoint(cut / f"checkpoints/step_{step:08d}.pt")
         assert_same_training_state(a, b)
     evals = [(r / "tables/training/evaluations.csv").read_text() for r in (full, cut)]
-    assert evals[0] == evals[1] and len(evals[0].splitlines()) == 5  # steps 5, 10, 15, 20
+    # every 5 steps and at each phase's end (steps 6, 10, 13, 17, 20)
+    assert evals[0] == evals[1] and len(evals[0].splitlines()) == 8  # steps 5, 6, 10, 13, 15, 17, 20

@@ -27,7 +27,8 @@ def test_every_stage_runs_and_the_recording_compares_with_v1(run_main, tmp_path)
         assert list((run / "figures" / name).glob("*.png")), name
     assert (run / "figures/viz/stimuli.png").is_file()
     evals = pd.read_csv(run / "tables/training/evaluations.csv")
-    assert {"cnn_accuracy", "accuracy"} <= set(evals.columns)
+    assert {"cnn_test_accuracy_full", "test_accuracy_full", "n_test", "evaluated_on", "phase"} <= set(evals.columns)
+    assert list(evals["step"]) == [6, 10, 13, 17, 20]  # each phase's end (every 10th step falls on one)
     spectra = pd.read_csv(run / "tables/spectra/spectra.csv")
     assert set(spectra["method"]) == {"arnoldi_20"}  # 64 x 4 x 4 = 1024 units > dense_limit
     assert (spectra["ritz_residual"] >= 0).all()
@@ -161,7 +162,16 @@ def test_full_scale_presets_parse_and_ask_for_their_data(run_main, tmp_path, nam
     args, suite, cfg = main.parse_args(["--config", f"configs/cordsnet_{name}.yaml", "--no_train_model"])
     assert cfg.dataset == name and cfg.depth == 8 and cfg.input_size == 224
     assert list(cfg.phase_steps) == ["cnn", "inversion", "linear", "anneal", "finetune"]
-    assert cfg.phase_batch_sizes == [256, 64, 8, 2, 2] and cfg.blank_steps == cfg.stimulus_steps == 100
+    # the published global batches (phase 1 in one process, phase 2 on 2 GPUs, phases 3-5 on 4) and start
+    assert cfg.phase_batch_sizes == [256, 128, 32, 8, 8] and cfg.blank_steps == cfg.stimulus_steps == 100
+    assert cfg.resnet18_weights == "torchvision"
+    n = {"imagenet": 1281167, "cifar10": 50000, "cifar100": 50000, "mnist": 60000, "fashion_mnist": 60000}[name]
+
+    def epoch(gpus, per_gpu):  # a published epoch: DistributedSampler(drop_last=False) batches per rank
+        return -(-(-(-n // gpus)) // per_gpu)
+    assert cfg.phase_steps == {"cnn": 300 * epoch(1, 256), "inversion": 100 * epoch(2, 64),
+                               "linear": 100 * epoch(4, 8), "anneal": 20 * epoch(4, 2),
+                               "finetune": 20 * epoch(4, 2)}
     rc, err = run_main("--config", f"configs/cordsnet_{name}.yaml", "--data_root", str(tmp_path / "none"))
     assert rc == 2 and f"data set '{name}' not found" in err
 

@@ -44,3 +44,39 @@ def test_killed_at_a_random_step_and_resumed_is_bitwise_exact(run_main, tmp_path
     if (full / "checkpoints/best.pt").exists() or (cut / "checkpoints/best.pt").exists():
         assert_same_training_state(load_checkpoint(full / "checkpoints/best.pt"),
                                    load_checkpoint(cut / "checkpoints/best.pt"))
+
+
+# --- a phase that makes its optimiser afresh at given steps (Phase.restarts) ----------------
+from core.suite import Phase  # noqa: E402
+from tests.toy_suite import ToySuite  # noqa: E402
+
+
+class RestartingToy(ToySuite):
+    """Phase a (3 steps, evaluated at its end), then phase b (6 steps) whose Adam is made afresh
+    at its steps 2 and 4, as a script that creates a new optimiser per stage."""
+
+    def phases(self):
+        return [Phase("a", 3, evaluate_at_end=True), Phase("b", 6, restarts=(2, 4))]
+
+
+def test_optimiser_restarts_are_fresh_and_resume_exactly(run_main, tmp_path, monkeypatch):
+    argv = ["--model", "tests.core.test_resume_exact:RestartingToy", "--steps", "9", "--eval_every", "0",
+            "--ckpt_every", "1", "--keep_checkpoints", "20", "--threads", "1"]
+    rc, err = run_main(*argv, "--run_name", "full")
+    assert rc == 0, err
+    full, cut = tmp_path / "runs/full", tmp_path / "runs/cut"
+    counts = [int(next(iter(load_checkpoint(full / f"checkpoints/step_{s:08d}.pt")["optimizer"]["state"]
+                            .values()))["step"]) for s in range(1, 10)]
+    assert counts == [1, 2, 3, 1, 2, 1, 2, 1, 2]  # phase b's Adam restarts at its steps 0, 2, 4
+    import pandas as pd
+    assert pd.read_csv(full / "tables/training/evaluations.csv")["step"].tolist() == [3, 9]
+    # killed at a restart (checkpoint 5: the next step makes a new Adam), then inside a stretch (6)
+    killed(run_main, monkeypatch, RestartingToy, "loss", 6, *argv, "--run_name", "cut")
+    assert load_checkpoint(cut / "checkpoints/last.pt")["step"] == 5
+    killed(run_main, monkeypatch, RestartingToy, "loss", 2, "--resume", str(cut))
+    assert load_checkpoint(cut / "checkpoints/last.pt")["step"] == 6
+    rc, err = run_main("--resume", str(cut))
+    assert rc == 0, err
+    for step in range(6, 10):
+        name = f"checkpoints/step_{step:08d}.pt"
+        assert_same_training_state(load_checkpoint(full / name), load_checkpoint(cut / name))
