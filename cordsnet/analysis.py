@@ -1,5 +1,5 @@
-"""Measurements on CordsNet time courses: accuracy over time, response dynamics, robustness to
-pixel noise, PCA of state trajectories and eigenvalue stability tables.
+"""Measurements on CordsNet time courses: accuracy over time, response dynamics, PCA of state
+trajectories and eigenvalue stability tables (robustness to pixel noise: :mod:`cordsnet.robustness`).
 
 Pure functions: tensors/arrays in, NumPy arrays or pandas DataFrames out, no file I/O.
 
@@ -16,17 +16,13 @@ is stable iff every ``|1 - alpha + alpha lambda| < 1``.
 from __future__ import annotations
 
 import math
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
 from core.outputs import to_numpy
-
-#: ``run_model(images (B, ...)) -> (logits (B, K), activations (B, N))``
-RunModel = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
-
 
 # ---- time course ---------------------------------------------------------------------
 def phases(blank_steps: int, stimulus_steps: int, post_steps: int = 0) -> tuple[slice, slice, slice]:
@@ -167,51 +163,6 @@ def response_dynamics(traces, blank_steps: int, stimulus_steps: int, post_steps:
             "decay_steps": _decay_steps(tr[post] - spont, d0) if post_steps > 0 and abs(d0) > tiny else nan,
         })
     return pd.DataFrame(rows)
-
-
-# ---- robustness ----------------------------------------------------------------------
-def _run_batched(run_model: RunModel, images: torch.Tensor, batch_size: int | None):
-    if batch_size is None or batch_size >= images.shape[0]:
-        logits, acts = run_model(images)
-        return logits, acts.reshape(acts.shape[0], -1)
-    outs = [run_model(chunk) for chunk in images.split(batch_size)]
-    return (torch.cat([o[0] for o in outs]),
-            torch.cat([o[1].reshape(o[1].shape[0], -1) for o in outs]))
-
-
-def noise_robustness(run_model: RunModel, images: torch.Tensor, labels: torch.Tensor, levels: Sequence[float],
-                     generator: torch.Generator | None = None, batch_size: int | None = None) -> pd.DataFrame:
-    """Accuracy and activation change under additive Gaussian pixel noise.
-
-    ``run_model(images (B, ...)) -> (logits (B, K), activations (B, N))`` (activations of any
-    trailing shape are flattened); ``images`` ``(B, ...)``; ``labels`` ``(B,)`` or ``(B, K)``.
-    At level ``s`` the model sees ``images + s * sigma * z`` with ``sigma`` the pixel standard
-    deviation over the whole batch and ``z ~ N(0, 1)`` drawn once from ``generator`` and shared
-    by every level (common random numbers: the curves differ by the level only).
-
-    Returns one row per level: ``level``, ``accuracy`` (argmax) and ``activation_mse``
-    = ``mean((a_s - a_0)^2) / var(a_0)``, the mean squared change of the activations from
-    the clean-image ones ``a_0``, over the variance of ``a_0`` (all entries, population
-    variance). The suite calls it for the RNN and the equivalent CNN and adds a ``model`` column.
-    ``batch_size``: run the model on chunks of this many images.
-    """
-    images = torch.as_tensor(images)
-    y = _hard_labels(labels)
-    sigma = images.double().std(unbiased=False).to(images.dtype)
-    z = torch.randn(images.shape, generator=generator, device=images.device, dtype=images.dtype)
-    rows = []
-    with torch.no_grad():
-        _, clean = _run_batched(run_model, images, batch_size)
-        clean = clean.double()
-        var = clean.var(unbiased=False)
-        for s in levels:
-            s = float(s)
-            logits, acts = _run_batched(run_model, images + s * sigma * z, batch_size)
-            mse = ((acts.double() - clean) ** 2).mean()
-            rows.append({"level": s,
-                         "accuracy": float((logits.argmax(-1) == y.to(logits.device)).double().mean()),
-                         "activation_mse": float(mse / var) if var > 0 else float("nan")})
-    return pd.DataFrame(rows, columns=["level", "accuracy", "activation_mse"])
 
 
 # ---- trajectories --------------------------------------------------------------------

@@ -155,20 +155,53 @@ def eigenvector_figure(vectors: Mapping[str, object]):
     return fig
 
 
-def robustness_figure(table: pd.DataFrame):
-    """Accuracy (left) and normalised activation MSE (right) against the noise level, one line
-    per ``model`` (a single unnamed line if the table has no ``model`` column)."""
-    groups = table.groupby("model", sort=False) if "model" in table else [("model", table)]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for name, g in groups:
-        g = g.sort_values("level")
-        axes[0].plot(g["level"], 100 * g["accuracy"], "o-", ms=4, label=str(name))
-        axes[1].plot(g["level"], g["activation_mse"], "o-", ms=4, label=str(name))
+def _band(ax, x, est, lo, hi, color, ls="-", label=None, marker="o"):
+    ax.fill_between(x, lo, hi, color=color, alpha=0.18, lw=0)
+    ax.plot(x, est, ls=ls, marker=marker, ms=4, color=color, label=label)
+
+
+def robustness_figure(table: pd.DataFrame, models: Sequence[str]):
+    """The robustness table of :func:`cordsnet.robustness.robustness_table` against the noise
+    level, bands = 95 % intervals over images: accuracy per model (left), normalised activation
+    change per layer (middle; solid the first model, dashed the second) and, with two models,
+    the paired difference first - second of the accuracy drop and of each layer's activation
+    change (right; below 0: the first model is more robust)."""
+    models = list(models)
+    two = len(models) == 2
+    fig, axes = plt.subplots(1, 3 if two else 2, figsize=(15 if two else 10, 4.0))
+    model_colors = {m: c for m, c in zip(models, ("tab:blue", "tab:orange"))}
+    acc = table[table["measure"] == "accuracy"].sort_values("level")
+    for m in models:
+        _band(axes[0], acc["level"], 100 * acc[m], 100 * acc[f"{m}_ci_low"], 100 * acc[f"{m}_ci_high"],
+              model_colors[m], label=m)
     axes[0].set(xlabel="noise std (× pixel std)", ylabel="accuracy (%)", title="Accuracy under pixel noise")
-    axes[1].set(xlabel="noise std (× pixel std)", ylabel="MSE / var(clean activations)",
+    act = table[table["measure"] == "activation_change"]
+    layers = list(dict.fromkeys(act["layer"]))
+    colors = plt.cm.viridis(np.linspace(0, 0.9, max(1, len(layers))))
+    for layer, c in zip(layers, colors):
+        g = act[act["layer"] == layer].sort_values("level")
+        for m, ls in zip(models, ("-", "--")):
+            _band(axes[1], g["level"], g[m], g[f"{m}_ci_low"], g[f"{m}_ci_high"], c, ls=ls, label=f"{m} {layer}")
+    axes[1].set(xlabel="noise std (× pixel std)", ylabel="‖a_noisy − a_clean‖ / RMS spread of clean a",
                 title="Activation change under pixel noise")
+    if two:
+        ax = axes[2]
+        drop = table[table["measure"] == "accuracy_drop"].sort_values("level")
+        if len(drop):
+            _band(ax, drop["level"], 100 * drop["difference"], 100 * drop["difference_ci_low"],
+                  100 * drop["difference_ci_high"], "k", label="accuracy drop (pp)", marker="s")
+        for layer, c in zip(layers, colors):
+            g = act[act["layer"] == layer].sort_values("level")
+            _band(ax, g["level"], g["difference"], g["difference_ci_low"], g["difference_ci_high"], c,
+                  label=f"activation change {layer}")
+        ax.axhline(0, color="0.4", lw=0.8)
+        ax.set(xlabel="noise std (× pixel std)", ylabel=f"{models[0]} − {models[1]}",
+               title=f"Paired difference (below 0: {models[0]} more robust)")
     for ax in axes:
-        ax.legend(fontsize=8)
+        ax.title.set_fontsize(10)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"Robustness to Gaussian pixel noise (same noise draws for every model; "
+                 f"{int(table['n_images'].iloc[0])} test images, 95 % intervals over images)", fontsize=10)
     fig.tight_layout()
     return fig
 

@@ -214,33 +214,57 @@ def jacobian_result(suite, modules) -> AnalysisResult:
                                    "steady_state_drift": drift, "extra_steps_to_steady_state": float(extra)})
 
 
+def _cnn_trained(cnn) -> bool:
+    """Whether the equivalent CNN has been trained (phase 1 ran): its batch norms have counted
+    training batches. A CNN that was only built (``--pretrained`` without training, a run
+    stopped before phase 1) is not the CordsNet's equivalent and is left out of the comparison."""
+    counts = [int(m.num_batches_tracked) for m in cnn.modules()
+              if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.num_batches_tracked is not None]
+    return bool(counts) and max(counts) > 0
+
+
 def robustness_result(suite, modules) -> AnalysisResult:
+    """CordsNet against its own phase-1 CNN (batch norms folded, as the RNN was initialised from
+    it) under the same Gaussian pixel-noise draws: accuracy, accuracy drop and the normalised
+    activation change of every area and of the readout, with 95 % intervals over images and the
+    paired CordsNet - CNN difference and verdict per level (:mod:`cordsnet.robustness`). The RNN
+    is read at the end of the image, after the blank (the published readout)."""
+    from cordsnet import robustness as R
+    from cordsnet.cnn import fold_batchnorm
+
     cfg = suite.cfg
-    images, labels = _eval_images(suite, min(cfg.n_eval, 256))
+    images, labels = _eval_images(suite, min(cfg.n_eval, cfg.robustness_images))
     g = torch.Generator(device=images.device).manual_seed(derive_seed(cfg.seed, "noise") % 2**63)
+    noise = torch.randn(images.shape, generator=g, device=images.device, dtype=images.dtype)
     rnn = modules["rnn"]
+    rnn.slope = 0.0
     end = cfg.blank_steps + cfg.stimulus_steps
 
     def run_rnn(x):
-        out_logits, out_act = [], []
-        for xb in x.split(cfg.batch_size):
-            for t, state, w in course(rnn, xb, cfg.blank_steps, cfg.stimulus_steps, 0):
-                if t == end - 1:
-                    out_logits.append(rnn.readout(state, w))
-                    out_act.append(F.relu(state[-1]).flatten(1))
-        return torch.cat(out_logits), torch.cat(out_act)
+        for t, state, w in course(rnn, x, cfg.blank_steps, cfg.stimulus_steps, 0):
+            if t == end - 1:
+                return rnn.readout(state, w), {**{f"area{a}": F.relu(r) for a, r in enumerate(state)},
+                                               "readout": rnn.readout(state, w)}
 
-    frames = [A.noise_robustness(run_rnn, images, labels, cfg.noise_levels, g).assign(model="cordsnet")]
-    if "cnn" in modules:
-        cnn = modules["cnn"].eval()
+    responses = {"cordsnet": R.noise_responses(run_rnn, images, labels, cfg.noise_levels, noise, cfg.batch_size)}
+    compared = "cnn" in modules and _cnn_trained(modules["cnn"])
+    if compared:
+        folded = fold_batchnorm(modules["cnn"].eval()).to(images.device).eval()
 
         @torch.no_grad()
         def run_cnn(x):
-            logits, acts = zip(*(cnn(xb, return_areas=True) for xb in x.split(cfg.batch_size)))
-            return torch.cat(logits), torch.cat([a[-1].flatten(1) for a in acts])
-        frames.append(A.noise_robustness(run_cnn, images, labels, cfg.noise_levels, g).assign(model="cnn"))
-    table = pd.concat(frames, ignore_index=True)
-    return AnalysisResult(tables={"robustness": table}, figures={"robustness": plots.robustness_figure(table)})
+            logits, acts = folded(x, return_areas=True)
+            return logits, {**{f"area{a}": r for a, r in enumerate(acts)}, "readout": logits}
+        responses["cnn"] = R.noise_responses(run_cnn, images, labels, cfg.noise_levels, noise, cfg.batch_size)
+    table = R.robustness_table(responses, n_boot=cfg.bootstrap_resamples,
+                               seed=derive_seed(cfg.seed, "robustness_bootstrap") % 2**32)
+    scalars = {}
+    for _, row in table[table["measure"] == "accuracy"].iterrows():
+        for m in responses:
+            scalars[f"accuracy/{m}/level_{row['level']:g}"] = float(row[m])
+    return AnalysisResult(tables={"robustness": table},
+                          figures={"robustness": plots.robustness_figure(table, list(responses))},
+                          scalars=scalars)
 
 
 def trajectories_result(suite, modules) -> AnalysisResult:

@@ -1,5 +1,4 @@
-"""cordsnet.analysis against known answers (synthetic traces, linear models with closed-form
-noise responses, planted low-rank trajectories, explicit Euler matrices) and a smoke test of
+"""cordsnet.analysis against known answers (synthetic traces, planted low-rank trajectories, explicit Euler matrices) and a smoke test of
 every figure in cordsnet.plots."""
 from __future__ import annotations
 
@@ -12,7 +11,7 @@ import pytest
 import torch
 
 from cordsnet import plots
-from cordsnet.analysis import (accuracy_over_time, mean_rate_traces, noise_robustness, pca_trajectories,
+from cordsnet.analysis import (accuracy_over_time, mean_rate_traces, pca_trajectories,
                                phases, population_states, response_dynamics, spectrum_table)
 
 # ---- accuracy ---------------------------------------------------------------------------
@@ -109,54 +108,6 @@ def test_mean_rate_traces_and_population_states():
         population_states(rates, areas=[1])
 
 
-# ---- robustness --------------------------------------------------------------------------
-
-
-def test_noise_robustness_identity_activations_closed_form():
-    """Activations = pixels: normalised MSE = level^2 * var(pixels) / var(acts) = level^2."""
-    g = torch.Generator().manual_seed(1)
-    images = 2.0 + 3.0 * torch.randn(64, 1, 16, 16, generator=g, dtype=torch.float64)
-
-    def run(x):
-        flat = x.flatten(1)
-        m = flat.mean(1) - 2.0
-        return torch.stack([m, -m], 1), flat        # class: is the image's mean above 2?
-
-    labels = run(images)[0].argmax(1)               # the clean answers: clean accuracy 1
-
-    levels = [0.0, 0.1, 0.5, 1.0]
-    df = noise_robustness(run, images, labels, levels, torch.Generator().manual_seed(2))
-    assert list(df.columns) == ["level", "accuracy", "activation_mse"]
-    assert df.activation_mse.iloc[0] == 0.0
-    n = images.numel()
-    for s, mse in zip(levels[1:], df.activation_mse.iloc[1:]):
-        # mean of n squared N(0, s^2) draws: relative sampling sd sqrt(2/n)
-        assert mse == pytest.approx(s ** 2, rel=5 * math.sqrt(2 / n))
-    # one shared noise draw scaled by the level: an answer, once flipped, stays flipped
-    assert df.accuracy.iloc[0] == 1.0 and df.accuracy.is_monotonic_decreasing and df.accuracy.iloc[-1] < 1
-
-
-def test_noise_robustness_linear_map_and_batches():
-    """a = W x: E||W z||^2 / N = s^2 sigma^2 ||W||_F^2 / N; chunked runs give the same table."""
-    g = torch.Generator().manual_seed(3)
-    d, n_out, b = 48, 12, 256
-    images = torch.randn(b, 3, 4, 4, generator=g, dtype=torch.float64)
-    w = torch.randn(d, n_out, generator=g, dtype=torch.float64) / math.sqrt(d)
-    labels = torch.randint(0, n_out, (b,), generator=g)
-
-    def run(x):
-        a = x.flatten(1) @ w
-        return a, a
-
-    sigma2 = images.var(unbiased=False)
-    var_a = (images.flatten(1) @ w).var(unbiased=False)
-    expected = float(0.5 ** 2 * sigma2 * (w ** 2).sum() / n_out / var_a)
-    df = noise_robustness(run, images, labels, [0.5], torch.Generator().manual_seed(4))
-    assert df.activation_mse.iloc[0] == pytest.approx(expected, rel=0.05)
-    df2 = noise_robustness(run, images, labels, [0.5], torch.Generator().manual_seed(4), batch_size=50)
-    pd.testing.assert_frame_equal(df, df2)
-
-
 # ---- PCA ---------------------------------------------------------------------------------
 
 
@@ -236,10 +187,6 @@ def test_figures_run_and_have_expected_axes():
     assert len(plots.spectra_figure(eigs, 0.2).axes) == 5
     vecs = {"V1": torch.randn(4, 5, 5, generator=g), "V2": np.exp(1j * np.arange(27.0)).reshape(3, 3, 3)}
     assert len(plots.eigenvector_figure(vecs).axes) == 4          # a panel and a colour bar each
-    table = pd.concat([pd.DataFrame({"level": [0, 0.5, 1], "accuracy": [0.9, 0.6, 0.3],
-                                     "activation_mse": [0, 0.2, 0.8], "model": m}) for m in ("rnn", "cnn")])
-    assert len(plots.robustness_figure(table).axes) == 2
-    assert len(plots.robustness_figure(table.drop(columns="model")).axes) == 2
     proj, ratio = pca_trajectories(planted_states()[0][:, :t], 3)
     f = plots.trajectories_figure(proj, 10, 15, labels=np.array([0, 1, 2, 0, 1, 2]), explained=ratio)
     assert len(f.axes) == 1
