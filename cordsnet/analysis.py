@@ -229,3 +229,33 @@ def spectrum_table(eigenvalues, alpha: float) -> pd.DataFrame:
     em = euler_modulus(lam, alpha)
     return pd.DataFrame({"re": lam.real, "im": lam.imag, "modulus": np.abs(lam), "euler_modulus": em,
                          "stable_linear": lam.real < 1, "stable_euler": em < 1})
+
+
+def stability_verdict(eigenvalues, alpha: float, residuals=None) -> dict:
+    """Whether a recurrent operator's spectrum lies inside the stability boundaries.
+
+    ``eigenvalues``: complex ``(k,)`` that include the rightmost eigenvalue (largest
+    ``Re lambda``) and the one with the largest ``|1 - alpha + alpha lambda|`` (all of them for
+    a dense matrix; for Arnoldi the Ritz values sorted both ways); ``residuals`` ``(k,)``: their
+    Ritz residuals (None: exact). Returns ``rightmost_re``, ``rightmost_im``, ``boundary``
+    (``Re lambda < 1``: ``tau dr/dt = -r + R r + u`` is stable), ``inside`` and ``margin``
+    ``= 1 - max Re lambda`` (> 0 inside), ``euler_max_modulus`` ``max |1 - alpha + alpha lambda|``
+    with ``euler_inside`` and ``euler_margin`` ``= 1 - euler_max_modulus`` (the Euler step's
+    boundary), ``spectral_radius`` and ``rightmost_residual`` (0 when exact), and ``verdict``:
+    ``'inside both'``, ``'inside Re λ < 1 only (Euler-unstable)'`` or ``'outside'``.
+    """
+    if not 0 < alpha <= 1:
+        raise ValueError(f"alpha = dt / tau must be in (0, 1], got {alpha}")
+    lam = np.asarray(to_numpy(eigenvalues), dtype=np.complex128).reshape(-1)
+    if lam.size == 0:
+        raise ValueError("no eigenvalues")
+    res = np.zeros(lam.size) if residuals is None else np.asarray(to_numpy(residuals), dtype=np.float64).reshape(-1)
+    i = int(np.argmax(lam.real))
+    em = euler_modulus(lam, alpha)
+    inside, euler_inside = bool(lam.real[i] < 1), bool(em.max() < 1)
+    return {"rightmost_re": float(lam.real[i]), "rightmost_im": float(abs(lam.imag[i])), "boundary": "Re λ < 1",
+            "inside": inside, "margin": float(1 - lam.real[i]),
+            "euler_max_modulus": float(em.max()), "euler_inside": euler_inside, "euler_margin": float(1 - em.max()),
+            "spectral_radius": float(np.abs(lam).max()), "rightmost_residual": float(res[i]),
+            "verdict": ("inside both" if inside and euler_inside else
+                        "inside Re λ < 1 only (Euler-unstable)" if inside else "outside")}

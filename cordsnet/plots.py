@@ -87,12 +87,14 @@ def dynamics_figure(traces, blank_steps: int, stimulus_steps: int, post_steps: i
     return fig
 
 
-def spectra_figure(eigs: Mapping[str, object], alpha: float):
+def spectra_figure(eigs: Mapping[str, object], alpha: float, verdicts: Mapping[str, str] | None = None,
+                   title: str = "Recurrent spectra of the areas"):
     """Eigenvalues ``lambda`` of each area's recurrent operator in the complex plane, one panel
     per area, with the stability boundaries of the continuous-time system (``Re lambda = 1``) and
     of its Euler map (``|1 - alpha + alpha lambda| = 1``: centre ``1 - 1/alpha``, radius ``1/alpha``).
     Markers: dot stable under both, triangle stable in continuous time but not under the Euler
-    step, cross ``Re lambda >= 1``."""
+    step, cross ``Re lambda >= 1``. ``verdicts``: panel name -> a line under its name (the
+    area's stability verdict); ``title``: what the eigenvalues are of."""
     from matplotlib.lines import Line2D
 
     names = list(eigs)
@@ -122,15 +124,16 @@ def spectra_figure(eigs: Mapping[str, object], alpha: float):
         ax.set_aspect("equal", adjustable="box")
         ax.axhline(0, color="0.8", lw=0.6, zorder=0)
         top = f"max Re λ = {re.max():.3f}, " if re.size else ""
-        ax.set_title(f"{name}\n{top}{re.size} eigenvalues", fontsize=9)
+        line = (verdicts or {}).get(name)
+        ax.set_title(f"{name}\n{line}\n{re.size} leading eigenvalues shown" if line else
+                     f"{name}\n{top}{re.size} eigenvalues", fontsize=8 if line else 9)
         ax.set_xlabel("Re λ")
         ax.set_ylabel("Im λ")
     handles = [Line2D([], [], color="tab:red", ls="--", label="linear boundary Re λ = 1"),
                Line2D([], [], color="tab:blue", label=f"Euler boundary |1 − α + αλ| = 1 (α = {alpha:g})"),
                Line2D([], [], color="0.6", ls=":", label="|λ| = 1 (reference only)")]
     handles += [Line2D([], [], color=col, marker=mk, ls="none", label=lab) for col, mk, _, lab in kinds]
-    fig.suptitle("Recurrent spectra (stable: left of the red line; Euler-stable: inside the blue circle)",
-                 fontsize=10)
+    fig.suptitle(f"{title} (stable: left of the red line; Euler-stable: inside the blue circle)", fontsize=10)
     fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=7, frameon=False)
     return fig
 

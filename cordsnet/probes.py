@@ -119,44 +119,64 @@ def dynamics_result(suite, modules) -> AnalysisResult:
                           scalars={f"overshoot/area{a}": float(v) for a, v in enumerate(table["overshoot"])})
 
 
+def _area_spectrum(weight: torch.Tensor, side: int, cfg, g: torch.Generator):
+    """An area's leading ``n_eigs`` eigenvalues by modulus with their residuals, the method, and
+    the eigenvalues (with residuals) that decide its stability: all of them for a dense matrix;
+    for Arnoldi the Ritz values sorted by modulus, by real part (the rightmost: continuous-time
+    boundary) and of the Euler map ``(1 - alpha) I + alpha R`` by modulus (its boundary)."""
+    n = weight.shape[0] * side * side
+    if n <= cfg.dense_limit:
+        every = eigen.conv_eigs(weight, side, side, k=None, dense_max=cfg.dense_limit)
+        return every[: cfg.n_eigs], np.zeros(min(cfg.n_eigs, len(every))), "dense", every.numpy(), None
+    mv = eigen.conv_matvec(weight, side, side)
+    kw = dict(k=cfg.n_eigs, iterations=cfg.arnoldi_iters, restarts=cfg.arnoldi_restarts, generator=g,
+              return_residuals=True)
+    values, res = eigen.arnoldi_eigs(mv, n, **kw)
+    right, right_res = eigen.arnoldi_eigs(mv, n, which="LR", **kw)
+    a = cfg.alpha
+    mu, mu_res = eigen.arnoldi_eigs(lambda x: (1 - a) * x + a * mv(x), n, **kw)
+    deciding = torch.cat([values, right, (mu - (1 - a)) / a]).numpy()
+    deciding_res = torch.cat([res, right_res, mu_res / a]).numpy()   # |A x - mu x| = alpha |R x - lambda x|
+    return values, res.numpy(), f"arnoldi_{cfg.arnoldi_iters}", deciding, deciding_res
+
+
 def spectra_result(suite, modules) -> AnalysisResult:
     cfg = suite.cfg
     rnn = modules["rnn"]
     g = torch.Generator().manual_seed(derive_seed(cfg.seed, "spectra") % 2**63)
-    eigs, vectors, rows = {}, {}, []
+    eigs, vectors, rows, verdicts = {}, {}, [], []
     for a in range(rnn.depth):
         weight = rnn.recurrent_weight(a).detach().double().cpu()
         side = rnn.sizes[a]
         n = weight.shape[0] * side * side
-        if n <= cfg.dense_limit:
-            values = eigen.conv_eigs(weight, side, side, k=cfg.n_eigs, dense_max=cfg.dense_limit)
-            residuals = np.zeros(len(values))
-        else:  # Ritz values with their residuals |A x - theta x| (small next to |theta|: converged)
-            values, res = eigen.arnoldi_eigs(eigen.conv_matvec(weight, side, side), n, k=cfg.n_eigs,
-                                             iterations=cfg.arnoldi_iters, restarts=cfg.arnoldi_restarts,
-                                             generator=g, return_residuals=True)
-            residuals = res.numpy()
+        values, residuals, method, deciding, deciding_res = _area_spectrum(weight, side, cfg, g)
         eigs[f"area{a}"] = values.numpy()
+        verdicts.append({"area": f"area{a}", "method": method, "n_units": n,
+                         **A.stability_verdict(deciding, cfg.alpha, deciding_res)})
         power = eigen.power_iteration(eigen.conv_matvec(weight, side, side), n, trials=cfg.power_trials,
                                       iterations=cfg.power_iters, generator=g)
         vec = power.eigenvector.reshape(weight.shape[0], side, side)
         vectors[f"area{a}"] = (vec.abs() if vec.is_complex() else vec).numpy()
         table = A.spectrum_table(values.numpy(), cfg.alpha)
         table.insert(0, "area", f"area{a}")
-        table.insert(1, "method", "dense" if n <= cfg.dense_limit else f"arnoldi_{cfg.arnoldi_iters}")
+        table.insert(1, "method", method)
         table["ritz_residual"] = residuals
         rows.append(table)
         rows[-1]["power_eigenvalue_re"] = complex(power.eigenvalue).real
         rows[-1]["power_eigenvalue_im"] = complex(power.eigenvalue).imag
         rows[-1]["power_residual"] = float(power.residual)
     table = pd.concat(rows, ignore_index=True)
+    stability = pd.DataFrame(verdicts)
     radius = table.groupby("area")["modulus"].max()
-    margin = table.groupby("area")["re"].max()
-    return AnalysisResult(tables={"spectra": table},
-                          figures={"spectra": plots.spectra_figure(eigs, cfg.alpha),
+    return AnalysisResult(tables={"spectra": table, "stability": stability},
+                          figures={"spectra": plots.spectra_figure(eigs, cfg.alpha, verdicts={
+                                       v["area"]: f"rightmost Re λ = {v['rightmost_re']:.3f}: {v['verdict']}"
+                                       for v in verdicts}),
                                    "top_eigenvectors": plots.eigenvector_figure(vectors)},
                           scalars={**{f"spectral_radius/{k}": float(v) for k, v in radius.items()},
-                                   **{f"max_real_part/{k}": float(v) for k, v in margin.items()}})
+                                   **{f"max_real_part/{v['area']}": v["rightmost_re"] for v in verdicts},
+                                   **{f"stability_margin/{v['area']}": v["margin"] for v in verdicts},
+                                   "all_areas_inside": float(all(v["inside"] for v in verdicts))})
 
 
 @torch.no_grad()
@@ -208,7 +228,9 @@ def jacobian_result(suite, modules) -> AnalysisResult:
     # eigenvalues mu of the one-step map are 1 - alpha + alpha*lambda for the continuous-time
     # Jacobian's lambda: drawn as lambda, against the same boundaries as the areas' spectra
     lam = (mu - (1 - cfg.alpha)) / cfg.alpha
-    fig = plots.spectra_figure({"full model at steady state": lam}, cfg.alpha)
+    fig = plots.spectra_figure(
+        {f"one-step Jacobian, μ shown as λ = (μ − 1 + α)/α\n(steady state after {extra} extra steps)": lam},
+        cfg.alpha, title="Jacobian of the full nonlinear model at the steady state of a test image")
     return AnalysisResult(tables={"jacobian": table}, figures={"jacobian": fig},
                           scalars={"one_step_spectral_radius": float(values.abs().max()),
                                    "steady_state_drift": drift, "extra_steps_to_steady_state": float(extra)})

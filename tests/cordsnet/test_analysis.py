@@ -12,7 +12,8 @@ import torch
 
 from cordsnet import plots
 from cordsnet.analysis import (accuracy_over_time, mean_rate_traces, pca_trajectories,
-                               phases, population_states, response_dynamics, spectrum_table)
+                               phases, population_states, response_dynamics, spectrum_table,
+                               stability_verdict)
 
 # ---- accuracy ---------------------------------------------------------------------------
 
@@ -192,3 +193,20 @@ def test_figures_run_and_have_expected_axes():
     assert len(f.axes) == 1
     assert len(plots.grid_figure(torch.rand(7, 3, 8, 8, generator=g), [str(i) for i in range(7)]).axes) == 7
     assert len(plots.grid_figure(torch.rand(2, 1, 8, 8, generator=g)).axes) == 2
+
+
+def test_stability_verdict_boundaries():
+    alpha = 0.2
+    v = stability_verdict(np.array([0.5, 0.9 + 0.2j, 0.9 - 0.2j, -3.0]), alpha)
+    assert v["rightmost_re"] == 0.9 and v["rightmost_im"] == pytest.approx(0.2) and v["inside"]
+    assert v["margin"] == pytest.approx(0.1) and v["verdict"] == "inside both"
+    assert v["euler_max_modulus"] == pytest.approx(abs(0.8 + 0.2 * (0.9 + 0.2j)))
+    assert v["spectral_radius"] == 3.0 and v["rightmost_residual"] == 0
+    v = stability_verdict(np.array([0.5, -10.0]), alpha)          # |1 - 0.2 - 2| = 1.2: the Euler step diverges
+    assert v["inside"] and not v["euler_inside"] and v["euler_margin"] == pytest.approx(-0.2)
+    assert v["verdict"] == "inside Re λ < 1 only (Euler-unstable)"
+    v = stability_verdict(np.array([1.1 + 0.5j, 1.1 - 0.5j, 0.2]), alpha, residuals=np.array([1e-9, 1e-9, 0]))
+    assert not v["inside"] and v["margin"] == pytest.approx(-0.1) and v["verdict"] == "outside"
+    assert v["rightmost_residual"] == 1e-9
+    with pytest.raises(ValueError):
+        stability_verdict(np.array([]), alpha)
