@@ -111,7 +111,8 @@ def _decay_steps(dev: np.ndarray, d0: float) -> float:
 
 
 def response_dynamics(traces, blank_steps: int, stimulus_steps: int, post_steps: int = 0,
-                      area_names: Sequence[str] | None = None, rtol: float = 1e-6) -> pd.DataFrame:
+                      area_names: Sequence[str] | None = None, rtol: float = 1e-6, peak_drop: float = 0.02,
+                      steady_rtol: float = 0.01) -> pd.DataFrame:
     """Onset transient, steady state and offset decay of each area's mean-rate trace.
 
     ``traces``: ``(T,)`` or ``(A, T)`` with ``T = blank_steps + stimulus_steps + post_steps``
@@ -119,16 +120,25 @@ def response_dynamics(traces, blank_steps: int, stimulus_steps: int, post_steps:
 
     * ``area``: ``area_names[i]`` (default ``i``);
     * ``spontaneous``: mean over the last 10 % of the blank (at least 1 step);
-    * ``peak``, ``time_to_peak``: the largest ``|r - spontaneous|`` during the stimulus and
-      the number of stimulus steps after which it is reached (1 = the first step);
-    * ``steady``: mean over the last 10 % of the stimulus;
-    * ``overshoot``: ``peak / |steady - spontaneous|`` (1 = no overshoot);
+    * ``onset_peak``: whether the response has a peak: the largest ``|r - spontaneous|``
+      during the stimulus is reached before its last step and has fallen by at least
+      ``peak_drop`` (default 2 %) of itself by the end of the stimulus (a trace that rises
+      through the whole image has none);
+    * ``peak``, ``time_to_peak``: that peak's ``|r - spontaneous|`` and the number of stimulus
+      steps after which it is reached (1 = the first step); NaN without a peak;
+    * ``steady``: mean over the last 10 % of the stimulus (the level at the end of the image);
+    * ``steady_change``: ``|r(end) - r(end - k)| / |steady - spontaneous|``, the relative change
+      over the last ``k = max(2, 10 %)`` stimulus steps (at most ``stimulus_steps - 1``);
+    * ``steady_reached``: ``steady_change <= steady_rtol`` (default 1 %); when False, ``steady``
+      is where the response was at the end of the image, not a steady state;
+    * ``overshoot``: ``peak / |steady - spontaneous|``; NaN without a peak;
     * ``return_fraction``: ``|r(end) - spontaneous| / |steady - spontaneous|`` (0 = back to
       spontaneous; NaN without a post-stimulus blank);
     * ``decay_steps``: steps after stimulus offset for ``|r - spontaneous|`` to fall to 1/e
       of its value at offset, linearly interpolated between steps (NaN if never).
 
-    A ratio whose denominator is below ``rtol`` times the trace's largest ``|r|`` is NaN.
+    A ratio whose denominator is below ``rtol`` times the trace's largest ``|r|`` is NaN (a flat
+    trace: no peak, and its steady state is reached when it changes by less than that).
     """
     x = np.asarray(to_numpy(traces), dtype=np.float64)
     if x.ndim == 1:
@@ -145,20 +155,31 @@ def response_dynamics(traces, blank_steps: int, stimulus_steps: int, post_steps:
     if len(names) != x.shape[0]:
         raise ValueError(f"{len(names)} area names for {x.shape[0]} traces")
     nan = float("nan")
+    window = min(max(2, _tail(stimulus_steps)), stimulus_steps - 1)
     rows = []
     for name, tr in zip(names, x):
         tiny = rtol * max(float(np.abs(tr).max()), np.finfo(np.float64).tiny)
         spont = float(tr[blank][-_tail(blank_steps):].mean())
         dev = np.abs(tr[stim] - spont)
         k = int(dev.argmax())
-        peak = float(dev[k])
+        top = float(dev[k])
+        has_peak = bool(k < stimulus_steps - 1 and top > tiny and top - dev[-1] >= peak_drop * top)
         steady = float(tr[stim][-_tail(stimulus_steps):].mean())
         step = abs(steady - spont)
         ok = step > tiny
+        change = abs(float(tr[stim][-1] - tr[stim][-1 - window])) if window >= 1 else nan
+        if ok:
+            steady_change = change / step
+            reached = bool(steady_change <= steady_rtol)
+        else:  # no response: steady when it does not move either
+            steady_change = nan
+            reached = bool(window >= 1 and change <= tiny)
         d0 = float(tr[stim.stop - 1] - spont)
         rows.append({
-            "area": name, "spontaneous": spont, "peak": peak, "time_to_peak": k + 1, "steady": steady,
-            "overshoot": peak / step if ok else nan,
+            "area": name, "spontaneous": spont, "onset_peak": has_peak,
+            "peak": top if has_peak else nan, "time_to_peak": k + 1 if has_peak else nan, "steady": steady,
+            "steady_change": steady_change, "steady_reached": reached,
+            "overshoot": top / step if ok and has_peak else nan,
             "return_fraction": abs(float(tr[-1]) - spont) / step if ok and post_steps > 0 else nan,
             "decay_steps": _decay_steps(tr[post] - spont, d0) if post_steps > 0 and abs(d0) > tiny else nan,
         })

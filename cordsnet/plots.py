@@ -243,13 +243,14 @@ def trajectories_figure(proj, blank_steps: int, stimulus_steps: int, labels=None
     return fig
 
 
-def grid_figure(images, titles: Sequence[str] | None = None, suptitle: str = "Stimuli", cols: int = 6):
+def grid_figure(images, titles: Sequence[str] | None, suptitle: str, cols: int = 6):
     """Images ``(N, C, H, W)`` (C = 1 grey, C = 3 RGB; others show channel 0) in a grid, each
-    min-max scaled to its own range for display."""
+    min-max scaled to its own range for display, under the figure title ``suptitle`` (laid out
+    above the panels, not over them)."""
     x = np.asarray(to_numpy(images), dtype=float)
     if x.ndim != 4:
         raise ValueError(f"images must be (N, C, H, W), got shape {x.shape}")
-    fig, axes = _grid(x.shape[0], cols=cols, size=(2.0, 2.1))
+    fig, axes = _grid(x.shape[0], cols=cols, size=(2.0, 2.1), layout="constrained")
     for i, (ax, img) in enumerate(zip(axes, x)):
         lo, hi = img.min(), img.max()
         img = (img - lo) / (hi - lo) if hi > lo else np.zeros_like(img)
@@ -262,5 +263,4 @@ def grid_figure(images, titles: Sequence[str] | None = None, suptitle: str = "St
         if titles is not None and i < len(titles):
             ax.set_title(str(titles[i]), fontsize=8)
     fig.suptitle(suptitle, fontsize=10)
-    fig.tight_layout()
     return fig

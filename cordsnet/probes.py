@@ -116,7 +116,10 @@ def dynamics_result(suite, modules) -> AnalysisResult:
     traces_frame = pd.DataFrame(traces.T, columns=names).rename_axis("step").reset_index()
     fig = plots.dynamics_figure(traces, *_course_of(cfg), names)
     return AnalysisResult(tables={"dynamics": table, "mean_rates": traces_frame}, figures={"dynamics": fig},
-                          scalars={f"overshoot/area{a}": float(v) for a, v in enumerate(table["overshoot"])})
+                          scalars={**{f"overshoot/area{a}": float(v) for a, v in enumerate(table["overshoot"])
+                                      if np.isfinite(v)},
+                                   **{f"steady_reached/area{a}": float(v)
+                                      for a, v in enumerate(table["steady_reached"])}})
 
 
 def _area_spectrum(weight: torch.Tensor, side: int, cfg, g: torch.Generator):
@@ -298,6 +301,7 @@ def trajectories_result(suite, modules) -> AnalysisResult:
     frame = pd.DataFrame([{"image": b, "label": int(labels[b]), "step": t, **{f"pc{k + 1}": proj[b, t, k]
                                                                              for k in range(proj.shape[2])}}
                           for b in range(proj.shape[0]) for t in range(proj.shape[1])])
-    fig = plots.trajectories_figure(proj, cfg.blank_steps, cfg.stimulus_steps, labels.cpu().numpy())
+    fig = plots.trajectories_figure(proj, cfg.blank_steps, cfg.stimulus_steps, labels.cpu().numpy(),
+                                    explained=ratio)
     return AnalysisResult(tables={"trajectories": frame}, figures={"trajectories": fig},
                           scalars={f"explained_variance/pc{k + 1}": float(v) for k, v in enumerate(ratio)})

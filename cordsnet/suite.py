@@ -301,14 +301,19 @@ class CordsNetSuite(ModelSuite):
                                 self.cfg.grating_cycles, self.cfg.grating_contrast)
         pics = torch.cat([images[:8].cpu(), grat])
         titles = [f"label {int(v)}" for v in labels[:8].cpu()] + [f"{float(o):+.1f} deg" for o in ori]
-        return {"stimuli": plots.grid_figure(pics.numpy(), titles)}
+        return {"stimuli": plots.grid_figure(pics.numpy(), titles, "Test images (first 8, normalised) and "
+                                             "gratings at the model's input size")}
 
     @visualization("filters", "the 64 input-convolution kernels (7 x 7)")
     def viz_filters(self, modules, ctx):
         from cordsnet import plots
 
         w = modules["rnn"].inp_conv.weight.detach().cpu()
-        return {"filters": plots.grid_figure(w.numpy(), [""] * len(w))}
+        kind = "RGB" if w.shape[1] == 3 else "channel 0" if w.shape[1] != 1 else "grey"
+        return {"filters": plots.grid_figure(
+            w.numpy(), [str(i) for i in range(len(w))],
+            f"Input-convolution kernels ({len(w)} filters, {w.shape[2]} × {w.shape[3]} px, {kind}; "
+            "each scaled to its own range)", cols=8)}
 
     # --- experiments ---------------------------------------------------------------
     def stimulus_set(self, ctx) -> StimulusSet:

@@ -75,14 +75,46 @@ def test_response_dynamics_of_euler_integration():
     row = response_dynamics(np.array(out), 20, 100, 40).iloc[0]
     tau_steps = -1 / math.log(1 - alpha)                     # 4.48 steps
     assert row.decay_steps == pytest.approx(tau_steps, abs=1.0)
-    assert row.overshoot == pytest.approx(1.0, abs=1e-6)      # monotone approach: no overshoot
-    assert row.time_to_peak == 100 and row.peak == pytest.approx(1.0, abs=1e-6)
+    # monotone approach: no peak, so no overshoot; settled long before the image ends
+    assert not row.onset_peak and np.isnan(row.overshoot) and np.isnan(row.peak) and np.isnan(row.time_to_peak)
+    assert row.steady_reached and row.steady_change == pytest.approx((1 - alpha) ** 90 - (1 - alpha) ** 100, rel=1e-3)
+
+
+def _rise(stim, tau):
+    """``1 - e^{-t/tau}`` over ``stim`` stimulus steps after a blank of 10 at 0 (no post)."""
+    return np.concatenate([np.zeros(10), 1 - np.exp(-np.arange(1, stim + 1) / tau)])
+
+
+def test_overshoot_only_for_a_peak_and_steady_state_only_when_reached():
+    # a monotone rise: never an overshoot, whether it settles (tau 5) or not (tau 100)
+    settled, rising = response_dynamics(np.stack([_rise(200, 5.0), _rise(200, 100.0)]), 10, 200, 0).itertuples()
+    assert not settled.onset_peak and not rising.onset_peak
+    assert np.isnan(settled.overshoot) and np.isnan(rising.overshoot)
+    assert settled.steady_reached and not rising.steady_reached
+    t = np.arange(1, 201)
+    level = (1 - np.exp(-t / 100.0))[-20:].mean()             # steady = mean of the last 10 %
+    want = (math.exp(-180 / 100) - math.exp(-200 / 100)) / level  # change over the last 20 steps
+    assert rising.steady_change == pytest.approx(want, rel=1e-12) and rising.steady == pytest.approx(level)
+    # peak then decay: linear rise to P at step 5, then S + (P - S) e^{-(j-5)/2}: overshoot P / S
+    P, S = 1.5, 0.6
+    j = np.arange(1, 101)
+    resp = np.where(j <= 5, P * j / 5, S + (P - S) * np.exp(-(j - 5) / 2.0))
+    for sign, s0 in ((1, 0.2), (-1, 3.0)):                   # an excited and a suppressed area
+        row = response_dynamics(np.concatenate([np.full(10, s0), s0 + sign * resp]), 10, 100, 0).iloc[0]
+        assert row.onset_peak and row.time_to_peak == 5 and row.peak == pytest.approx(P, rel=1e-12)
+        assert row.overshoot == pytest.approx(P / S, rel=1e-12) and row.steady_reached
+    # a bump that falls back by less than peak_drop (1 % < 2 %) is no peak; with peak_drop 0.5 % it is
+    bump = np.concatenate([np.zeros(10), np.minimum(j / 10, 1.0) + 0.01 * (j >= 10) * (j < 50)])
+    assert not response_dynamics(bump, 10, 100, 0).iloc[0].onset_peak
+    row = response_dynamics(bump, 10, 100, 0, peak_drop=0.005).iloc[0]
+    assert row.onset_peak and row.overshoot == pytest.approx(1.01, rel=1e-12) and row.time_to_peak == 10
 
 
 def test_response_dynamics_nans_and_errors():
     flat = np.full(30, 0.5)
     row = response_dynamics(flat, 10, 20, 0).iloc[0]
-    assert row.peak == 0 and np.isnan(row.overshoot) and np.isnan(row.return_fraction) and np.isnan(row.decay_steps)
+    assert not row.onset_peak and np.isnan(row.peak) and np.isnan(row.overshoot)
+    assert np.isnan(row.return_fraction) and np.isnan(row.decay_steps) and row.steady_reached
     never = np.concatenate([np.zeros(10), np.ones(20), np.ones(5)])    # no decay after offset
     row = response_dynamics(never, 10, 20, 5).iloc[0]
     assert np.isnan(row.decay_steps) and row.return_fraction == pytest.approx(1.0)
@@ -191,8 +223,13 @@ def test_figures_run_and_have_expected_axes():
     proj, ratio = pca_trajectories(planted_states()[0][:, :t], 3)
     f = plots.trajectories_figure(proj, 10, 15, labels=np.array([0, 1, 2, 0, 1, 2]), explained=ratio)
     assert len(f.axes) == 1
-    assert len(plots.grid_figure(torch.rand(7, 3, 8, 8, generator=g), [str(i) for i in range(7)]).axes) == 7
-    assert len(plots.grid_figure(torch.rand(2, 1, 8, 8, generator=g)).axes) == 2
+    assert f.axes[0].get_xlabel() == f"PC1 ({100 * ratio[0]:.1f} % var.)"
+    assert f.axes[0].get_ylabel() == f"PC2 ({100 * ratio[1]:.1f} % var.)"
+    f = plots.spectra_figure({"J": np.array([0.5, -2.0])}, 0.2, title="Jacobian of X")
+    assert f.get_suptitle().startswith("Jacobian of X")
+    f = plots.grid_figure(torch.rand(7, 3, 8, 8, generator=g), [str(i) for i in range(7)], "kernels")
+    assert len(f.axes) == 7 and f.get_suptitle() == "kernels"
+    assert len(plots.grid_figure(torch.rand(2, 1, 8, 8, generator=g), None, "two").axes) == 2
 
 
 def test_stability_verdict_boundaries():
