@@ -56,7 +56,8 @@ class CordsNetSuite(ModelSuite):
         if cfg.resnet18_weights and cfg.pipeline == "init":
             self._resnet18_mapped()
         if cfg.stimulus_folder:
-            stimuli.folder_images(cfg.stimulus_folder, cfg.input_size, cfg.in_channels, check_only=True)
+            stimuli.folder_images(cfg.stimulus_folder, cfg.input_size, cfg.in_channels, check_only=True,
+                                  fit=cfg.own_image_fit)
 
     #: analyses and visualisations that read the test set (the others need no data set)
     TEST_SET_ANALYSES = ("accuracy_time", "dynamics", "jacobian", "robustness", "trajectories")
@@ -72,22 +73,12 @@ class CordsNetSuite(ModelSuite):
 
     def _published_state(self) -> dict:
         """The user's published-format state dict (``cordsnetr8.pth``), loaded safely."""
-        path = self.cfg.pretrained
-        state = safe_load(path, "--pretrained file")
-        if not isinstance(state, dict):
-            raise UserError(f"--pretrained: {path} holds a {type(state).__name__}, not a state dict")
-        if isinstance(state, dict) and "modules" in state and "rnn" in state["modules"]:
-            state = state["modules"]["rnn"]  # also accept this toolkit's own checkpoints
-        state = {k.removeprefix("module."): v for k, v in state.items()}  # DDP-saved files
-        probe = CordsNet.from_config(self.cfg)
-        from core.checkpoint import state_dict_mismatches
+        from cordsnet.weights import published_state
 
-        problems = state_dict_mismatches(probe.state_dict(), state)
-        if problems:
-            raise UserError(f"--pretrained: {path} does not fit CordsNet R{self.cfg.depth} "
-                            f"({self.cfg.dataset}, {self.cfg.input_size} px): {'; '.join(problems[:4])}"
-                            f"{f' and {len(problems) - 4} more' if len(problems) > 4 else ''}")
-        return state
+        cfg = self.cfg
+        return published_state(safe_load(cfg.pretrained, "--pretrained file"),
+                               CordsNet.from_config(cfg).state_dict(), cfg.pretrained,
+                               f"CordsNet R{cfg.depth} ({cfg.dataset}, {cfg.input_size} px)")
 
     def _resnet18_mapped(self) -> dict:
         """``--resnet18_weights`` loaded safely and mapped onto the CNN (checked in prepare)."""
@@ -320,11 +311,14 @@ class CordsNetSuite(ModelSuite):
         cfg = self.cfg
         if cfg.stimulus_folder:
             images, names = stimuli.folder_images(cfg.stimulus_folder, cfg.input_size, cfg.in_channels,
-                                                  resize=D.eval_resize(cfg.dataset, cfg.input_size))
+                                                  resize=D.eval_resize(cfg.dataset, cfg.input_size),
+                                                  fit=cfg.own_image_fit,
+                                                  fill=D.channel_stats(cfg.dataset, cfg.input_size)[0])
             return StimulusSet({"image": Labelled(images, ("trial", "channel", "y", "x"))},
                                coords={"file": np.asarray(names, dtype=object),
                                        "index": np.arange(len(names))},
-                               attrs={"source": "folder", "folder": str(Path(cfg.stimulus_folder).resolve())})
+                               attrs={"source": "folder", "folder": str(Path(cfg.stimulus_folder).resolve()),
+                                      "own_image_fit": cfg.own_image_fit})
         ori, phase = stimuli.grating_conditions(cfg.n_orientations, cfg.n_phases)
         images = stimuli.gratings(ori, phase, cfg.input_size, cfg.in_channels, cfg.grating_cycles,
                                   cfg.grating_contrast)
