@@ -362,7 +362,8 @@ class CordsNetSuite(ModelSuite):
         return probes.dynamics_result(self, modules)
 
     @analysis("spectra", "eigenvalues of every area's recurrent convolution (dense or Arnoldi) against the "
-                         "stability boundaries, and its top eigenvector (power iteration)")
+                         "stability boundaries, a per-area verdict (stability.csv: rightmost eigenvalue, "
+                         "inside Re λ < 1, margin), and its top eigenvector (power iteration)")
     def spectra(self, modules, ctx):
         return probes.spectra_result(self, modules)
 
@@ -371,8 +372,9 @@ class CordsNetSuite(ModelSuite):
     def jacobian(self, modules, ctx):
         return probes.jacobian_result(self, modules)
 
-    @analysis("robustness", "accuracy and activation change against input-noise level, beside the "
-                            "equivalent CNN when the run has one")
+    @analysis("robustness", "accuracy and every area's activation change against input-noise level, with 95 % "
+                            "intervals over images, beside the run's trained equivalent CNN (folded) on the same "
+                            "noise draws: the paired difference and a verdict per level")
     def robustness(self, modules, ctx):
         return probes.robustness_result(self, modules)
 
