@@ -165,13 +165,14 @@ def _band(ax, x, est, lo, hi, color, ls="-", label=None, marker="o"):
 
 def robustness_figure(table: pd.DataFrame, models: Sequence[str]):
     """The robustness table of :func:`cordsnet.robustness.robustness_table` against the noise
-    level, bands = 95 % intervals over images: accuracy per model (left), normalised activation
-    change per layer (middle; solid the first model, dashed the second) and, with two models,
-    the paired difference first - second of the accuracy drop and of each layer's activation
-    change (right; below 0: the first model is more robust)."""
+    level, bands = 95 % intervals over images: accuracy per model (top left), normalised
+    activation change per layer (top right; solid the first model, dashed the second) and, with
+    two models, the paired difference first - second of the accuracy drop (bottom left) and of
+    each layer's activation change (bottom right; below 0: the first model is more robust)."""
     models = list(models)
     two = len(models) == 2
-    fig, axes = plt.subplots(1, 3 if two else 2, figsize=(15 if two else 10, 4.0))
+    fig, axes = plt.subplots(2 if two else 1, 2, figsize=(11, 8.0 if two else 4.0), squeeze=False)
+    axes = list(axes.flat)
     model_colors = {m: c for m, c in zip(models, ("tab:blue", "tab:orange"))}
     acc = table[table["measure"] == "accuracy"].sort_values("level")
     for m in models:
@@ -188,18 +189,21 @@ def robustness_figure(table: pd.DataFrame, models: Sequence[str]):
     axes[1].set(xlabel="noise std (× pixel std)", ylabel="‖a_noisy − a_clean‖ / RMS spread of clean a",
                 title="Activation change under pixel noise")
     if two:
-        ax = axes[2]
         drop = table[table["measure"] == "accuracy_drop"].sort_values("level")
         if len(drop):
-            _band(ax, drop["level"], 100 * drop["difference"], 100 * drop["difference_ci_low"],
-                  100 * drop["difference_ci_high"], "k", label="accuracy drop (pp)", marker="s")
+            _band(axes[2], drop["level"], 100 * drop["difference"], 100 * drop["difference_ci_low"],
+                  100 * drop["difference_ci_high"], "k", label="accuracy drop (clean − noisy)", marker="s")
+        axes[2].set(ylabel=f"{models[0]} − {models[1]} (percentage points)",
+                    title=f"Accuracy drop, paired: {models[0]} − {models[1]} (< 0: {models[0]} more robust)")
         for layer, c in zip(layers, colors):
             g = act[act["layer"] == layer].sort_values("level")
-            _band(ax, g["level"], g["difference"], g["difference_ci_low"], g["difference_ci_high"], c,
-                  label=f"activation change {layer}")
-        ax.axhline(0, color="0.4", lw=0.8)
-        ax.set(xlabel="noise std (× pixel std)", ylabel=f"{models[0]} − {models[1]}",
-               title=f"Paired difference (below 0: {models[0]} more robust)")
+            _band(axes[3], g["level"], g["difference"], g["difference_ci_low"], g["difference_ci_high"], c,
+                  label=layer)
+        axes[3].set(ylabel=f"{models[0]} − {models[1]}",
+                    title=f"Activation change, paired: {models[0]} − {models[1]} (< 0: {models[0]} more robust)")
+        for ax in axes[2:]:
+            ax.axhline(0, color="0.4", lw=0.8)
+            ax.set_xlabel("noise std (× pixel std)")
     for ax in axes:
         ax.title.set_fontsize(10)
         ax.legend(fontsize=7)

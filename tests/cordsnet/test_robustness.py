@@ -121,7 +121,7 @@ def test_the_known_more_robust_model_is_found_and_identical_models_tie():
     assert (tie[["difference", "difference_ci_low", "difference_ci_high"]] == 0).all().all()
     assert set(tie["verdict"]) == {"no noise", "not resolved (CI includes 0)"}
     fig = plots.robustness_figure(table, ["mean", "pixel"])
-    assert len(fig.axes) == 3
+    assert len(fig.axes) == 4
     assert len(plots.robustness_figure(robustness_table({"mean": a}, n_boot=100), ["mean"]).axes) == 2
 
 
