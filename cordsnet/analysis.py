@@ -1,5 +1,5 @@
-"""Measurements on CordsNet time courses: accuracy over time, response dynamics, robustness to
-pixel noise, PCA of state trajectories and eigenvalue stability tables.
+"""Measurements on CordsNet time courses: accuracy over time, response dynamics, PCA of state
+trajectories and eigenvalue stability tables (robustness to pixel noise: :mod:`cordsnet.robustness`).
 
 Pure functions: tensors/arrays in, NumPy arrays or pandas DataFrames out, no file I/O.
 
@@ -16,17 +16,13 @@ is stable iff every ``|1 - alpha + alpha lambda| < 1``.
 from __future__ import annotations
 
 import math
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
 from core.outputs import to_numpy
-
-#: ``run_model(images (B, ...)) -> (logits (B, K), activations (B, N))``
-RunModel = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
-
 
 # ---- time course ---------------------------------------------------------------------
 def phases(blank_steps: int, stimulus_steps: int, post_steps: int = 0) -> tuple[slice, slice, slice]:
@@ -115,7 +111,8 @@ def _decay_steps(dev: np.ndarray, d0: float) -> float:
 
 
 def response_dynamics(traces, blank_steps: int, stimulus_steps: int, post_steps: int = 0,
-                      area_names: Sequence[str] | None = None, rtol: float = 1e-6) -> pd.DataFrame:
+                      area_names: Sequence[str] | None = None, rtol: float = 1e-6, peak_drop: float = 0.02,
+                      steady_rtol: float = 0.01) -> pd.DataFrame:
     """Onset transient, steady state and offset decay of each area's mean-rate trace.
 
     ``traces``: ``(T,)`` or ``(A, T)`` with ``T = blank_steps + stimulus_steps + post_steps``
@@ -123,16 +120,25 @@ def response_dynamics(traces, blank_steps: int, stimulus_steps: int, post_steps:
 
     * ``area``: ``area_names[i]`` (default ``i``);
     * ``spontaneous``: mean over the last 10 % of the blank (at least 1 step);
-    * ``peak``, ``time_to_peak``: the largest ``|r - spontaneous|`` during the stimulus and
-      the number of stimulus steps after which it is reached (1 = the first step);
-    * ``steady``: mean over the last 10 % of the stimulus;
-    * ``overshoot``: ``peak / |steady - spontaneous|`` (1 = no overshoot);
+    * ``onset_peak``: whether the response has a peak: the largest ``|r - spontaneous|``
+      during the stimulus is reached before its last step and has fallen by at least
+      ``peak_drop`` (default 2 %) of itself by the end of the stimulus (a trace that rises
+      through the whole image has none);
+    * ``peak``, ``time_to_peak``: that peak's ``|r - spontaneous|`` and the number of stimulus
+      steps after which it is reached (1 = the first step); NaN without a peak;
+    * ``steady``: mean over the last 10 % of the stimulus (the level at the end of the image);
+    * ``steady_change``: ``|r(end) - r(end - k)| / |steady - spontaneous|``, the relative change
+      over the last ``k = max(2, 10 %)`` stimulus steps (at most ``stimulus_steps - 1``);
+    * ``steady_reached``: ``steady_change <= steady_rtol`` (default 1 %); when False, ``steady``
+      is where the response was at the end of the image, not a steady state;
+    * ``overshoot``: ``peak / |steady - spontaneous|``; NaN without a peak;
     * ``return_fraction``: ``|r(end) - spontaneous| / |steady - spontaneous|`` (0 = back to
       spontaneous; NaN without a post-stimulus blank);
     * ``decay_steps``: steps after stimulus offset for ``|r - spontaneous|`` to fall to 1/e
       of its value at offset, linearly interpolated between steps (NaN if never).
 
-    A ratio whose denominator is below ``rtol`` times the trace's largest ``|r|`` is NaN.
+    A ratio whose denominator is below ``rtol`` times the trace's largest ``|r|`` is NaN (a flat
+    trace: no peak, and its steady state is reached when it changes by less than that).
     """
     x = np.asarray(to_numpy(traces), dtype=np.float64)
     if x.ndim == 1:
@@ -149,69 +155,35 @@ def response_dynamics(traces, blank_steps: int, stimulus_steps: int, post_steps:
     if len(names) != x.shape[0]:
         raise ValueError(f"{len(names)} area names for {x.shape[0]} traces")
     nan = float("nan")
+    window = min(max(2, _tail(stimulus_steps)), stimulus_steps - 1)
     rows = []
     for name, tr in zip(names, x):
         tiny = rtol * max(float(np.abs(tr).max()), np.finfo(np.float64).tiny)
         spont = float(tr[blank][-_tail(blank_steps):].mean())
         dev = np.abs(tr[stim] - spont)
         k = int(dev.argmax())
-        peak = float(dev[k])
+        top = float(dev[k])
+        has_peak = bool(k < stimulus_steps - 1 and top > tiny and top - dev[-1] >= peak_drop * top)
         steady = float(tr[stim][-_tail(stimulus_steps):].mean())
         step = abs(steady - spont)
         ok = step > tiny
+        change = abs(float(tr[stim][-1] - tr[stim][-1 - window])) if window >= 1 else nan
+        if ok:
+            steady_change = change / step
+            reached = bool(steady_change <= steady_rtol)
+        else:  # no response: steady when it does not move either
+            steady_change = nan
+            reached = bool(window >= 1 and change <= tiny)
         d0 = float(tr[stim.stop - 1] - spont)
         rows.append({
-            "area": name, "spontaneous": spont, "peak": peak, "time_to_peak": k + 1, "steady": steady,
-            "overshoot": peak / step if ok else nan,
+            "area": name, "spontaneous": spont, "onset_peak": has_peak,
+            "peak": top if has_peak else nan, "time_to_peak": k + 1 if has_peak else nan, "steady": steady,
+            "steady_change": steady_change, "steady_reached": reached,
+            "overshoot": top / step if ok and has_peak else nan,
             "return_fraction": abs(float(tr[-1]) - spont) / step if ok and post_steps > 0 else nan,
             "decay_steps": _decay_steps(tr[post] - spont, d0) if post_steps > 0 and abs(d0) > tiny else nan,
         })
     return pd.DataFrame(rows)
-
-
-# ---- robustness ----------------------------------------------------------------------
-def _run_batched(run_model: RunModel, images: torch.Tensor, batch_size: int | None):
-    if batch_size is None or batch_size >= images.shape[0]:
-        logits, acts = run_model(images)
-        return logits, acts.reshape(acts.shape[0], -1)
-    outs = [run_model(chunk) for chunk in images.split(batch_size)]
-    return (torch.cat([o[0] for o in outs]),
-            torch.cat([o[1].reshape(o[1].shape[0], -1) for o in outs]))
-
-
-def noise_robustness(run_model: RunModel, images: torch.Tensor, labels: torch.Tensor, levels: Sequence[float],
-                     generator: torch.Generator | None = None, batch_size: int | None = None) -> pd.DataFrame:
-    """Accuracy and activation change under additive Gaussian pixel noise.
-
-    ``run_model(images (B, ...)) -> (logits (B, K), activations (B, N))`` (activations of any
-    trailing shape are flattened); ``images`` ``(B, ...)``; ``labels`` ``(B,)`` or ``(B, K)``.
-    At level ``s`` the model sees ``images + s * sigma * z`` with ``sigma`` the pixel standard
-    deviation over the whole batch and ``z ~ N(0, 1)`` drawn once from ``generator`` and shared
-    by every level (common random numbers: the curves differ by the level only).
-
-    Returns one row per level: ``level``, ``accuracy`` (argmax) and ``activation_mse``
-    = ``mean((a_s - a_0)^2) / var(a_0)``, the mean squared change of the activations from
-    the clean-image ones ``a_0``, over the variance of ``a_0`` (all entries, population
-    variance). The suite calls it for the RNN and the equivalent CNN and adds a ``model`` column.
-    ``batch_size``: run the model on chunks of this many images.
-    """
-    images = torch.as_tensor(images)
-    y = _hard_labels(labels)
-    sigma = images.double().std(unbiased=False).to(images.dtype)
-    z = torch.randn(images.shape, generator=generator, device=images.device, dtype=images.dtype)
-    rows = []
-    with torch.no_grad():
-        _, clean = _run_batched(run_model, images, batch_size)
-        clean = clean.double()
-        var = clean.var(unbiased=False)
-        for s in levels:
-            s = float(s)
-            logits, acts = _run_batched(run_model, images + s * sigma * z, batch_size)
-            mse = ((acts.double() - clean) ** 2).mean()
-            rows.append({"level": s,
-                         "accuracy": float((logits.argmax(-1) == y.to(logits.device)).double().mean()),
-                         "activation_mse": float(mse / var) if var > 0 else float("nan")})
-    return pd.DataFrame(rows, columns=["level", "accuracy", "activation_mse"])
 
 
 # ---- trajectories --------------------------------------------------------------------
@@ -278,3 +250,33 @@ def spectrum_table(eigenvalues, alpha: float) -> pd.DataFrame:
     em = euler_modulus(lam, alpha)
     return pd.DataFrame({"re": lam.real, "im": lam.imag, "modulus": np.abs(lam), "euler_modulus": em,
                          "stable_linear": lam.real < 1, "stable_euler": em < 1})
+
+
+def stability_verdict(eigenvalues, alpha: float, residuals=None) -> dict:
+    """Whether a recurrent operator's spectrum lies inside the stability boundaries.
+
+    ``eigenvalues``: complex ``(k,)`` that include the rightmost eigenvalue (largest
+    ``Re lambda``) and the one with the largest ``|1 - alpha + alpha lambda|`` (all of them for
+    a dense matrix; for Arnoldi the Ritz values sorted both ways); ``residuals`` ``(k,)``: their
+    Ritz residuals (None: exact). Returns ``rightmost_re``, ``rightmost_im``, ``boundary``
+    (``Re lambda < 1``: ``tau dr/dt = -r + R r + u`` is stable), ``inside`` and ``margin``
+    ``= 1 - max Re lambda`` (> 0 inside), ``euler_max_modulus`` ``max |1 - alpha + alpha lambda|``
+    with ``euler_inside`` and ``euler_margin`` ``= 1 - euler_max_modulus`` (the Euler step's
+    boundary), ``spectral_radius`` and ``rightmost_residual`` (0 when exact), and ``verdict``:
+    ``'inside both'``, ``'inside Re λ < 1 only (Euler-unstable)'`` or ``'outside'``.
+    """
+    if not 0 < alpha <= 1:
+        raise ValueError(f"alpha = dt / tau must be in (0, 1], got {alpha}")
+    lam = np.asarray(to_numpy(eigenvalues), dtype=np.complex128).reshape(-1)
+    if lam.size == 0:
+        raise ValueError("no eigenvalues")
+    res = np.zeros(lam.size) if residuals is None else np.asarray(to_numpy(residuals), dtype=np.float64).reshape(-1)
+    i = int(np.argmax(lam.real))
+    em = euler_modulus(lam, alpha)
+    inside, euler_inside = bool(lam.real[i] < 1), bool(em.max() < 1)
+    return {"rightmost_re": float(lam.real[i]), "rightmost_im": float(abs(lam.imag[i])), "boundary": "Re λ < 1",
+            "inside": inside, "margin": float(1 - lam.real[i]),
+            "euler_max_modulus": float(em.max()), "euler_inside": euler_inside, "euler_margin": float(1 - em.max()),
+            "spectral_radius": float(np.abs(lam).max()), "rightmost_residual": float(res[i]),
+            "verdict": ("inside both" if inside and euler_inside else
+                        "inside Re λ < 1 only (Euler-unstable)" if inside else "outside")}

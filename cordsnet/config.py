@@ -130,6 +130,12 @@ class CordsNetConfig(BaseConfig):
     grating_contrast: float = param(1.0, "grating contrast (0..1)", min=0.0, max=1.0)
     stimulus_folder: str = param("", "record the model's responses to your own images (a folder of image "
                                      "files) instead of gratings ('' gratings)")
+    own_image_fit: str = param("crop", "how --stimulus_folder images become input_size squares: crop (published "
+                                       "process_image: the shorter side resized, the centre cropped, so a "
+                                       "non-square image loses the ends of its longer side), pad (the longer side "
+                                       "resized, the rest filled with the data set's mean colour, the blank "
+                                       "screen: nothing lost), none (resized only; a non-square image is "
+                                       "refused)", choices=["crop", "pad", "none"])
     record_areas: list[int] = param([], "areas recorded by --experiment (0-based; [] all)", min=0)
     record_stride: int = param(5, "record every N-th time step", min=1)
     record_pool: int = param(1, "average-pool recorded rates by N x N pixels (1: every unit)", min=1)
@@ -137,6 +143,9 @@ class CordsNetConfig(BaseConfig):
     # analyses
     noise_levels: list[float] = param([0.0, 0.25, 0.5, 1.0, 2.0], "input-noise levels (x pixel std) for the "
                                                                    "robustness analysis", min=0.0)
+    robustness_images: int = param(256, "test images of the robustness analysis (at most n_eval); its 95 % "
+                                        "intervals are over these images", min=2)
+    bootstrap_resamples: int = param(2000, "bootstrap resamples of the robustness analysis' intervals", min=100)
     n_eigs: int = param(20, "leading eigenvalues per area", min=1)
     arnoldi_iters: int = param(300, "Arnoldi iterations for areas too large for a dense matrix", min=2)
     arnoldi_restarts: int = param(10, "Krylov-Schur restarts after them until the leading n_eigs Ritz values "

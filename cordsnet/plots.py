@@ -87,12 +87,14 @@ def dynamics_figure(traces, blank_steps: int, stimulus_steps: int, post_steps: i
     return fig
 
 
-def spectra_figure(eigs: Mapping[str, object], alpha: float):
+def spectra_figure(eigs: Mapping[str, object], alpha: float, verdicts: Mapping[str, str] | None = None,
+                   title: str = "Recurrent spectra of the areas"):
     """Eigenvalues ``lambda`` of each area's recurrent operator in the complex plane, one panel
     per area, with the stability boundaries of the continuous-time system (``Re lambda = 1``) and
     of its Euler map (``|1 - alpha + alpha lambda| = 1``: centre ``1 - 1/alpha``, radius ``1/alpha``).
     Markers: dot stable under both, triangle stable in continuous time but not under the Euler
-    step, cross ``Re lambda >= 1``."""
+    step, cross ``Re lambda >= 1``. ``verdicts``: panel name -> a line under its name (the
+    area's stability verdict); ``title``: what the eigenvalues are of."""
     from matplotlib.lines import Line2D
 
     names = list(eigs)
@@ -122,15 +124,16 @@ def spectra_figure(eigs: Mapping[str, object], alpha: float):
         ax.set_aspect("equal", adjustable="box")
         ax.axhline(0, color="0.8", lw=0.6, zorder=0)
         top = f"max Re λ = {re.max():.3f}, " if re.size else ""
-        ax.set_title(f"{name}\n{top}{re.size} eigenvalues", fontsize=9)
+        line = (verdicts or {}).get(name)
+        ax.set_title(f"{name}\n{line}\n{re.size} leading eigenvalues shown" if line else
+                     f"{name}\n{top}{re.size} eigenvalues", fontsize=8 if line else 9)
         ax.set_xlabel("Re λ")
         ax.set_ylabel("Im λ")
     handles = [Line2D([], [], color="tab:red", ls="--", label="linear boundary Re λ = 1"),
                Line2D([], [], color="tab:blue", label=f"Euler boundary |1 − α + αλ| = 1 (α = {alpha:g})"),
                Line2D([], [], color="0.6", ls=":", label="|λ| = 1 (reference only)")]
     handles += [Line2D([], [], color=col, marker=mk, ls="none", label=lab) for col, mk, _, lab in kinds]
-    fig.suptitle("Recurrent spectra (stable: left of the red line; Euler-stable: inside the blue circle)",
-                 fontsize=10)
+    fig.suptitle(f"{title} (stable: left of the red line; Euler-stable: inside the blue circle)", fontsize=10)
     fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=7, frameon=False)
     return fig
 
@@ -155,20 +158,57 @@ def eigenvector_figure(vectors: Mapping[str, object]):
     return fig
 
 
-def robustness_figure(table: pd.DataFrame):
-    """Accuracy (left) and normalised activation MSE (right) against the noise level, one line
-    per ``model`` (a single unnamed line if the table has no ``model`` column)."""
-    groups = table.groupby("model", sort=False) if "model" in table else [("model", table)]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for name, g in groups:
-        g = g.sort_values("level")
-        axes[0].plot(g["level"], 100 * g["accuracy"], "o-", ms=4, label=str(name))
-        axes[1].plot(g["level"], g["activation_mse"], "o-", ms=4, label=str(name))
+def _band(ax, x, est, lo, hi, color, ls="-", label=None, marker="o"):
+    ax.fill_between(x, lo, hi, color=color, alpha=0.18, lw=0)
+    ax.plot(x, est, ls=ls, marker=marker, ms=4, color=color, label=label)
+
+
+def robustness_figure(table: pd.DataFrame, models: Sequence[str]):
+    """The robustness table of :func:`cordsnet.robustness.robustness_table` against the noise
+    level, bands = 95 % intervals over images: accuracy per model (top left), normalised
+    activation change per layer (top right; solid the first model, dashed the second) and, with
+    two models, the paired difference first - second of the accuracy drop (bottom left) and of
+    each layer's activation change (bottom right; below 0: the first model is more robust)."""
+    models = list(models)
+    two = len(models) == 2
+    fig, axes = plt.subplots(2 if two else 1, 2, figsize=(11, 8.0 if two else 4.0), squeeze=False)
+    axes = list(axes.flat)
+    model_colors = {m: c for m, c in zip(models, ("tab:blue", "tab:orange"))}
+    acc = table[table["measure"] == "accuracy"].sort_values("level")
+    for m in models:
+        _band(axes[0], acc["level"], 100 * acc[m], 100 * acc[f"{m}_ci_low"], 100 * acc[f"{m}_ci_high"],
+              model_colors[m], label=m)
     axes[0].set(xlabel="noise std (× pixel std)", ylabel="accuracy (%)", title="Accuracy under pixel noise")
-    axes[1].set(xlabel="noise std (× pixel std)", ylabel="MSE / var(clean activations)",
+    act = table[table["measure"] == "activation_change"]
+    layers = list(dict.fromkeys(act["layer"]))
+    colors = plt.cm.viridis(np.linspace(0, 0.9, max(1, len(layers))))
+    for layer, c in zip(layers, colors):
+        g = act[act["layer"] == layer].sort_values("level")
+        for m, ls in zip(models, ("-", "--")):
+            _band(axes[1], g["level"], g[m], g[f"{m}_ci_low"], g[f"{m}_ci_high"], c, ls=ls, label=f"{m} {layer}")
+    axes[1].set(xlabel="noise std (× pixel std)", ylabel="‖a_noisy − a_clean‖ / RMS spread of clean a",
                 title="Activation change under pixel noise")
+    if two:
+        drop = table[table["measure"] == "accuracy_drop"].sort_values("level")
+        if len(drop):
+            _band(axes[2], drop["level"], 100 * drop["difference"], 100 * drop["difference_ci_low"],
+                  100 * drop["difference_ci_high"], "k", label="accuracy drop (clean − noisy)", marker="s")
+        axes[2].set(ylabel=f"{models[0]} − {models[1]} (percentage points)",
+                    title=f"Accuracy drop, paired: {models[0]} − {models[1]} (< 0: {models[0]} more robust)")
+        for layer, c in zip(layers, colors):
+            g = act[act["layer"] == layer].sort_values("level")
+            _band(axes[3], g["level"], g["difference"], g["difference_ci_low"], g["difference_ci_high"], c,
+                  label=layer)
+        axes[3].set(ylabel=f"{models[0]} − {models[1]}",
+                    title=f"Activation change, paired: {models[0]} − {models[1]} (< 0: {models[0]} more robust)")
+        for ax in axes[2:]:
+            ax.axhline(0, color="0.4", lw=0.8)
+            ax.set_xlabel("noise std (× pixel std)")
     for ax in axes:
-        ax.legend(fontsize=8)
+        ax.title.set_fontsize(10)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"Robustness to Gaussian pixel noise (same noise draws for every model; "
+                 f"{int(table['n_images'].iloc[0])} test images, 95 % intervals over images)", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -207,13 +247,14 @@ def trajectories_figure(proj, blank_steps: int, stimulus_steps: int, labels=None
     return fig
 
 
-def grid_figure(images, titles: Sequence[str] | None = None, suptitle: str = "Stimuli", cols: int = 6):
+def grid_figure(images, titles: Sequence[str] | None, suptitle: str, cols: int = 6):
     """Images ``(N, C, H, W)`` (C = 1 grey, C = 3 RGB; others show channel 0) in a grid, each
-    min-max scaled to its own range for display."""
+    min-max scaled to its own range for display, under the figure title ``suptitle`` (laid out
+    above the panels, not over them)."""
     x = np.asarray(to_numpy(images), dtype=float)
     if x.ndim != 4:
         raise ValueError(f"images must be (N, C, H, W), got shape {x.shape}")
-    fig, axes = _grid(x.shape[0], cols=cols, size=(2.0, 2.1))
+    fig, axes = _grid(x.shape[0], cols=cols, size=(2.0, 2.1), layout="constrained")
     for i, (ax, img) in enumerate(zip(axes, x)):
         lo, hi = img.min(), img.max()
         img = (img - lo) / (hi - lo) if hi > lo else np.zeros_like(img)
@@ -226,5 +267,4 @@ def grid_figure(images, titles: Sequence[str] | None = None, suptitle: str = "St
         if titles is not None and i < len(titles):
             ax.set_title(str(titles[i]), fontsize=8)
     fig.suptitle(suptitle, fontsize=10)
-    fig.tight_layout()
     return fig

@@ -120,47 +120,70 @@ def dynamics_result(suite, modules) -> AnalysisResult:
     traces_frame = pd.DataFrame(traces.T, columns=names).rename_axis("step").reset_index()
     fig = plots.dynamics_figure(traces, *_course_of(cfg), names)
     return AnalysisResult(tables={"dynamics": table, "mean_rates": traces_frame}, figures={"dynamics": fig},
-                          scalars={f"overshoot/area{a}": float(v) for a, v in enumerate(table["overshoot"])})
+                          scalars={**{f"overshoot/area{a}": float(v) for a, v in enumerate(table["overshoot"])
+                                      if np.isfinite(v)},
+                                   **{f"steady_reached/area{a}": float(v)
+                                      for a, v in enumerate(table["steady_reached"])}})
+
+
+def _area_spectrum(weight: torch.Tensor, side: int, cfg, g: torch.Generator):
+    """An area's leading ``n_eigs`` eigenvalues by modulus with their residuals, the method, and
+    the eigenvalues (with residuals) that decide its stability: all of them for a dense matrix;
+    for Arnoldi the Ritz values sorted by modulus, by real part (the rightmost: continuous-time
+    boundary) and of the Euler map ``(1 - alpha) I + alpha R`` by modulus (its boundary)."""
+    n = weight.shape[0] * side * side
+    if n <= cfg.dense_limit:
+        every = eigen.conv_eigs(weight, side, side, k=None, dense_max=cfg.dense_limit)
+        return every[: cfg.n_eigs], np.zeros(min(cfg.n_eigs, len(every))), "dense", every.numpy(), None
+    mv = eigen.conv_matvec(weight, side, side)
+    kw = dict(k=cfg.n_eigs, iterations=cfg.arnoldi_iters, restarts=cfg.arnoldi_restarts, generator=g,
+              return_residuals=True)
+    values, res = eigen.arnoldi_eigs(mv, n, **kw)
+    right, right_res = eigen.arnoldi_eigs(mv, n, which="LR", **kw)
+    a = cfg.alpha
+    mu, mu_res = eigen.arnoldi_eigs(lambda x: (1 - a) * x + a * mv(x), n, **kw)
+    deciding = torch.cat([values, right, (mu - (1 - a)) / a]).numpy()
+    deciding_res = torch.cat([res, right_res, mu_res / a]).numpy()   # |A x - mu x| = alpha |R x - lambda x|
+    return values, res.numpy(), f"arnoldi_{cfg.arnoldi_iters}", deciding, deciding_res
 
 
 def spectra_result(suite, modules) -> AnalysisResult:
     cfg = suite.cfg
     rnn = modules["rnn"]
     g = torch.Generator().manual_seed(derive_seed(cfg.seed, "spectra") % 2**63)
-    eigs, vectors, rows = {}, {}, []
+    eigs, vectors, rows, verdicts = {}, {}, [], []
     for a in range(rnn.depth):
         weight = rnn.recurrent_weight(a).detach().double().cpu()
         side = rnn.sizes[a]
         n = weight.shape[0] * side * side
-        if n <= cfg.dense_limit:
-            values = eigen.conv_eigs(weight, side, side, k=cfg.n_eigs, dense_max=cfg.dense_limit)
-            residuals = np.zeros(len(values))
-        else:  # Ritz values with their residuals |A x - theta x| (small next to |theta|: converged)
-            values, res = eigen.arnoldi_eigs(eigen.conv_matvec(weight, side, side), n, k=cfg.n_eigs,
-                                             iterations=cfg.arnoldi_iters, restarts=cfg.arnoldi_restarts,
-                                             generator=g, return_residuals=True)
-            residuals = res.numpy()
+        values, residuals, method, deciding, deciding_res = _area_spectrum(weight, side, cfg, g)
         eigs[f"area{a}"] = values.numpy()
+        verdicts.append({"area": f"area{a}", "method": method, "n_units": n,
+                         **A.stability_verdict(deciding, cfg.alpha, deciding_res)})
         power = eigen.power_iteration(eigen.conv_matvec(weight, side, side), n, trials=cfg.power_trials,
                                       iterations=cfg.power_iters, generator=g)
         vec = power.eigenvector.reshape(weight.shape[0], side, side)
         vectors[f"area{a}"] = (vec.abs() if vec.is_complex() else vec).numpy()
         table = A.spectrum_table(values.numpy(), cfg.alpha)
         table.insert(0, "area", f"area{a}")
-        table.insert(1, "method", "dense" if n <= cfg.dense_limit else f"arnoldi_{cfg.arnoldi_iters}")
+        table.insert(1, "method", method)
         table["ritz_residual"] = residuals
         rows.append(table)
         rows[-1]["power_eigenvalue_re"] = complex(power.eigenvalue).real
         rows[-1]["power_eigenvalue_im"] = complex(power.eigenvalue).imag
         rows[-1]["power_residual"] = float(power.residual)
     table = pd.concat(rows, ignore_index=True)
+    stability = pd.DataFrame(verdicts)
     radius = table.groupby("area")["modulus"].max()
-    margin = table.groupby("area")["re"].max()
-    return AnalysisResult(tables={"spectra": table},
-                          figures={"spectra": plots.spectra_figure(eigs, cfg.alpha),
+    return AnalysisResult(tables={"spectra": table, "stability": stability},
+                          figures={"spectra": plots.spectra_figure(eigs, cfg.alpha, verdicts={
+                                       v["area"]: f"rightmost Re λ = {v['rightmost_re']:.3f}: {v['verdict']}"
+                                       for v in verdicts}),
                                    "top_eigenvectors": plots.eigenvector_figure(vectors)},
                           scalars={**{f"spectral_radius/{k}": float(v) for k, v in radius.items()},
-                                   **{f"max_real_part/{k}": float(v) for k, v in margin.items()}})
+                                   **{f"max_real_part/{v['area']}": v["rightmost_re"] for v in verdicts},
+                                   **{f"stability_margin/{v['area']}": v["margin"] for v in verdicts},
+                                   "all_areas_inside": float(all(v["inside"] for v in verdicts))})
 
 
 @torch.no_grad()
@@ -212,39 +235,65 @@ def jacobian_result(suite, modules) -> AnalysisResult:
     # eigenvalues mu of the one-step map are 1 - alpha + alpha*lambda for the continuous-time
     # Jacobian's lambda: drawn as lambda, against the same boundaries as the areas' spectra
     lam = (mu - (1 - cfg.alpha)) / cfg.alpha
-    fig = plots.spectra_figure({"full model at steady state": lam}, cfg.alpha)
+    fig = plots.spectra_figure(
+        {f"one-step Jacobian, μ shown as λ = (μ − 1 + α)/α\n(steady state after {extra} extra steps)": lam},
+        cfg.alpha, title="Jacobian of the full nonlinear model at the steady state of a test image")
     return AnalysisResult(tables={"jacobian": table}, figures={"jacobian": fig},
                           scalars={"one_step_spectral_radius": float(values.abs().max()),
                                    "steady_state_drift": drift, "extra_steps_to_steady_state": float(extra)})
 
 
+def _cnn_trained(cnn) -> bool:
+    """Whether the equivalent CNN has been trained (phase 1 ran): its batch norms have counted
+    training batches. A CNN that was only built (``--pretrained`` without training, a run
+    stopped before phase 1) is not the CordsNet's equivalent and is left out of the comparison."""
+    counts = [int(m.num_batches_tracked) for m in cnn.modules()
+              if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.num_batches_tracked is not None]
+    return bool(counts) and max(counts) > 0
+
+
 def robustness_result(suite, modules) -> AnalysisResult:
+    """CordsNet against its own phase-1 CNN (batch norms folded, as the RNN was initialised from
+    it) under the same Gaussian pixel-noise draws: accuracy, accuracy drop and the normalised
+    activation change of every area and of the readout, with 95 % intervals over images and the
+    paired CordsNet - CNN difference and verdict per level (:mod:`cordsnet.robustness`). The RNN
+    is read at the end of the image, after the blank (the published readout)."""
+    from cordsnet import robustness as R
+    from cordsnet.cnn import fold_batchnorm
+
     cfg = suite.cfg
-    images, labels = _eval_images(suite, min(cfg.n_eval, 256))
+    images, labels = _eval_images(suite, min(cfg.n_eval, cfg.robustness_images))
     g = torch.Generator(device=images.device).manual_seed(derive_seed(cfg.seed, "noise") % 2**63)
+    noise = torch.randn(images.shape, generator=g, device=images.device, dtype=images.dtype)
     rnn = modules["rnn"]
+    rnn.slope = 0.0
     end = cfg.blank_steps + cfg.stimulus_steps
 
     def run_rnn(x):
-        out_logits, out_act = [], []
-        for xb in x.split(cfg.batch_size):
-            for t, state, w in course(rnn, xb, cfg.blank_steps, cfg.stimulus_steps, 0):
-                if t == end - 1:
-                    out_logits.append(rnn.readout(state, w))
-                    out_act.append(F.relu(state[-1]).flatten(1))
-        return torch.cat(out_logits), torch.cat(out_act)
+        for t, state, w in course(rnn, x, cfg.blank_steps, cfg.stimulus_steps, 0):
+            if t == end - 1:
+                return rnn.readout(state, w), {**{f"area{a}": F.relu(r) for a, r in enumerate(state)},
+                                               "readout": rnn.readout(state, w)}
 
-    frames = [A.noise_robustness(run_rnn, images, labels, cfg.noise_levels, g).assign(model="cordsnet")]
-    if "cnn" in modules:
-        cnn = modules["cnn"].eval()
+    responses = {"cordsnet": R.noise_responses(run_rnn, images, labels, cfg.noise_levels, noise, cfg.batch_size)}
+    compared = "cnn" in modules and _cnn_trained(modules["cnn"])
+    if compared:
+        folded = fold_batchnorm(modules["cnn"].eval()).to(images.device).eval()
 
         @torch.no_grad()
         def run_cnn(x):
-            logits, acts = zip(*(cnn(xb, return_areas=True) for xb in x.split(cfg.batch_size)))
-            return torch.cat(logits), torch.cat([a[-1].flatten(1) for a in acts])
-        frames.append(A.noise_robustness(run_cnn, images, labels, cfg.noise_levels, g).assign(model="cnn"))
-    table = pd.concat(frames, ignore_index=True)
-    return AnalysisResult(tables={"robustness": table}, figures={"robustness": plots.robustness_figure(table)})
+            logits, acts = folded(x, return_areas=True)
+            return logits, {**{f"area{a}": r for a, r in enumerate(acts)}, "readout": logits}
+        responses["cnn"] = R.noise_responses(run_cnn, images, labels, cfg.noise_levels, noise, cfg.batch_size)
+    table = R.robustness_table(responses, n_boot=cfg.bootstrap_resamples,
+                               seed=derive_seed(cfg.seed, "robustness_bootstrap") % 2**32)
+    scalars = {}
+    for _, row in table[table["measure"] == "accuracy"].iterrows():
+        for m in responses:
+            scalars[f"accuracy/{m}/level_{row['level']:g}"] = float(row[m])
+    return AnalysisResult(tables={"robustness": table},
+                          figures={"robustness": plots.robustness_figure(table, list(responses))},
+                          scalars=scalars)
 
 
 def trajectories_result(suite, modules) -> AnalysisResult:
@@ -256,6 +305,7 @@ def trajectories_result(suite, modules) -> AnalysisResult:
     frame = pd.DataFrame([{"image": b, "label": int(labels[b]), "step": t, **{f"pc{k + 1}": proj[b, t, k]
                                                                              for k in range(proj.shape[2])}}
                           for b in range(proj.shape[0]) for t in range(proj.shape[1])])
-    fig = plots.trajectories_figure(proj, cfg.blank_steps, cfg.stimulus_steps, labels.cpu().numpy())
+    fig = plots.trajectories_figure(proj, cfg.blank_steps, cfg.stimulus_steps, labels.cpu().numpy(),
+                                    explained=ratio)
     return AnalysisResult(tables={"trajectories": frame}, figures={"trajectories": fig},
                           scalars={f"explained_variance/pc{k + 1}": float(v) for k, v in enumerate(ratio)})

@@ -39,24 +39,59 @@ def gratings(orientation: torch.Tensor, phase: torch.Tensor, size: int, channels
     return out
 
 
-def folder_images(folder: str | Path, size: int, channels: int, check_only: bool = False,
-                  resize: int | None = None) -> tuple[torch.Tensor, list[str]]:
-    """Every image file in ``folder`` (sorted by name) through the published ``process_image``
-    transform less its normalisation: torchvision's ``Resize(resize)`` (the shorter side to
-    ``resize``, default ``size``, aspect kept, bilinear with antialiasing) then
-    ``CenterCrop(size)``, so a non-square image loses the ends of its longer side. Returns
-    ``(n, channels, size, size)`` in [0, 1] (RGB to grey by luminance for one-channel models).
-    ``check_only``: only decode every file (a broken one is a UserError) and return no images."""
-    from PIL import Image, UnidentifiedImageError
+#: how an own image becomes a ``size`` x ``size`` input (config key ``own_image_fit``)
+FITS = ("crop", "pad", "none")
+
+
+def fit_image(image, size: int, fit: str = "crop", resize: int | None = None,
+              fill: torch.Tensor | None = None) -> torch.Tensor:
+    """One PIL image as ``(C, size, size)`` in [0, 1]:
+
+    * ``crop`` -- the published ``process_image`` less its normalisation: torchvision's
+      ``Resize(resize)`` (the shorter side to ``resize``, default ``size``, aspect kept,
+      bilinear with antialiasing) then ``CenterCrop(size)``; a non-square image loses the ends
+      of its longer side;
+    * ``pad`` -- letterbox: the longer side resized to ``size`` (aspect kept, the shorter side
+      at least 1 px), centred, the rest filled with ``fill`` ``(C, 1, 1)`` (default 0; the suite
+      gives the data set's mean colour, which normalises to 0: the blank screen); nothing lost;
+    * ``none`` -- resized to ``size`` x ``size``; only square images (a non-square one is a
+      ``ValueError``: the caller says which file).
+    """
     from torchvision.transforms import v2
 
-    transform = v2.Compose([v2.Resize(resize or size), v2.CenterCrop(size), v2.ToImage(),
-                            v2.ToDtype(torch.float32, scale=True)])
+    to_float = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
+    w, h = image.size
+    if fit == "crop":
+        return v2.Compose([v2.Resize(resize or size), v2.CenterCrop(size), *to_float])(image)
+    if fit == "none":
+        if w != h:
+            raise ValueError(f"{w} x {h} px is not square")
+        return v2.Compose([v2.Resize((size, size)), *to_float])(image)
+    if fit != "pad":
+        raise ValueError(f"fit must be one of {FITS}, got {fit!r}")
+    nh, nw = (size, max(1, round(w * size / h))) if h >= w else (max(1, round(h * size / w)), size)
+    x = v2.Compose([v2.Resize((nh, nw)), *to_float])(image)
+    out = torch.zeros(x.shape[0], size, size) if fill is None else fill.float().expand(x.shape[0], size, size).clone()
+    top, left = (size - nh) // 2, (size - nw) // 2
+    out[:, top:top + nh, left:left + nw] = x
+    return out
+
+
+def folder_images(folder: str | Path, size: int, channels: int, check_only: bool = False,
+                  resize: int | None = None, fit: str = "crop",
+                  fill: torch.Tensor | None = None) -> tuple[torch.Tensor, list[str]]:
+    """Every image file in ``folder`` (sorted by name) through :func:`fit_image` (``fit``:
+    ``crop`` is the published ``process_image`` less its normalisation, ``pad`` letterboxes,
+    ``none`` takes square images only). Returns ``(n, channels, size, size)`` in [0, 1] (RGB to
+    grey by luminance for one-channel models). ``check_only``: only decode every file and check
+    its shape (a broken one, or a non-square one with ``fit='none'``, is a UserError) and return
+    no images."""
+    from PIL import Image, UnidentifiedImageError
 
     root = Path(folder)
     if not root.is_dir():
         raise UserError(f"--stimulus_folder: not a folder: {root}")
-    files = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
         raise UserError(f"--stimulus_folder: no image files ({', '.join(IMAGE_SUFFIXES)}) in {root}")
     images = []
@@ -68,9 +103,13 @@ def folder_images(folder: str | Path, size: int, channels: int, check_only: bool
                 with Image.open(path) as im:
                     _check_finite(im, path)
                     im = im.convert("L" if channels == 1 else "RGB")  # decodes the whole file
+                    if fit == "none" and im.size[0] != im.size[1]:
+                        raise UserError(f"--stimulus_folder: {path} is {im.size[0]} x {im.size[1]} px, not square, "
+                                        "and own_image_fit is none; set own_image_fit crop (the published centre "
+                                        "crop) or pad (letterbox), or give square images")
                     if check_only:
                         continue
-                    x = transform(im)
+                    x = fit_image(im, size, fit, resize, fill)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise UserError(f"--stimulus_folder: {path} is too large to decode safely ({exc}); "
                             "resize it first") from None

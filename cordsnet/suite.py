@@ -72,7 +72,8 @@ class CordsNetSuite(ModelSuite):
         if start:
             self._resnet18_mapped()
         if cfg.stimulus_folder:
-            stimuli.folder_images(cfg.stimulus_folder, cfg.input_size, cfg.in_channels, check_only=True)
+            stimuli.folder_images(cfg.stimulus_folder, cfg.input_size, cfg.in_channels, check_only=True,
+                                  fit=cfg.own_image_fit)
 
     #: analyses and visualisations that read the test set (the others need no data set)
     TEST_SET_ANALYSES = ("accuracy_time", "dynamics", "jacobian", "robustness", "trajectories")
@@ -88,22 +89,12 @@ class CordsNetSuite(ModelSuite):
 
     def _published_state(self) -> dict:
         """The user's published-format state dict (``cordsnetr8.pth``), loaded safely."""
-        path = self.cfg.pretrained
-        state = safe_load(path, "--pretrained file")
-        if not isinstance(state, dict):
-            raise UserError(f"--pretrained: {path} holds a {type(state).__name__}, not a state dict")
-        if isinstance(state, dict) and "modules" in state and "rnn" in state["modules"]:
-            state = state["modules"]["rnn"]  # also accept this toolkit's own checkpoints
-        state = {k.removeprefix("module."): v for k, v in state.items()}  # DDP-saved files
-        probe = CordsNet.from_config(self.cfg)
-        from core.checkpoint import state_dict_mismatches
+        from cordsnet.weights import published_state
 
-        problems = state_dict_mismatches(probe.state_dict(), state)
-        if problems:
-            raise UserError(f"--pretrained: {path} does not fit CordsNet R{self.cfg.depth} "
-                            f"({self.cfg.dataset}, {self.cfg.input_size} px): {'; '.join(problems[:4])}"
-                            f"{f' and {len(problems) - 4} more' if len(problems) > 4 else ''}")
-        return state
+        cfg = self.cfg
+        return published_state(safe_load(cfg.pretrained, "--pretrained file"),
+                               CordsNet.from_config(cfg).state_dict(), cfg.pretrained,
+                               f"CordsNet R{cfg.depth} ({cfg.dataset}, {cfg.input_size} px)")
 
     def _resnet18_start(self) -> str | None:
         """The ResNet-18 file the phase-1 CNN starts from, or None (random weights).
@@ -403,25 +394,33 @@ class CordsNetSuite(ModelSuite):
                                 self.cfg.grating_cycles, self.cfg.grating_contrast)
         pics = torch.cat([images[:8].cpu(), grat])
         titles = [f"label {int(v)}" for v in labels[:8].cpu()] + [f"{float(o):+.1f} deg" for o in ori]
-        return {"stimuli": plots.grid_figure(pics.numpy(), titles)}
+        return {"stimuli": plots.grid_figure(pics.numpy(), titles, "Test images (first 8, normalised) and "
+                                             "gratings at the model's input size")}
 
     @visualization("filters", "the 64 input-convolution kernels (7 x 7)")
     def viz_filters(self, modules, ctx):
         from cordsnet import plots
 
         w = modules["rnn"].inp_conv.weight.detach().cpu()
-        return {"filters": plots.grid_figure(w.numpy(), [""] * len(w))}
+        kind = "RGB" if w.shape[1] == 3 else "channel 0" if w.shape[1] != 1 else "grey"
+        return {"filters": plots.grid_figure(
+            w.numpy(), [str(i) for i in range(len(w))],
+            f"Input-convolution kernels ({len(w)} filters, {w.shape[2]} × {w.shape[3]} px, {kind}; "
+            "each scaled to its own range)", cols=8)}
 
     # --- experiments ---------------------------------------------------------------
     def stimulus_set(self, ctx) -> StimulusSet:
         cfg = self.cfg
         if cfg.stimulus_folder:
             images, names = stimuli.folder_images(cfg.stimulus_folder, cfg.input_size, cfg.in_channels,
-                                                  resize=D.eval_resize(cfg.dataset, cfg.input_size))
+                                                  resize=D.eval_resize(cfg.dataset, cfg.input_size),
+                                                  fit=cfg.own_image_fit,
+                                                  fill=D.channel_stats(cfg.dataset, cfg.input_size)[0])
             return StimulusSet({"image": Labelled(images, ("trial", "channel", "y", "x"))},
                                coords={"file": np.asarray(names, dtype=object),
                                        "index": np.arange(len(names))},
-                               attrs={"source": "folder", "folder": str(Path(cfg.stimulus_folder).resolve())})
+                               attrs={"source": "folder", "folder": str(Path(cfg.stimulus_folder).resolve()),
+                                      "own_image_fit": cfg.own_image_fit})
         ori, phase = stimuli.grating_conditions(cfg.n_orientations, cfg.n_phases)
         images = stimuli.gratings(ori, phase, cfg.input_size, cfg.in_channels, cfg.grating_cycles,
                                   cfg.grating_contrast)
@@ -465,7 +464,8 @@ class CordsNetSuite(ModelSuite):
         return probes.dynamics_result(self, modules)
 
     @analysis("spectra", "eigenvalues of every area's recurrent convolution (dense or Arnoldi) against the "
-                         "stability boundaries, and its top eigenvector (power iteration)")
+                         "stability boundaries, a per-area verdict (stability.csv: rightmost eigenvalue, "
+                         "inside Re λ < 1, margin), and its top eigenvector (power iteration)")
     def spectra(self, modules, ctx):
         return probes.spectra_result(self, modules)
 
@@ -474,8 +474,9 @@ class CordsNetSuite(ModelSuite):
     def jacobian(self, modules, ctx):
         return probes.jacobian_result(self, modules)
 
-    @analysis("robustness", "accuracy and activation change against input-noise level, beside the "
-                            "equivalent CNN when the run has one")
+    @analysis("robustness", "accuracy and every area's activation change against input-noise level, with 95 % "
+                            "intervals over images, beside the run's trained equivalent CNN (folded) on the same "
+                            "noise draws: the paired difference and a verdict per level")
     def robustness(self, modules, ctx):
         return probes.robustness_result(self, modules)
 

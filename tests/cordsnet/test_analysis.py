@@ -1,5 +1,4 @@
-"""cordsnet.analysis against known answers (synthetic traces, linear models with closed-form
-noise responses, planted low-rank trajectories, explicit Euler matrices) and a smoke test of
+"""cordsnet.analysis against known answers (synthetic traces, planted low-rank trajectories, explicit Euler matrices) and a smoke test of
 every figure in cordsnet.plots."""
 from __future__ import annotations
 
@@ -12,8 +11,9 @@ import pytest
 import torch
 
 from cordsnet import plots
-from cordsnet.analysis import (accuracy_over_time, mean_rate_traces, noise_robustness, pca_trajectories,
-                               phases, population_states, response_dynamics, spectrum_table)
+from cordsnet.analysis import (accuracy_over_time, mean_rate_traces, pca_trajectories,
+                               phases, population_states, response_dynamics, spectrum_table,
+                               stability_verdict)
 
 # ---- accuracy ---------------------------------------------------------------------------
 
@@ -75,14 +75,46 @@ def test_response_dynamics_of_euler_integration():
     row = response_dynamics(np.array(out), 20, 100, 40).iloc[0]
     tau_steps = -1 / math.log(1 - alpha)                     # 4.48 steps
     assert row.decay_steps == pytest.approx(tau_steps, abs=1.0)
-    assert row.overshoot == pytest.approx(1.0, abs=1e-6)      # monotone approach: no overshoot
-    assert row.time_to_peak == 100 and row.peak == pytest.approx(1.0, abs=1e-6)
+    # monotone approach: no peak, so no overshoot; settled long before the image ends
+    assert not row.onset_peak and np.isnan(row.overshoot) and np.isnan(row.peak) and np.isnan(row.time_to_peak)
+    assert row.steady_reached and row.steady_change == pytest.approx((1 - alpha) ** 90 - (1 - alpha) ** 100, rel=1e-3)
+
+
+def _rise(stim, tau):
+    """``1 - e^{-t/tau}`` over ``stim`` stimulus steps after a blank of 10 at 0 (no post)."""
+    return np.concatenate([np.zeros(10), 1 - np.exp(-np.arange(1, stim + 1) / tau)])
+
+
+def test_overshoot_only_for_a_peak_and_steady_state_only_when_reached():
+    # a monotone rise: never an overshoot, whether it settles (tau 5) or not (tau 100)
+    settled, rising = response_dynamics(np.stack([_rise(200, 5.0), _rise(200, 100.0)]), 10, 200, 0).itertuples()
+    assert not settled.onset_peak and not rising.onset_peak
+    assert np.isnan(settled.overshoot) and np.isnan(rising.overshoot)
+    assert settled.steady_reached and not rising.steady_reached
+    t = np.arange(1, 201)
+    level = (1 - np.exp(-t / 100.0))[-20:].mean()             # steady = mean of the last 10 %
+    want = (math.exp(-180 / 100) - math.exp(-200 / 100)) / level  # change over the last 20 steps
+    assert rising.steady_change == pytest.approx(want, rel=1e-12) and rising.steady == pytest.approx(level)
+    # peak then decay: linear rise to P at step 5, then S + (P - S) e^{-(j-5)/2}: overshoot P / S
+    P, S = 1.5, 0.6
+    j = np.arange(1, 101)
+    resp = np.where(j <= 5, P * j / 5, S + (P - S) * np.exp(-(j - 5) / 2.0))
+    for sign, s0 in ((1, 0.2), (-1, 3.0)):                   # an excited and a suppressed area
+        row = response_dynamics(np.concatenate([np.full(10, s0), s0 + sign * resp]), 10, 100, 0).iloc[0]
+        assert row.onset_peak and row.time_to_peak == 5 and row.peak == pytest.approx(P, rel=1e-12)
+        assert row.overshoot == pytest.approx(P / S, rel=1e-12) and row.steady_reached
+    # a bump that falls back by less than peak_drop (1 % < 2 %) is no peak; with peak_drop 0.5 % it is
+    bump = np.concatenate([np.zeros(10), np.minimum(j / 10, 1.0) + 0.01 * (j >= 10) * (j < 50)])
+    assert not response_dynamics(bump, 10, 100, 0).iloc[0].onset_peak
+    row = response_dynamics(bump, 10, 100, 0, peak_drop=0.005).iloc[0]
+    assert row.onset_peak and row.overshoot == pytest.approx(1.01, rel=1e-12) and row.time_to_peak == 10
 
 
 def test_response_dynamics_nans_and_errors():
     flat = np.full(30, 0.5)
     row = response_dynamics(flat, 10, 20, 0).iloc[0]
-    assert row.peak == 0 and np.isnan(row.overshoot) and np.isnan(row.return_fraction) and np.isnan(row.decay_steps)
+    assert not row.onset_peak and np.isnan(row.peak) and np.isnan(row.overshoot)
+    assert np.isnan(row.return_fraction) and np.isnan(row.decay_steps) and row.steady_reached
     never = np.concatenate([np.zeros(10), np.ones(20), np.ones(5)])    # no decay after offset
     row = response_dynamics(never, 10, 20, 5).iloc[0]
     assert np.isnan(row.decay_steps) and row.return_fraction == pytest.approx(1.0)
@@ -107,54 +139,6 @@ def test_mean_rate_traces_and_population_states():
     assert torch.equal(st[..., :18], rates[0].flatten(2))
     with pytest.raises(ValueError, match="not recorded"):
         population_states(rates, areas=[1])
-
-
-# ---- robustness --------------------------------------------------------------------------
-
-
-def test_noise_robustness_identity_activations_closed_form():
-    """Activations = pixels: normalised MSE = level^2 * var(pixels) / var(acts) = level^2."""
-    g = torch.Generator().manual_seed(1)
-    images = 2.0 + 3.0 * torch.randn(64, 1, 16, 16, generator=g, dtype=torch.float64)
-
-    def run(x):
-        flat = x.flatten(1)
-        m = flat.mean(1) - 2.0
-        return torch.stack([m, -m], 1), flat        # class: is the image's mean above 2?
-
-    labels = run(images)[0].argmax(1)               # the clean answers: clean accuracy 1
-
-    levels = [0.0, 0.1, 0.5, 1.0]
-    df = noise_robustness(run, images, labels, levels, torch.Generator().manual_seed(2))
-    assert list(df.columns) == ["level", "accuracy", "activation_mse"]
-    assert df.activation_mse.iloc[0] == 0.0
-    n = images.numel()
-    for s, mse in zip(levels[1:], df.activation_mse.iloc[1:]):
-        # mean of n squared N(0, s^2) draws: relative sampling sd sqrt(2/n)
-        assert mse == pytest.approx(s ** 2, rel=5 * math.sqrt(2 / n))
-    # one shared noise draw scaled by the level: an answer, once flipped, stays flipped
-    assert df.accuracy.iloc[0] == 1.0 and df.accuracy.is_monotonic_decreasing and df.accuracy.iloc[-1] < 1
-
-
-def test_noise_robustness_linear_map_and_batches():
-    """a = W x: E||W z||^2 / N = s^2 sigma^2 ||W||_F^2 / N; chunked runs give the same table."""
-    g = torch.Generator().manual_seed(3)
-    d, n_out, b = 48, 12, 256
-    images = torch.randn(b, 3, 4, 4, generator=g, dtype=torch.float64)
-    w = torch.randn(d, n_out, generator=g, dtype=torch.float64) / math.sqrt(d)
-    labels = torch.randint(0, n_out, (b,), generator=g)
-
-    def run(x):
-        a = x.flatten(1) @ w
-        return a, a
-
-    sigma2 = images.var(unbiased=False)
-    var_a = (images.flatten(1) @ w).var(unbiased=False)
-    expected = float(0.5 ** 2 * sigma2 * (w ** 2).sum() / n_out / var_a)
-    df = noise_robustness(run, images, labels, [0.5], torch.Generator().manual_seed(4))
-    assert df.activation_mse.iloc[0] == pytest.approx(expected, rel=0.05)
-    df2 = noise_robustness(run, images, labels, [0.5], torch.Generator().manual_seed(4), batch_size=50)
-    pd.testing.assert_frame_equal(df, df2)
 
 
 # ---- PCA ---------------------------------------------------------------------------------
@@ -236,12 +220,30 @@ def test_figures_run_and_have_expected_axes():
     assert len(plots.spectra_figure(eigs, 0.2).axes) == 5
     vecs = {"V1": torch.randn(4, 5, 5, generator=g), "V2": np.exp(1j * np.arange(27.0)).reshape(3, 3, 3)}
     assert len(plots.eigenvector_figure(vecs).axes) == 4          # a panel and a colour bar each
-    table = pd.concat([pd.DataFrame({"level": [0, 0.5, 1], "accuracy": [0.9, 0.6, 0.3],
-                                     "activation_mse": [0, 0.2, 0.8], "model": m}) for m in ("rnn", "cnn")])
-    assert len(plots.robustness_figure(table).axes) == 2
-    assert len(plots.robustness_figure(table.drop(columns="model")).axes) == 2
     proj, ratio = pca_trajectories(planted_states()[0][:, :t], 3)
     f = plots.trajectories_figure(proj, 10, 15, labels=np.array([0, 1, 2, 0, 1, 2]), explained=ratio)
     assert len(f.axes) == 1
-    assert len(plots.grid_figure(torch.rand(7, 3, 8, 8, generator=g), [str(i) for i in range(7)]).axes) == 7
-    assert len(plots.grid_figure(torch.rand(2, 1, 8, 8, generator=g)).axes) == 2
+    assert f.axes[0].get_xlabel() == f"PC1 ({100 * ratio[0]:.1f} % var.)"
+    assert f.axes[0].get_ylabel() == f"PC2 ({100 * ratio[1]:.1f} % var.)"
+    f = plots.spectra_figure({"J": np.array([0.5, -2.0])}, 0.2, title="Jacobian of X")
+    assert f.get_suptitle().startswith("Jacobian of X")
+    f = plots.grid_figure(torch.rand(7, 3, 8, 8, generator=g), [str(i) for i in range(7)], "kernels")
+    assert len(f.axes) == 7 and f.get_suptitle() == "kernels"
+    assert len(plots.grid_figure(torch.rand(2, 1, 8, 8, generator=g), None, "two").axes) == 2
+
+
+def test_stability_verdict_boundaries():
+    alpha = 0.2
+    v = stability_verdict(np.array([0.5, 0.9 + 0.2j, 0.9 - 0.2j, -3.0]), alpha)
+    assert v["rightmost_re"] == 0.9 and v["rightmost_im"] == pytest.approx(0.2) and v["inside"]
+    assert v["margin"] == pytest.approx(0.1) and v["verdict"] == "inside both"
+    assert v["euler_max_modulus"] == pytest.approx(abs(0.8 + 0.2 * (0.9 + 0.2j)))
+    assert v["spectral_radius"] == 3.0 and v["rightmost_residual"] == 0
+    v = stability_verdict(np.array([0.5, -10.0]), alpha)          # |1 - 0.2 - 2| = 1.2: the Euler step diverges
+    assert v["inside"] and not v["euler_inside"] and v["euler_margin"] == pytest.approx(-0.2)
+    assert v["verdict"] == "inside Re λ < 1 only (Euler-unstable)"
+    v = stability_verdict(np.array([1.1 + 0.5j, 1.1 - 0.5j, 0.2]), alpha, residuals=np.array([1e-9, 1e-9, 0]))
+    assert not v["inside"] and v["margin"] == pytest.approx(-0.1) and v["verdict"] == "outside"
+    assert v["rightmost_residual"] == 1e-9
+    with pytest.raises(ValueError):
+        stability_verdict(np.array([]), alpha)

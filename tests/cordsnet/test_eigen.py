@@ -294,3 +294,29 @@ def test_jacobian_of_a_two_area_euler_step_is_the_closed_form():
 def test_jacobian_of_a_non_square_map_is_refused():
     with pytest.raises(ValueError, match="must be square"):
         jacobian_matvec(lambda r: r[:3], torch.zeros(5, dtype=D))
+
+
+def test_area_stability_by_arnoldi_equals_the_dense_verdict():
+    """The spectra analysis' stability inputs: Arnoldi sorted by modulus, by real part and on the
+    Euler map find the same rightmost eigenvalue and Euler modulus as the dense spectrum."""
+    from types import SimpleNamespace
+
+    from cordsnet.analysis import stability_verdict
+    from cordsnet.probes import _area_spectrum
+
+    g = torch.Generator().manual_seed(2)
+    w = 0.1 * torch.randn(6, 6, 3, 3, generator=g, dtype=torch.float64)
+    cfg = SimpleNamespace(n_eigs=6, dense_limit=10**6, arnoldi_iters=120, arnoldi_restarts=20, alpha=0.2)
+    *_, every, _ = _area_spectrum(w, 6, cfg, g)
+    assert len(every) == 6 * 6 * 6
+    dense = stability_verdict(every, 0.2)
+    cfg.dense_limit = 10
+    values, res, method, deciding, deciding_res = _area_spectrum(w, 6, cfg, g)
+    assert method == "arnoldi_120" and len(values) == 6
+    sparse = stability_verdict(deciding, 0.2, deciding_res)
+    assert sparse["rightmost_re"] == pytest.approx(dense["rightmost_re"], abs=1e-8)
+    assert sparse["euler_max_modulus"] == pytest.approx(dense["euler_max_modulus"], abs=1e-8)
+    assert sparse["verdict"] == dense["verdict"] and sparse["rightmost_residual"] < 1e-6
+    # the rightmost eigenvalue (0.64) is not among the 6 leading ones by modulus here (their largest
+    # real part is -0.41): a verdict from those alone would be wrong
+    assert values.real.max() < dense["rightmost_re"] - 0.5 and dense["verdict"] == "inside both"

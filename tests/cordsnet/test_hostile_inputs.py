@@ -1,6 +1,8 @@
 """Hostile or out-of-range inputs to CordsNet are one line and exit 2 before the run folder
 exists (issue 23, items 9, 10, 12): weights files that are pickles or noise, decompression
-bombs and NaN float images in --stimulus_folder, a derived --steps, non-finite gratings."""
+bombs and NaN float images in --stimulus_folder, a derived --steps, non-finite gratings; issue 25:
+--pretrained files that are not published CordsNet state dicts, a folder with no readable image, a
+non-square image when own_image_fit is none."""
 import os
 import pickle
 import struct
@@ -103,3 +105,79 @@ def test_early_stopping_without_a_selection_metric_is_refused(run_main, tmp_path
     rc, err = run_main(*TINY, "--early_stop_patience", "3", "--run_name", "es")
     _one_line_refusal(rc, err, tmp_path / "runs/es")
     assert "--early_stop_patience" in err
+
+
+def _save_published(path, depth=2, change=None):
+    from cordsnet.model import CordsNet
+
+    state = CordsNet(depth, 1, 10, 16).state_dict()
+    if change:
+        change(state)
+    torch.save(state, path)
+
+
+def _nan_weight(state):
+    state[next(k for k, v in state.items() if v.is_floating_point())][0] = float("nan")
+
+
+PRETRAINED_BAD = {
+    "pickle": ("safely", None),
+    "random": ("safely", None),
+    "list": ("holds a list", lambda p: torch.save([torch.zeros(3)], p)),
+    "int_keys": ("keys must be parameter names", lambda p: torch.save({0: torch.zeros(3)}, p)),
+    "not_tensors": ("not a state dict of tensors",
+                    lambda p: _save_published(p, change=lambda s: s.update({next(iter(s)): [1.0, 2.0]}))),
+    "other_model": ("does not fit CordsNet R2", lambda p: torch.save({"fc.weight": torch.zeros(10, 4)}, p)),
+    "integer_weights": ("non-floating-point", lambda p: _save_published(
+        p, change=lambda s: s.update({k: v.long() for k, v in list(s.items())[:2]}))),
+    "nan": ("NaN or infinite", lambda p: _save_published(p, change=_nan_weight)),
+    "modules_not_a_dict": ("does not fit", lambda p: torch.save({"modules": torch.zeros(2)}, p)),
+}
+
+
+@pytest.mark.parametrize("kind", list(PRETRAINED_BAD))
+def test_pretrained_file_that_is_not_a_published_state_dict(run_main, tmp_path, kind):
+    path, marker = tmp_path / "w.pth", tmp_path / "ran"
+    want, write = PRETRAINED_BAD[kind]
+    if kind == "pickle":
+        path.write_bytes(pickle.dumps(_Evil(marker)))
+    elif kind == "random":
+        path.write_bytes(np.random.default_rng(0).bytes(4096))
+    else:
+        write(path)
+    rc, err = run_main(*TINY, "--pretrained", str(path), "--no_train_model", "--analyze", "--only", "spectra",
+                       "--run_name", "p")
+    _one_line_refusal(rc, err, tmp_path / "runs/p")
+    assert "--pretrained" in err and want in err and not marker.exists(), err
+
+
+def test_stimulus_folder_without_a_readable_image(run_main, tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("no image here")
+    (folder / "looks_like.png").mkdir()                  # a folder named like an image
+    rc, err = run_main(*TINY, "--no_train_model", "--stimulus_folder", str(folder), "--experiment", "--run_name", "e")
+    _one_line_refusal(rc, err, tmp_path / "runs/e")
+    assert "no image files" in err
+    (folder / "empty.jpg").write_bytes(b"")
+    rc, err = run_main(*TINY, "--no_train_model", "--stimulus_folder", str(folder), "--experiment", "--run_name", "z")
+    _one_line_refusal(rc, err, tmp_path / "runs/z")
+    assert "cannot read" in err and "empty.jpg" in err
+
+
+def test_non_square_image_is_refused_when_neither_cropping_nor_padding(run_main, tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(folder / "a_square.png")
+    Image.fromarray(np.zeros((20, 30), np.uint8)).save(folder / "b_wide.png")
+    argv = [*TINY, "--no_train_model", "--stimulus_folder", str(folder), "--experiment"]
+    rc, err = run_main(*argv, "--own_image_fit", "none", "--run_name", "n")
+    _one_line_refusal(rc, err, tmp_path / "runs/n")
+    assert "b_wide.png" in err and "30 x 20" in err and "own_image_fit" in err
+    rc, err = run_main(*argv, "--own_image_fit", "sideways", "--run_name", "s")
+    _one_line_refusal(rc, err, tmp_path / "runs/s")
+    assert "--own_image_fit" in err
+    rc, err = run_main(*argv, "--own_image_fit", "pad", "--run_name", "p")
+    assert rc == 0, err

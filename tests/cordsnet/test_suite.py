@@ -251,3 +251,26 @@ def test_own_images_through_published_weights_need_no_data_set(run_main, tmp_pat
     assert rc == 0, err
     rc, err = run_main(*argv, "--analyze", "--only", "robustness", "--run_name", "rob")
     assert rc == 2 and "imagenet" in err and not (tmp_path / "runs/rob").exists()
+
+
+def test_own_image_fit_pad_and_none_closed_form():
+    """pad letterboxes (the longer side to the input size, the rest the fill colour), none
+    resizes a square image only, crop stays the published centre crop."""
+    from PIL import Image
+    from torchvision.transforms import v2
+
+    from cordsnet import stimuli
+
+    wide = Image.fromarray(np.full((10, 20), 255, np.uint8))           # 20 wide, 10 high, white
+    x = stimuli.fit_image(wide, 16, "pad", fill=torch.full((1, 1, 1), 0.25))
+    assert x.shape == (1, 16, 16)
+    assert (x[:, 4:12] == 1).all() and (x[:, :4] == 0.25).all() and (x[:, 12:] == 0.25).all()
+    tall = Image.fromarray(np.full((30, 3), 255, np.uint8))            # 3 wide, 30 high: 2 px after resize
+    x = stimuli.fit_image(tall, 16, "pad")
+    assert (x[:, :, 7:9] == 1).all() and (x[:, :, :7] == 0).all() and (x[:, :, 9:] == 0).all()
+    rng = np.random.default_rng(2)
+    square = Image.fromarray((rng.random((24, 24)) * 255).astype("uint8"))
+    want = v2.Compose([v2.Resize((16, 16)), v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])(square)
+    torch.testing.assert_close(stimuli.fit_image(square, 16, "none"), want, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="not square"):
+        stimuli.fit_image(wide, 16, "none")
