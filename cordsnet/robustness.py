@@ -124,14 +124,16 @@ def bootstrap_mean_ci(x, idx: np.ndarray, level: float = 0.95) -> tuple[float, f
 MEASURES = {"accuracy": True, "accuracy_drop": False, "activation_change": False}
 
 
-def _verdict(level: float, lo: float, hi: float, higher_is_robust: bool, a: str, b: str) -> str:
-    if level == 0:
+def _verdict(level: float, lo: float, hi: float, higher_is_robust: bool, a: str, b: str,
+             word: str = "robust") -> str:
+    """Which model the paired interval favours: ``'<a|b> more <word>'``, or not resolved."""
+    if level == 0 and word == "robust":
         return "no noise"
     if not (np.isfinite(lo) and np.isfinite(hi)):
         return "undefined"
     if lo > 0 or hi < 0:
         a_better = (lo > 0) == higher_is_robust
-        return f"{a} more robust" if a_better else f"{b} more robust"
+        return f"{a if a_better else b} more {word}{' (no noise)' if level == 0 else ''}"
     return "not resolved (CI includes 0)"
 
 
@@ -147,8 +149,10 @@ def robustness_table(responses: Mapping[str, NoiseResponses], n_boot: int = 2000
     ``<m>_ci_low``, ``<m>_ci_high``; with two models also ``difference`` (first - second; paired
     bootstrap over images, the same resamples for both) with ``difference_ci_low/high`` and
     ``verdict``: ``'<first> more robust'`` or ``'<second> more robust'`` when the interval
-    excludes 0 (in the direction that means more robust: higher accuracy, smaller drop or
-    change), ``'not resolved (CI includes 0)'`` otherwise, ``'no noise'`` at level 0.
+    excludes 0 (in the direction that means more robust: smaller drop or change),
+    ``'not resolved (CI includes 0)'`` otherwise, ``'no noise'`` at level 0. Raw accuracy is not
+    robustness on its own (it carries the clean accuracy): its verdict reads ``'<m> more
+    accurate'`` (``'... (no noise)'`` at level 0).
     """
     names = list(responses)
     if not 1 <= len(names) <= 2:
@@ -186,7 +190,8 @@ def robustness_table(responses: Mapping[str, NoiseResponses], n_boot: int = 2000
             if len(names) == 2:
                 est, lo, hi = bootstrap_mean_ci(vals[names[0]] - vals[names[1]], idx, level)
                 row.update({"difference": est, "difference_ci_low": lo, "difference_ci_high": hi,
-                            "verdict": _verdict(float(s), lo, hi, MEASURES[measure], *names)})
+                            "verdict": _verdict(float(s), lo, hi, MEASURES[measure], *names,
+                                                word="accurate" if measure == "accuracy" else "robust")})
             rows.append(row)
     return pd.DataFrame(rows)
 
