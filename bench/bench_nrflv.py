@@ -78,6 +78,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from baselines_nrflv import HP, NoiseFeed, OriginalPhase, original_energy  # noqa: E402
+from interleave import human_time  # noqa: E402
 
 #: the thesis schedule: updates x (positive + negative) sampler steps
 UPDATES, NUM_IT_POS, NUM_IT_NEG = 47_500, 500, 500
@@ -169,14 +170,6 @@ def spread(xs, scale=1e3, fmt=".1f"):
 def ratio(slow, fast):
     r = [a / b for a, b in zip(slow, fast)]
     return f"{statistics.median(r):.2f}x ({min(r):.2f}-{max(r):.2f})"
-
-
-def human_time(s):
-    if s >= 86400 * 2:
-        return f"{s / 86400:.1f} days"
-    if s >= 3600:
-        return f"{s / 3600:.1f} h"
-    return f"{s / 60:.1f} min"
 
 
 class Bench:

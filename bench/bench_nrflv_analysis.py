@@ -71,6 +71,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from baselines_nrflv_analysis import (baseline_ei_lag, baseline_file_bytes, baseline_read_bytes,  # noqa: E402
                                       baseline_spectra, baseline_tuning, choose_layer_hw, write_baseline)
+from interleave import human_time  # noqa: E402
 from synthetic_nrflv_analysis import (IMAGE_HW, LAG_STEPS, THESIS_PHASES, THESIS_STEPS, VARIABLES,  # noqa: E402
                                       bench_design, oscillating_activity, scaled_protocol)
 
@@ -272,16 +273,6 @@ def human_bytes(n: float) -> str:
         if n >= size:
             return f"{n / size:.2f} {unit}"
     return f"{n:.0f} B"
-
-
-def human_time(s: float) -> str:
-    if s >= 2 * 86400:
-        return f"{s / 86400:.1f} days"
-    if s >= 3600:
-        return f"{s / 3600:.1f} h"
-    if s >= 60:
-        return f"{s / 60:.1f} min"
-    return f"{s:.1f} s"
 
 
 def circular_max_diff(a, b, period: float = 180.0) -> float:

@@ -67,7 +67,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import torch  # noqa: E402
 
 from core.flops import ConvFlopCounter  # noqa: E402
-from interleave import interleaved, sync  # noqa: E402
+from interleave import human_time, interleaved, sync  # noqa: E402
 
 #: device-name pattern -> (label, FP32, TF32, BF16 peak TFLOP/s dense, memory TB/s); first match wins
 PEAKS = [
@@ -115,13 +115,7 @@ def parse(argv=None) -> argparse.Namespace:
 
 
 def human(s: float) -> str:
-    if s >= 86400 * 2:
-        return f"{s / 86400:.1f} days"
-    if s >= 3600:
-        return f"{s / 3600:.1f} h"
-    if s >= 60:
-        return f"{s / 60:.1f} min"
-    return f"{s:.2f} s"
+    return human_time(s, second_digits=2)
 
 
 def device_peaks(dev: torch.device):

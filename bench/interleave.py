@@ -36,3 +36,14 @@ def interleaved(variants: dict, device, rounds: int, block: int, warmup: int = 2
             sync(device)
             times[name].append((time.perf_counter() - t0) / block)
     return times
+
+
+def human_time(s: float, second_digits: int = 1) -> str:
+    """A duration for people: days (from two days), hours, minutes or seconds."""
+    if s >= 2 * 86400:
+        return f"{s / 86400:.1f} days"
+    if s >= 3600:
+        return f"{s / 3600:.1f} h"
+    if s >= 60:
+        return f"{s / 60:.1f} min"
+    return f"{s:.{second_digits}f} s"
