@@ -45,3 +45,25 @@ def test_ddp_replicas_stay_identical(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     single = torch.load(tmp_path / "ddp/rank0.pt", weights_only=True)
     assert not torch.equal(single["weight"], r1["weight"])
+
+
+def test_a_recording_split_between_two_ranks_equals_one_process(tmp_path):
+    """The generic split (``ExperimentsManager.record`` under torchrun): 10 trials in blocks of 3
+    (a short last block) recorded by 2 ranks in rounds equal the one-process recording."""
+    from core.store import RecordingStore
+
+    common = ["--no_train_model", "--experiment", "--record_batch", "3"]
+    out = _torchrun(tmp_path, "two", *common)
+    assert "record (2 ranks)" in out.stderr
+    one = subprocess.run([sys.executable, "main.py", "--model", TOY, "--device", "cpu", *common,
+                          "--out_dir", str(tmp_path / "runs"), "--run_name", "one"],
+                         cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                         timeout=300)
+    assert one.returncode == 0, one.stderr[-2000:]
+    a = RecordingStore.open(tmp_path / "runs/two/recordings/activity.zarr")
+    b = RecordingStore.open(tmp_path / "runs/one/recordings/activity.zarr")
+    assert a.complete and b.complete and a.n_trials == b.n_trials == 10
+    assert a.attrs["weights_sha256"] == b.attrs["weights_sha256"]
+    import numpy as np
+    np.testing.assert_array_equal(a.read("y"), b.read("y"))
+    assert np.abs(a.read("y")).sum() > 0
