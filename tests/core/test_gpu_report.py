@@ -87,3 +87,16 @@ def test_tiny_report_with_the_compiled_variants(tmp_path):
         assert r["correct"] == "yes" and float(re.search(r"grad ([\d.e+-]+)", r["difference"]).group(1)) < 1e-5
         assert "CUDA" in pick(rows, "nrflv", f"sampler step {phase}", "cuda_graphs")["note"]
     assert pick(rows, "snn_dales", "training batch", "compiled")["correct"] == "yes"
+
+
+def test_the_time_budget_leaves_later_families_out_with_how_to_measure_them(tmp_path):
+    """--budget_min: no family starts once the budget is spent; each one left out is one row saying
+    how to measure it, and the report written after every family holds what was measured."""
+    rows, md, _ = run_report(tmp_path, "--no_compile", "--families", "rsa", "snn_dales", "dsn",
+                             "--budget_min", "1e-6")
+    measured = [r for r in rows if r["family"] == "rsa"]
+    assert measured and any(r["ms_median"] for r in measured)      # the first family always runs
+    for fam in ("snn_dales", "dsn"):
+        (row,) = [r for r in rows if r["family"] == fam]
+        assert row["note"].startswith("skipped: time budget") and f"--families {fam}" in row["note"]
+    assert "snn_dales: skipped: time budget" in md
