@@ -117,6 +117,10 @@ def parse(argv=None) -> argparse.Namespace:
     return a
 
 
+#: test-set sizes of the real data sets (ImageNet: the ILSVRC2012 validation set)
+TEST_SET_SIZES = {"imagenet": 50_000, "cifar10": 10_000, "cifar100": 10_000, "mnist": 10_000, "fashion_mnist": 10_000}
+
+
 def human(s: float) -> str:
     return human_time(s, second_digits=2)
 
@@ -640,10 +644,10 @@ class Report:
         if a.tiny:
             phase_batches = dict.fromkeys(phase_batches, 2)
 
-        def train_step(name, phase):
+        def train_step(name, phase, n=None):
             suite = self.cords_suite(values, **CORDS_OPTIONS[name])
             m = modules_for(name)
-            n = phase_batches[phase]
+            n = n or phase_batches[phase]
             gg = torch.Generator().manual_seed(2)
             x = torch.randn(n, cfg.in_channels, cfg.input_size, cfg.input_size, generator=gg).to(dev)
             if name == "channels_last":
@@ -702,46 +706,57 @@ class Report:
         best_rows = [r for r in rows if r["workload"].startswith("finetune")]
         best = self.fastest_correct(best_rows)["variant"]
 
-        # every phase at its batch: fp32 and the fastest correct variant
+        # every phase at its global batch (1 GPU) and at its per-rank share on 4 GPUs: fp32 and the
+        # fastest correct variant
+        per_rank = {1: phase_batches, 4: {p: max(1, b // 4) for p, b in phase_batches.items()}}
         phase_times = {}
         for name in dict.fromkeys(["fp32", best]):
-            fns = {}
-            for phase in phase_batches:
-                try:
-                    fns[phase] = train_step(name, phase)[0]
-                except Exception as exc:
-                    self.skipped("cordsnet", f"{phase} step", name, f"failed: {type(exc).__name__}: {exc}")
-            t = self.time(fns)
-            for phase in t:
-                self.add("cordsnet", f"pipeline phase {phase}: training step, batch {phase_batches[phase]}", name,
-                         t[phase], note="for the projection")
-            phase_times[name] = {p: statistics.median(v) for p, v in t.items()}
-        self.cords_projection(cfg, phase_times, statistics.median(fwd_times["fp32"]), fwd_batch)
+            phase_times[name] = {}
+            for gpus, batches in per_rank.items():
+                fns = {}
+                for phase in phase_batches:
+                    try:
+                        fns[phase] = train_step(name, phase, batches[phase])[0]
+                    except Exception as exc:
+                        self.skipped("cordsnet", f"{phase} step", name, f"failed: {type(exc).__name__}: {exc}")
+                t = self.time(fns)
+                for phase in t:
+                    self.add("cordsnet", f"pipeline phase {phase}: training step, batch {batches[phase]}", name,
+                             t[phase], note=f"for the projection on {gpus} GPU{'s' if gpus > 1 else ''}")
+                phase_times[name][gpus] = {p: statistics.median(v) for p, v in t.items()}
+        self.cords_projection(cfg, phase_times, per_rank, statistics.median(fwd_times["fp32"]), fwd_batch)
 
-    def cords_projection(self, cfg, phase_times, t_fwd, fwd_batch) -> None:
+    def cords_projection(self, cfg, phase_times, per_rank, t_fwd, fwd_batch) -> None:
+        """The pipeline's wall time on 1 and 4 GPUs. The presets' batches are global and their step
+        counts the published epochs, the same on any number of processes: on N GPUs each step is one
+        per-rank step at batch/N (measured), the gradient all-reduce not counted. Rank 0 evaluates
+        alone: ``n_eval`` images every ``eval_every`` steps, the whole test set at each phase end."""
         steps = {"cnn": cfg.cnn_steps, "inversion": cfg.inversion_steps, "linear": cfg.linear_steps,
                  "anneal": cfg.anneal_steps, "finetune": cfg.finetune_steps}
         course = cfg.blank_steps + cfg.stimulus_steps + cfg.post_blank_steps
+        n_test = 360 if cfg.dataset == "digits" else TEST_SET_SIZES.get(cfg.dataset, 0)
+        subset = math.ceil(cfg.n_eval / fwd_batch) * course * t_fwd
+        full = math.ceil(n_test / fwd_batch) * course * t_fwd
         self.say()
         self.say(f"### projected: CordsNet pipeline ({'tiny preset, NOT ImageNet' if self.args.tiny else 'configs/cordsnet_imagenet.yaml'}), "
                  "phase by phase")
-        self.say("Step counts as configured are for 4 GPUs (phases 2-5 at the per-GPU batch) and phase 1 in one "
-                 "process; 1 GPU: phases 2-5 x 4 steps (the same epochs); 4 GPUs: phase 1 under torchrun with "
-                 "cnn_steps / 4. Linear scaling across GPUs assumed (gradient all-reduce not counted). "
-                 f"Evaluations: every {cfg.eval_every} steps, {cfg.n_eval} images x {course} time steps at batch "
-                 f"{fwd_batch} = {math.ceil(cfg.n_eval / fwd_batch)} x {course} x {t_fwd * 1e3:.2f} ms (phases 2-5).")
-        for name, pt in phase_times.items():
-            for gpus in (1, 4):
+        self.say("Batches are global and step counts the published epochs, the same on any number of GPUs: on N GPUs "
+                 "each step is one per-rank step at batch / N (measured; the gradient all-reduce not counted). "
+                 f"Evaluations on rank 0 (RNN phases; the CNN's are not counted): every {cfg.eval_every} steps "
+                 f"{cfg.n_eval} images = {math.ceil(cfg.n_eval / fwd_batch)} x {course} x {t_fwd * 1e3:.2f} ms "
+                 f"= {human(subset)}, and at each phase end the whole test set ({n_test:,} images) = {human(full)}.")
+        for name, by_gpus in phase_times.items():
+            for gpus, pt in by_gpus.items():
                 total, parts = 0.0, []
                 for phase, n in steps.items():
-                    if phase not in pt:
+                    if phase not in pt or not n:
                         continue
-                    k = (n / gpus) if phase == "cnn" else (n * 4 / gpus)
-                    sec = k * pt[phase]
-                    if phase != "cnn" and cfg.eval_every:
-                        sec += (k // cfg.eval_every) * math.ceil(cfg.n_eval / fwd_batch) * course * t_fwd
+                    sec = n * pt[phase]
+                    if phase != "cnn":
+                        sec += (n // cfg.eval_every if cfg.eval_every else 0) * subset + full
                     total += sec
-                    parts.append(f"{phase} {k:,.0f} x {pt[phase] * 1e3:.1f} ms = {human(sec)}")
+                    parts.append(f"{phase} {n:,} x {pt[phase] * 1e3:.1f} ms (batch {per_rank[gpus][phase]})"
+                                 f"{' + evaluations' if phase != 'cnn' else ''} = {human(sec)}")
                 self.say(f"- {name}, {gpus} GPU{'s' if gpus > 1 else ''}: " + "; ".join(parts) + f"; total **{human(total)}**")
 
     # ================================================================== snn_dales, dsn, rsa

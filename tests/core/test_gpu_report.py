@@ -73,6 +73,11 @@ def test_tiny_report_on_the_cpu(tmp_path):
     for phase in ("cnn", "inversion", "linear", "anneal", "finetune"):
         assert any(r["workload"].startswith(f"pipeline phase {phase}:") for r in rows)
     assert re.search(r"- fp32, 1 GPU: cnn .* total \*\*", md) and re.search(r"- fp32, 4 GPUs: cnn .* total \*\*", md)
+    # global batches: the same steps on 1 and 4 GPUs, each 4-GPU step at the per-rank share (tiny: 2 -> 1)
+    one = re.search(r"- fp32, 1 GPU: cnn ([\d,]+) x [\d.]+ ms \(batch 2\)", md)
+    four = re.search(r"- fp32, 4 GPUs: cnn ([\d,]+) x [\d.]+ ms \(batch 1\)", md)
+    assert one and four and one.group(1) == four.group(1) == "150"
+    assert "whole test set (360 images)" in md
     assert pick(rows, "rsa", "correlation RDM", "fp32, chunk 128")["correct"] == "yes"
     assert "TF32 matmuls need a CUDA device" in pick(rows, "rsa", "correlation RDM", "tf32")["note"]
     assert float(pick(rows, "snn_dales", "training batch", "fused (fp32)")["ms_median"]) > 0
