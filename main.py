@@ -229,11 +229,22 @@ def _main(argv: list[str] | None, held: contextlib.ExitStack) -> int:
             shutdown_distributed(barrier=True)
         if not env.is_main and group is None:
             return 0
-        if args.viz and env.is_main:
-            VisualizationManager(suite, modules, ctx, logger).run(args.viz_names)
         exp = ExperimentsManager(suite, modules, ctx, plan.weights, logger)
-        if args.gen_exp_stim and env.is_main:
-            exp.generate_stimuli()
+        failed = None
+        if env.is_main:  # rank 0 alone; under a split recording the other ranks wait for its verdict
+            try:
+                if args.viz:
+                    VisualizationManager(suite, modules, ctx, logger).run(args.viz_names)
+                if args.gen_exp_stim:
+                    exp.generate_stimuli()
+            except BaseException as exc:  # noqa: B036 -- re-raised below, after telling the other ranks
+                failed = exc
+        if group is not None and broadcast_object(failed is not None, env, group=group):
+            if not env.is_main:
+                return 0  # rank 0 prints why and exits with its status (a failing rank would make
+                #           torchrun stop rank 0 before it has said why)
+        if failed is not None:
+            raise failed
         if args.experiment:
             exp.record(stimuli, group=group)
             control = suite.control_modules()

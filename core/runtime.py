@@ -120,12 +120,13 @@ def shutdown_distributed(barrier: bool = False) -> None:
         dist.destroy_process_group()
 
 
-def broadcast_object(obj, env: DistEnv):
-    """Send a picklable object from rank 0 to every rank (identity when not distributed)."""
+def broadcast_object(obj, env: DistEnv, group=None):
+    """Send a picklable object from rank 0 to every rank of ``group`` (default: all; identity when
+    not distributed)."""
     if not env.distributed:
         return obj
     box = [obj]
-    dist.broadcast_object_list(box, src=0)
+    dist.broadcast_object_list(box, src=0, group=group)
     return box[0]
 
 

@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from core.errors import UserError
 from core.config import BaseConfig, param
 from core.suite import (AnalysisResult, AnalysisSkipped, Labelled, ModelSuite, StimulusSet, analysis,
                         visualization)
@@ -98,6 +99,8 @@ class ToySuite(ModelSuite):
         return {"weights": fig}
 
     def stimulus_set(self, ctx):
+        if os.environ.get("TOY_STIMULI_FAIL") == "1":  # a failure on rank 0 before a split recording
+            raise UserError("toy: the stimulus set cannot be made (TOY_STIMULI_FAIL)")
         x = torch.linspace(-1, 1, self.cfg.n_trials)[:, None, None].expand(-1, 5, self.cfg.n_in).clone()
         return StimulusSet({"x": Labelled(x, ("trial", "time", "input"))},
                            coords={"level": np.linspace(-1, 1, self.cfg.n_trials)}, attrs={"toy": True})

@@ -67,3 +67,18 @@ def test_a_recording_split_between_two_ranks_equals_one_process(tmp_path):
     import numpy as np
     np.testing.assert_array_equal(a.read("y"), b.read("y"))
     assert np.abs(a.read("y")).sum() > 0
+
+
+def test_rank0_failing_before_a_split_recording_stops_every_rank_with_one_line(tmp_path):
+    """Rank 0 makes the stimuli alone while the others wait to record with it: when it fails, it
+    prints its one line and exits with status 2, and the other ranks stop without a traceback of
+    their own (torchrun then reports rank 0's failure)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOY_STIMULI_FAIL": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "main.py", "--model", TOY, "--device", "cpu", "--no_train_model", "--gen_exp_stim", "--experiment",
+           "--out_dir", str(tmp_path / "runs"), "--run_name", "fail"]
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode != 0
+    assert out.stderr.count("main.py: error: toy: the stimulus set cannot be made") == 1, out.stderr[-3000:]
+    assert "[rank0]: Traceback" not in out.stderr and "[rank1]: Traceback" not in out.stderr, out.stderr[-3000:]
+    assert "Connection" not in out.stderr and "exitcode  : 2" in out.stderr, out.stderr[-3000:]
