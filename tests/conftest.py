@@ -24,6 +24,17 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture(autouse=True)
+def _close_figures():
+    """Figures a test made and did not close are closed after it (matplotlib keeps pyplot figures
+    alive until closed; the suite would hold hundreds)."""
+    yield
+    import sys
+
+    if "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close("all")
+
+
 @pytest.fixture
 def run_main(tmp_path, capsys):
     """Call ``main.main(argv)`` with ``--out_dir tmp_path/runs``; returns (rc, stderr)."""
