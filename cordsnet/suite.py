@@ -142,14 +142,10 @@ class CordsNetSuite(ModelSuite):
         """``--pretrained``: the file's resolved path and SHA-256."""
         if not self.cfg.pretrained:
             return None
-        import hashlib
+        from core.integrity import file_digest
 
         path = Path(self.cfg.pretrained).resolve()
-        digest = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-        return f"{path} (--pretrained, sha256 {digest.hexdigest()})"
+        return f"{path} (--pretrained, sha256 {file_digest(path)[1]})"
 
     def build(self):
         cfg = self.cfg

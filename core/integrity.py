@@ -48,11 +48,15 @@ class DamagedStore(UserError):
     """A recording or stimulus store whose files do not hold what was committed."""
 
 
-def file_digest(path: Path) -> tuple[int, str]:
-    """``(size, sha256 hex)`` of a file."""
+def file_digest(path: Path, block: int = 1 << 20) -> tuple[int, str]:
+    """``(size, sha256 hex)`` of a file, read ``block`` bytes at a time (a large weights file
+    never whole in memory)."""
+    digest, size = hashlib.sha256(), 0
     with open(path, "rb") as fh:
-        data = fh.read()
-    return len(data), hashlib.sha256(data).hexdigest()
+        for data in iter(lambda: fh.read(block), b""):
+            digest.update(data)
+            size += len(data)
+    return size, digest.hexdigest()
 
 
 def chunk_keys(arr, first_chunks: Iterable[int]) -> Iterator[str]:

@@ -201,6 +201,14 @@ class ExperimentsMixin:
             self._battery[name] = (fn(exp), None)
         return self._battery[name][0]
 
+    def _run_with_preferences(self, name, ctx):
+        """The battery module ``nrflv.battery.<name>``'s ``run(exp, cfg, preferences)``."""
+        import importlib
+
+        module = importlib.import_module(f"nrflv.battery.{name}")
+        prefs = self._preferences(ctx)
+        return self._run(name, ctx, lambda exp: module.run(exp, self.cfg, prefs))
+
     @analysis("active_units", "units more active during the stimulus than the blank (Welch test), activity maps",
               needs_recording=True)
     def an_active_units(self, modules, ctx):
@@ -221,10 +229,7 @@ class ExperimentsMixin:
     @analysis("spectra", "LFP and unit spectra and spectrograms by contrast; peak Hz and power vs contrast",
               needs_recording=True)
     def an_spectra(self, modules, ctx):
-        from nrflv.battery import spectra
-
-        prefs = self._preferences(ctx)
-        return self._run("spectra", ctx, lambda exp: spectra.run(exp, self.cfg, prefs))
+        return self._run_with_preferences("spectra", ctx)
 
     @analysis("ei_lag", "lag of -momentum behind the state per channel (ms, sign, CI)", needs_recording=True)
     def an_ei_lag(self, modules, ctx):
@@ -235,35 +240,23 @@ class ExperimentsMixin:
     @analysis("transients", "onset and offset responses by contrast, overshoot above the sustained level",
               needs_recording=True)
     def an_transients(self, modules, ctx):
-        from nrflv.battery import transients
-
-        prefs = self._preferences(ctx)
-        return self._run("transients", ctx, lambda exp: transients.run(exp, self.cfg, prefs))
+        return self._run_with_preferences("transients", ctx)
 
     @analysis("synchrony", "shift-corrected correlation, coherence, phase locking and phase of channel, centre-flank "
                            "and along-bar pairs, during vs before the stimulus; amplitude vs preference difference "
                            "(exp 1), phase test (exp 2), profile along the long bar (exp 3)", needs_recording=True)
     def an_synchrony(self, modules, ctx):
-        from nrflv.battery import synchrony
-
-        prefs = self._preferences(ctx)
-        return self._run("synchrony", ctx, lambda exp: synchrony.run(exp, self.cfg, prefs))
+        return self._run_with_preferences("synchrony", ctx)
 
     @analysis("oscillations", "oscillating units (detrended Welch, prominent peaks); summed peak frequency x "
                               "power vs contrast, during and before the stimulus", needs_recording=True)
     def an_oscillations(self, modules, ctx):
-        from nrflv.battery import oscillations
-
-        prefs = self._preferences(ctx)
-        return self._run("oscillations", ctx, lambda exp: oscillations.run(exp, self.cfg, prefs))
+        return self._run_with_preferences("oscillations", ctx)
 
     @analysis("traces", "per-channel traces of active matched units with spectrogram and autocorrelation; "
                         "traces by orientation and contrast around onset", needs_recording=True)
     def an_traces(self, modules, ctx):
-        from nrflv.battery import traces
-
-        prefs = self._preferences(ctx)
-        return self._run("traces", ctx, lambda exp: traces.run(exp, self.cfg, prefs))
+        return self._run_with_preferences("traces", ctx)
 
     @analysis("activity_maps", "maps of the whole layer per trial and channel (stimulus - blank), retinotopic "
                                "centroids, the long-bar retinotopy figure", needs_recording=True)
