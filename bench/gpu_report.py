@@ -4,10 +4,16 @@ peak, and the projected wall time of the full-scale presets, with the arithmetic
 
     python bench/gpu_report.py --device cuda --out gpu_report      # one GPU, about 5-8 minutes
     python bench/gpu_report.py --device cpu --tiny --out /tmp/r    # tiny sizes, seconds (the test)
+    python bench/gpu_report.py --device cpu --smoke --no_compile   # full-size models at batch 2: checks the
+                                                                   # full-size code paths; times mean nothing
     python bench/gpu_report.py --device cuda --no_compile          # without the torch.compile variants
 
 Written to ``--out``: ``report.csv`` (one row per workload and variant), ``report.md`` (the
-tables, the projections with their arithmetic) and the same text on stdout.
+tables, the projections with their arithmetic) and the same text on stdout. On CUDA every timed
+row also carries ``working_gib``: the memory its first call allocated beyond what was allocated
+before it (activations, gradients, workspaces), from ``torch.cuda.max_memory_allocated``. A
+workload that runs out of GPU memory is reported as such and left out of the projections, which
+then say which phase is missing instead of stating a total.
 
 Workloads (``--tiny``: the quick presets' sizes, batch 2):
 
@@ -93,13 +99,34 @@ NRFLV_OPTIONS = {"fp32": {}, "channels_last": {"channels_last": True}, "bf16": {
 CORDS_OPTIONS = {"fp32": {}, "channels_last": {}, "bf16": {"precision": "bf16"}, "compile": {}}
 
 FIELDS = ["family", "workload", "variant", "ms_median", "ms_min", "ms_max", "speedup_vs_fp32", "difference",
-          "correct", "gflop", "achieved_tflops", "peak_tflops", "percent_of_peak", "note"]
+          "correct", "gflop", "achieved_tflops", "peak_tflops", "percent_of_peak", "working_gib", "note"]
+
+
+class Times(list):
+    """Seconds per call, one value per round, and the memory the first call needed (CUDA only)."""
+    working_bytes: int | None = None
+
+
+def failure(exc: BaseException) -> str:
+    """One line for a variant that failed; out-of-memory said as such (and the cache emptied)."""
+    if isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower():
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+            total = torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
+            return f"failed: out of memory on this GPU ({total / 2**30:.0f} GiB)"
+        return "failed: out of memory"
+    return f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:150] if str(exc) else ''}"
 
 
 def parse(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--tiny", action="store_true", help="tiny sizes (seconds on a CPU): the test's run")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--tiny", action="store_true", help="tiny sizes (seconds on a CPU): the test's run")
+    size.add_argument("--smoke", action="store_true",
+                      help="the full-size models (NRFLV thesis architecture, CordsNet R8 at 224 px with the ImageNet "
+                           "preset) at batch 2 with short courses and few steps: runs every full-size code path on a "
+                           "CPU in minutes; its times and projections mean nothing")
     p.add_argument("--out", default="gpu_report", help="folder for report.csv and report.md")
     p.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 3; --tiny 2)")
     p.add_argument("--steps", type=int, default=None, help="sampler steps per timed block (default 10; --tiny 1)")
@@ -110,8 +137,8 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--families", nargs="+", default=["nrflv", "cordsnet", "snn_dales", "dsn", "rsa"],
                    choices=["nrflv", "cordsnet", "snn_dales", "dsn", "rsa"])
     a = p.parse_args(argv)
-    a.rounds = a.rounds or (2 if a.tiny else 3)
-    a.steps = a.steps or (1 if a.tiny else 10)
+    a.rounds = a.rounds or (1 if a.smoke else 2 if a.tiny else 3)
+    a.steps = a.steps or (1 if a.tiny or a.smoke else 10)
     if a.rounds < 1 or a.steps < 1:
         p.error("--rounds and --steps must be >= 1")
     return a
@@ -119,6 +146,11 @@ def parse(argv=None) -> argparse.Namespace:
 
 #: test-set sizes of the real data sets (ImageNet: the ILSVRC2012 validation set)
 TEST_SET_SIZES = {"imagenet": 50_000, "cifar10": 10_000, "cifar100": 10_000, "mnist": 10_000, "fashion_mnist": 10_000}
+
+
+def nbytes(n: float) -> str:
+    """A memory size for people: GiB from 1 GiB, MiB below."""
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
 
 
 def human(s: float) -> str:
@@ -157,21 +189,34 @@ class Report:
         """Seconds per call of each ``name -> fn``, one value per interleaved round. A function that
         fails on its first (untimed) call is left out, its error kept in ``self.failed[name]``."""
         threads = torch.get_num_threads()
-        ok = {}
+        cuda = self.dev.type == "cuda"
+        ok, working = {}, {}
         for k, f in fns.items():
             try:
+                if cuda:
+                    sync(self.dev)
+                    before = torch.cuda.memory_allocated(self.dev)
+                    torch.cuda.reset_peak_memory_stats(self.dev)
                 f()
                 sync(self.dev)
+                if cuda:
+                    working[k] = torch.cuda.max_memory_allocated(self.dev) - before
                 ok[k] = (f, threads)
             except Exception as exc:  # report it, time the others
-                self.failed[k] = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:150]}"
-        return interleaved(ok, self.dev, self.args.rounds, block, warmup=0)
+                self.failed[k] = failure(exc)
+        out = {}
+        for k, v in interleaved(ok, self.dev, self.args.rounds, block, warmup=0).items():
+            out[k] = Times(v)
+            out[k].working_bytes = working.get(k)
+        return out
 
     def add(self, family, workload, variant, times, base=None, difference="", correct=None, flops=None,
             bf16=False, note=""):
         row = dict.fromkeys(FIELDS, "")
         row.update(family=family, workload=workload, variant=variant, difference=difference, note=note,
                    correct="" if correct is None else ("yes" if correct else "no"))
+        if getattr(times, "working_bytes", None) is not None:
+            row["working_gib"] = f"{times.working_bytes / 2**30:.2f}"
         if times:
             med = statistics.median(times)
             row.update(ms_median=f"{med * 1e3:.3f}", ms_min=f"{min(times) * 1e3:.3f}", ms_max=f"{max(times) * 1e3:.3f}")
@@ -190,7 +235,7 @@ class Report:
 
     def table(self, rows) -> None:
         cols = ["family", "workload", "variant", "ms_median", "ms_min", "ms_max", "speedup_vs_fp32", "correct",
-                "difference", "achieved_tflops", "percent_of_peak", "note"]
+                "difference", "achieved_tflops", "percent_of_peak", "working_gib", "note"]
         self.say("| " + " | ".join(cols) + " |")
         self.say("|" + "---|" * len(cols))
         for r in rows:
@@ -223,7 +268,8 @@ class Report:
         name = torch.cuda.get_device_name(self.dev) if self.dev.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
         peak = (f"peak {self.peaks[0]}: FP32 {self.peaks[1]:g}, TF32 {self.peaks[2]:g}, BF16 {self.peaks[3]:g} "
                 f"TFLOP/s dense, {self.peaks[4]:g} TB/s") if self.peaks else "peak FLOP/s: not stated for this device"
-        self.say(f"# GPU report{' (tiny sizes)' if a.tiny else ''}")
+        self.say(f"# GPU report{' (tiny sizes)' if a.tiny else ''}"
+                 f"{' (smoke: full-size models at batch 2, short courses; times and projections mean nothing)' if a.smoke else ''}")
         self.say()
         self.say(f"device {self.dev} = {name}; {peak}; torch {torch.__version__}; rounds {a.rounds}")
         for i, fam in enumerate(a.families):
@@ -242,7 +288,7 @@ class Report:
 
                 self.say(f"{fam}: FAILED ({type(exc).__name__}: {exc})")
                 self.say("```\n" + traceback.format_exc()[-2000:] + "```")
-                self.add(fam, "(whole family)", "", None, note=f"failed: {type(exc).__name__}: {exc}")
+                self.add(fam, "(whole family)", "", None, note=failure(exc))
             self.say(f"({fam}: {time.perf_counter() - t0:.0f} s)")
             self.write()  # what is measured so far survives a kill
         self.say()
@@ -258,8 +304,8 @@ class Report:
 
         a, dev = self.args, self.dev
         arch_name = "nrflv_quick" if a.tiny else "nrflv_thesis"
-        batch = 2 if a.tiny else 128
-        check = 3 if a.tiny else 20
+        batch = 2 if a.tiny or a.smoke else 128
+        check = 3 if a.tiny else 2 if a.smoke else 20
         bench = Bench(Namespace(arch=arch_name, batch=batch, device=str(dev), extras=True, no_compile=True), torch)
         bench.build()
         energy, arch = bench.energy, bench.arch
@@ -312,7 +358,7 @@ class Report:
                     t_first = time.perf_counter() - t0
                     v.block(check)
                 except Exception as exc:  # report it, go on with the others
-                    skipped[name] = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:150]}"
+                    skipped[name] = failure(exc)
                     del grads[name]
                     continue
                 dg = max(float((x.float() - y).norm() / y.norm()) for x, y in zip(g, g_ref) if y is not None)
@@ -332,7 +378,7 @@ class Report:
                 for ph in ("positive", "negative"):
                     variants[ph, "cuda_graph_step"] = graphed(ph, bench.start[ph], None)
             except Exception as exc:
-                skipped["cuda_graph_step"] = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:150]}"
+                skipped["cuda_graph_step"] = failure(exc)
         times = self.time({k: (lambda v=v: v.block(1)) for k, v in variants.items()}, block=a.steps)
 
         flops = {}
@@ -372,7 +418,7 @@ class Report:
 
         # one full update with a shortened sampler at two lengths
         preset = load_preset(ROOT / "configs" / f"{'nrflv_quick' if a.tiny else 'nrflv_thesis'}.yaml")
-        k1, k2 = (2, 4) if a.tiny else (5, 15)
+        k1, k2 = (2, 4) if a.tiny or a.smoke else (5, 15)
         upd = {}
         for name in dict.fromkeys(["fp32", best]):
             for k in (k1, k2):
@@ -399,7 +445,8 @@ class Report:
         # projections
         cfg = preset
         updates, n_pos, n_neg = int(cfg["steps"]), int(cfg["num_it_pos"]), int(cfg["num_it_neg"])
-        where = "this device" + (" (tiny sizes: NOT the thesis model)" if a.tiny else "")
+        where = "this device" + (" (tiny sizes: NOT the thesis model)" if a.tiny else
+                                 " (smoke: batch 2, NOT a projection)" if a.smoke else "")
         self.say()
         self.say(f"### projected: NRFLV thesis training on {where}")
         self.say(f"{updates:,} updates x (overhead + {n_pos} t+ + {n_neg} t-), batch {batch}:")
@@ -562,8 +609,10 @@ class Report:
         if a.tiny:
             values.update(input_size=32, blank_steps=3, stimulus_steps=4, post_blank_steps=3, loss_steps=2,
                           spont_steps=2)
-        fwd_batch = 2 if a.tiny else 64
-        check = 3 if a.tiny else 20
+        if a.smoke:  # R8 at 224 px, short courses
+            values.update(blank_steps=2, stimulus_steps=3, post_blank_steps=2, loss_steps=2, spont_steps=1)
+        fwd_batch = 2 if a.tiny or a.smoke else 64
+        check = 3 if a.tiny else 2 if a.smoke else 20
         base_suite = self.cords_suite(values)
         cfg = base_suite.cfg
         torch.manual_seed(0)
@@ -613,7 +662,7 @@ class Report:
                 finals[name] = [r.float() for r in rs]
             except Exception as exc:
                 self.skipped("cordsnet", f"forward time step, batch {fwd_batch}", name,
-                             f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:150]}")
+                             failure(exc))
                 continue
             state["r"] = start
             fwd[name] = fstep
@@ -641,11 +690,11 @@ class Report:
         # the finetune training step (and every phase) through the suite's own loss and optimiser
         phase_batches = dict(zip(("cnn", "inversion", "linear", "anneal", "finetune"),
                                  cfg.phase_batch_sizes or [cfg.batch_size] * 5))
-        if a.tiny:
+        if a.tiny or a.smoke:
             phase_batches = dict.fromkeys(phase_batches, 2)
 
-        def train_step(name, phase, n=None):
-            suite = self.cords_suite(values, **CORDS_OPTIONS[name])
+        def train_step(name, phase, n=None, over=None):
+            suite = self.cords_suite(values, **CORDS_OPTIONS[name], **(over or {}))
             m = modules_for(name)
             n = n or phase_batches[phase]
             gg = torch.Generator().manual_seed(2)
@@ -681,7 +730,7 @@ class Report:
                           if p.grad is not None}
             except Exception as exc:
                 self.skipped("cordsnet", "finetune training step", name,
-                             f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:150]}")
+                             failure(exc))
                 continue
             if name == "fp32":
                 ref = (float(loss.detach()), grads_)
@@ -704,29 +753,90 @@ class Report:
         self.say(f"tolerances of 'correct' (vs fp32): loss {CORDS_TOL['loss']:g}, gradients {CORDS_TOL['grad']:g}, "
                  f"rates {CORDS_TOL['rates']:g} (relative); the trainer's gradient-norm clip is left out")
         best_rows = [r for r in rows if r["workload"].startswith("finetune")]
-        best = self.fastest_correct(best_rows)["variant"]
+        fastest = self.fastest_correct(best_rows)
+        best = fastest["variant"] if fastest else "fp32"
 
         # every phase at its global batch (1 GPU) and at its per-rank share on 4 GPUs: fp32 and the
         # fastest correct variant
         per_rank = {1: phase_batches, 4: {p: max(1, b // 4) for p, b in phase_batches.items()}}
-        phase_times = {}
+        target = (cfg.stimulus_steps, cfg.post_blank_steps) if a.tiny else \
+            (preset["stimulus_steps"], preset["post_blank_steps"])
+        self.cords_memory(values, target, per_rank, train_step)
+        phase_times, missing = {}, {}
         for name in dict.fromkeys(["fp32", best]):
-            phase_times[name] = {}
+            phase_times[name], missing[name] = {}, {}
             for gpus, batches in per_rank.items():
-                fns = {}
+                fns, why = {}, {}
                 for phase in phase_batches:
                     try:
                         fns[phase] = train_step(name, phase, batches[phase])[0]
                     except Exception as exc:
-                        self.skipped("cordsnet", f"{phase} step", name, f"failed: {type(exc).__name__}: {exc}")
+                        why[phase] = failure(exc)
                 t = self.time(fns)
-                for phase in t:
-                    self.add("cordsnet", f"pipeline phase {phase}: training step, batch {batches[phase]}", name,
-                             t[phase], note=f"for the projection on {gpus} GPU{'s' if gpus > 1 else ''}")
+                why.update({p: self.failed.pop(p, "failed") for p in fns if p not in t})
+                fns = None  # the closures (and their models) go before the next batch sizes
+                for phase in phase_batches:
+                    label = f"pipeline phase {phase}: training step, batch {batches[phase]}"
+                    note = f"for the projection on {gpus} GPU{'s' if gpus > 1 else ''}"
+                    if phase in t:
+                        self.add("cordsnet", label, name, t[phase], note=note)
+                    else:
+                        self.add("cordsnet", label, name, None, note=f"{why[phase]} ({note})")
                 phase_times[name][gpus] = {p: statistics.median(v) for p, v in t.items()}
-        self.cords_projection(cfg, phase_times, per_rank, statistics.median(fwd_times["fp32"]), fwd_batch)
+                missing[name][gpus] = why
+        self.cords_projection(cfg, phase_times, missing, per_rank, statistics.median(fwd_times["fp32"]), fwd_batch)
 
-    def cords_projection(self, cfg, phase_times, per_rank, t_fwd, fwd_batch) -> None:
+    def cords_memory(self, values, target, per_rank, train_step) -> None:
+        """What one training step of each phase keeps for its backward pass (autograd's saved
+        tensors, the parameters' own storages not counted), per image: counted at batch 1 and 2
+        on two short courses here, then extrapolated linearly in the batch and in the number of
+        time steps with a gradient (``stimulus + post-blank``, the spontaneous term being on) to
+        the ``target`` course (the preset's). Printed for each phase at its batch on 1 and 4 GPUs;
+        it is the bulk of a step's memory (add the parameters, their gradients and AdamW's moments:
+        under 0.3 GB for R8)."""
+        params: set = set()
+
+        def saved(phase, n, course):
+            over = dict(stimulus_steps=course, post_blank_steps=course, loss_steps=min(2, course), spont_steps=1,
+                        spont_weight=values.get("spont_weight") or 1e-3, blank_steps=1)
+            step, m, suite, batch, ctx = train_step("fp32", phase, n, over)
+            params.update(p.untyped_storage().data_ptr() for mod in m.values() for p in mod.parameters())
+            seen = {}
+
+            def pack(t):
+                st = t.untyped_storage()
+                if st.data_ptr() not in params:
+                    seen[st.data_ptr()] = st.nbytes()
+                return t
+            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                loss, _ = suite.loss(m, batch, ctx)
+            del loss
+            return sum(seen.values())
+
+        per_image = {}
+        try:
+            for phase in per_rank[1]:
+                one, two = saved(phase, 1, 2), saved(phase, 2, 2)
+                if phase in ("cnn", "inversion"):  # no time steps
+                    per_image[phase] = two - one
+                else:
+                    longer = saved(phase, 2, 4) - saved(phase, 1, 4)
+                    per_step = (longer - (two - one)) / (2 * 2)  # 2 more stimulus + 2 more post-blank steps
+                    per_image[phase] = (two - one) + per_step * (sum(target) - 4)
+        except Exception as exc:  # the timing still runs
+            self.say(f"saved-activation memory: not measured ({failure(exc)})")
+            return
+        total = torch.cuda.get_device_properties(self.dev).total_memory if self.dev.type == "cuda" else None
+        parts = []
+        for phase, b in per_image.items():
+            over = total and per_rank[1][phase] * b > total
+            parts.append(f"{phase} {nbytes(b)} per image -> {nbytes(per_rank[1][phase] * b)} at batch "
+                         f"{per_rank[1][phase]}{' (more than this GPU has)' if over else ''}, "
+                         f"{nbytes(per_rank[4][phase] * b)} at {per_rank[4][phase]} per rank")
+        self.say(f"saved activations of one training step (counted here at batches 1-2 and courses of 2-4 steps, "
+                 f"extrapolated to {target[0]} + {target[1]} time steps with a gradient): " + "; ".join(parts))
+
+    def cords_projection(self, cfg, phase_times, missing, per_rank, t_fwd, fwd_batch) -> None:
         """The pipeline's wall time on 1 and 4 GPUs. The presets' batches are global and their step
         counts the published epochs, the same on any number of processes: on N GPUs each step is one
         per-rank step at batch/N (measured), the gradient all-reduce not counted. Rank 0 evaluates
@@ -738,8 +848,9 @@ class Report:
         subset = math.ceil(cfg.n_eval / fwd_batch) * course * t_fwd
         full = math.ceil(n_test / fwd_batch) * course * t_fwd
         self.say()
-        self.say(f"### projected: CordsNet pipeline ({'tiny preset, NOT ImageNet' if self.args.tiny else 'configs/cordsnet_imagenet.yaml'}), "
-                 "phase by phase")
+        label = ("tiny preset, NOT ImageNet" if self.args.tiny else "smoke: batch 2 and short courses, NOT a projection"
+                 if self.args.smoke else "configs/cordsnet_imagenet.yaml")
+        self.say(f"### projected: CordsNet pipeline ({label}), phase by phase")
         self.say("Batches are global and step counts the published epochs, the same on any number of GPUs: on N GPUs "
                  "each step is one per-rank step at batch / N (measured; the gradient all-reduce not counted). "
                  f"Evaluations on rank 0 (RNN phases; the CNN's are not counted): every {cfg.eval_every} steps "
@@ -749,6 +860,10 @@ class Report:
             for gpus, pt in by_gpus.items():
                 total, parts = 0.0, []
                 for phase, n in steps.items():
+                    if n and phase not in pt:
+                        total = math.nan
+                        parts.append(f"{phase} at batch {per_rank[gpus][phase]}: not measured "
+                                     f"({missing[name][gpus].get(phase, 'failed')})")
                     if phase not in pt or not n:
                         continue
                     sec = n * pt[phase]
@@ -757,7 +872,9 @@ class Report:
                     total += sec
                     parts.append(f"{phase} {n:,} x {pt[phase] * 1e3:.1f} ms (batch {per_rank[gpus][phase]})"
                                  f"{' + evaluations' if phase != 'cnn' else ''} = {human(sec)}")
-                self.say(f"- {name}, {gpus} GPU{'s' if gpus > 1 else ''}: " + "; ".join(parts) + f"; total **{human(total)}**")
+                stated = f"total **{human(total)}**" if not math.isnan(total) else \
+                    "total not stated (a phase was not measured)"
+                self.say(f"- {name}, {gpus} GPU{'s' if gpus > 1 else ''}: " + "; ".join(parts) + f"; {stated}")
 
     # ================================================================== snn_dales, dsn, rsa
     def snn_dales(self) -> None:
@@ -783,7 +900,7 @@ class Report:
         for name in models:
             d = max(float((a - b).norm() / b.norm()) for a, b in zip(grads[name], grads["fused (fp32)"]))
             diffs[name] = (f"gradient {d:.1e}", d <= 1e-5)
-        t = self.time(fns, block=1 if self.args.tiny else 5)
+        t = self.time(fns, block=1 if self.args.tiny or self.args.smoke else 5)
         self.say()
         self.say("## snn_dales: one training batch (64 x 100 steps x 200 inputs -> 30 -> 12; forward, backward, Adam)")
         for name in models:
@@ -802,7 +919,7 @@ class Report:
         from dsn.systems import make_system
 
         dev = self.dev
-        n = 8 if self.args.tiny else 200
+        n = 8 if self.args.tiny or self.args.smoke else 200
         systems = {"adjoint (fp32)": make_system("stg")}
         if self.args.no_compile:
             self.skipped("dsn", f"STG AL iteration, n = {n}", "compiled", "--no_compile")
@@ -840,8 +957,9 @@ class Report:
         from bench_rsa import _numpy64, _responses, _toolkit
 
         dev = self.dev
-        s, n = (100, 500) if self.args.tiny else (4000, 20000)
-        chunks = (128, 512) if self.args.tiny else (8192, 2048, 32768)
+        small = self.args.tiny or self.args.smoke
+        s, n = (100, 500) if small else (4000, 20000)
+        chunks = (128, 512) if small else (8192, 2048, 32768)
         resp = _responses(s, n, 0)
         ref = _numpy64(resp, None)
         fns, diffs = {}, {}

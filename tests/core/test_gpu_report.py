@@ -78,6 +78,7 @@ def test_tiny_report_on_the_cpu(tmp_path):
     four = re.search(r"- fp32, 4 GPUs: cnn ([\d,]+) x [\d.]+ ms \(batch 1\)", md)
     assert one and four and one.group(1) == four.group(1) == "150"
     assert "whole test set (360 images)" in md
+    assert "saved activations of one training step" in md and "working_gib" in rows[0]
     assert pick(rows, "rsa", "correlation RDM", "fp32, chunk 128")["correct"] == "yes"
     assert "TF32 matmuls need a CUDA device" in pick(rows, "rsa", "correlation RDM", "tf32")["note"]
     assert float(pick(rows, "snn_dales", "training batch", "fused (fp32)")["ms_median"]) > 0
@@ -105,3 +106,52 @@ def test_the_time_budget_leaves_later_families_out_with_how_to_measure_them(tmp_
         (row,) = [r for r in rows if r["family"] == fam]
         assert row["note"].startswith("skipped: time budget") and f"--families {fam}" in row["note"]
     assert "snn_dales: skipped: time budget" in md
+
+
+def test_smoke_runs_the_full_size_models(tmp_path):
+    """--smoke: the thesis architecture and CordsNet R8 at 224 px (the ImageNet preset) at batch 2:
+    the full-size code paths, the FLOPs the thesis count per chain, and the saved-activation memory
+    extrapolated to the preset's 100 + 100 time steps, larger for the nonlinear phases."""
+    res = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_report.py"), "--device", "cpu", "--smoke",
+                          "--no_compile", "--families", "nrflv", "cordsnet", "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=600, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert res.returncode == 0, res.stderr[-3000:]
+    md = (tmp_path / "report.md").read_text()
+    rows = list(csv.DictReader(open(tmp_path / "report.csv")))
+    assert "smoke" in md.splitlines()[0] and "NOT a projection" in md
+    assert "nrflv_thesis (3x32x32 / 32x32x32 / 32x8x8 / 5x5x5), batch 2" in md and "R8 at 224 px" in md
+    # 1.045 GFLOP per chain per negative step at the thesis size (docs/performance.md), 2 chains
+    assert float(pick(rows, "nrflv", "sampler step negative", "fp32")["gflop"]) == pytest.approx(2.09, abs=0.01)
+    assert not any(r["note"].startswith(("failed", "skipped: failed")) for r in rows), \
+        [r for r in rows if "failed" in r["note"]]
+    line = next(l for l in md.splitlines() if l.startswith("saved activations"))
+    assert "extrapolated to 100 + 100 time steps" in line
+    size = {m.group(1): float(m.group(2)) * (1024 if m.group(3) == "GiB" else 1)
+            for m in re.finditer(r"(\w+) ([\d.]+) (MiB|GiB) per image", line)}
+    assert set(size) == {"cnn", "inversion", "linear", "anneal", "finetune"}
+    assert 0 < size["inversion"] < size["linear"] < size["anneal"] <= size["finetune"] * 1.05
+    assert size["finetune"] > 100 * size["cnn"] / 2  # a state per time step against one pass
+
+
+def test_a_phase_that_did_not_run_leaves_the_total_unstated(tmp_path):
+    """Out of memory (or any failure) in one phase: the projection says which phase and why, and
+    states no total computed from the phases that did run."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import gpu_report
+
+    rep = gpu_report.Report(gpu_report.parse(["--device", "cpu", "--out", str(tmp_path)]))
+    cfg = type("Cfg", (), dict(cnn_steps=10, inversion_steps=10, linear_steps=10, anneal_steps=10, finetune_steps=10,
+                               blank_steps=1, stimulus_steps=1, post_blank_steps=1, dataset="digits", n_eval=2,
+                               eval_every=5))
+    batches = dict.fromkeys(("cnn", "inversion", "linear", "anneal", "finetune"), 8)
+    times = {p: 0.1 for p in batches}
+    short = {p: t for p, t in times.items() if p != "linear"}
+    oom = gpu_report.failure(RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert oom.startswith("failed: out of memory")
+    rep.cords_projection(cfg, {"fp32": {1: short, 4: times}}, {"fp32": {1: {"linear": oom}, 4: {}}},
+                         {1: batches, 4: batches}, 0.001, 2)
+    one = next(l for l in rep.lines if l.startswith("- fp32, 1 GPU"))
+    four = next(l for l in rep.lines if l.startswith("- fp32, 4 GPUs"))
+    assert "linear at batch 8: not measured (failed: out of memory" in one and "total not stated" in one
+    assert "total **" not in one and "total **" in four
+    assert gpu_report.failure(ValueError("bad")) == "failed: ValueError: bad"
