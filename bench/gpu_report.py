@@ -150,7 +150,7 @@ TEST_SET_SIZES = {"imagenet": 50_000, "cifar10": 10_000, "cifar100": 10_000, "mn
 
 def nbytes(n: float) -> str:
     """A memory size for people: GiB from 1 GiB, MiB below."""
-    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
 
 
 def human(s: float) -> str:
@@ -794,13 +794,12 @@ class Report:
         the ``target`` course (the preset's). Printed for each phase at its batch on 1 and 4 GPUs;
         it is the bulk of a step's memory (add the parameters, their gradients and AdamW's moments:
         under 0.3 GB for R8)."""
-        params: set = set()
-
         def saved(phase, n, course):
             over = dict(stimulus_steps=course, post_blank_steps=course, loss_steps=min(2, course), spont_steps=1,
                         spont_weight=values.get("spont_weight") or 1e-3, blank_steps=1)
             step, m, suite, batch, ctx = train_step("fp32", phase, n, over)
-            params.update(p.untyped_storage().data_ptr() for mod in m.values() for p in mod.parameters())
+            # this call's parameters only: an earlier call's freed storages may be reused for activations
+            params = {p.untyped_storage().data_ptr() for mod in m.values() for p in mod.parameters()}
             seen = {}
 
             def pack(t):
