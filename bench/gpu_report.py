@@ -805,7 +805,7 @@ class Report:
         time steps with a gradient (``stimulus + post-blank``, the spontaneous term being on) to
         the ``target`` course (the preset's). Printed for each phase at its batch on 1 and 4 GPUs;
         it is the bulk of a step's memory (add the parameters, their gradients and AdamW's moments:
-        under 0.3 GB for R8)."""
+        under 0.4 GB for R8 with its CNN)."""
         def saved(phase, n, course):
             over = dict(stimulus_steps=course, post_blank_steps=course, loss_steps=min(2, course), spont_steps=1,
                         spont_weight=values.get("spont_weight") or 1e-3, blank_steps=1)
@@ -840,9 +840,9 @@ class Report:
         total = torch.cuda.get_device_properties(self.dev).total_memory if self.dev.type == "cuda" else None
         parts = []
         for phase, b in per_image.items():
-            over = total and per_rank[1][phase] * b > total
+            too_big = total and per_rank[1][phase] * b > total
             parts.append(f"{phase} {nbytes(b)} per image -> {nbytes(per_rank[1][phase] * b)} at batch "
-                         f"{per_rank[1][phase]}{' (more than this GPU has)' if over else ''}, "
+                         f"{per_rank[1][phase]}{' (more than this GPU has)' if too_big else ''}, "
                          f"{nbytes(per_rank[4][phase] * b)} at {per_rank[4][phase]} per rank")
         self.say(f"saved activations of one training step (counted here at batches 1-2 and courses of 2-4 steps, "
                  f"extrapolated to {target[0]} + {target[1]} time steps with a gradient): " + "; ".join(parts))
