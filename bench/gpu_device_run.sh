@@ -16,7 +16,7 @@
 #       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
 #       -d .whl zuko==1.6.0 zarr==3.1.6 numcodecs==0.16.6 donfig==0.8.1.post1 google-crc32c==1.9.0
 #
-# Written into $OUT (default ./gpu_report_out): nvidia_smi.csv (the GPU, its memory, driver and
+# WHEELS names another folder of wheels than .whl. Written into $OUT (default ./gpu_report_out): nvidia_smi.csv (the GPU, its memory, driver and
 # clocks; the Python, torch and CUDA versions); for `report`: gpu_report/report.{csv,md}
 # (rewritten after every family, so a run cut short keeps what it measured) and gpu_report.log;
 # for `tests`: gpu_tests.log. LIMIT (seconds; default 540 for the report, 240 for the tests) stops
@@ -28,9 +28,10 @@ mode=${1:-report}
 case "$mode" in report|tests) ;; *) echo "usage: $0 report|tests [ARGS]" >&2; exit 2 ;; esac
 out=${OUT:-gpu_report_out}
 mkdir -p "$out"
-if compgen -G ".whl/*.whl" > /dev/null; then
+wheels=${WHEELS:-.whl}
+if compgen -G "$wheels/*.whl" > /dev/null; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/gpu_report_site \
-        .whl/*.whl || exit 1
+        "$wheels"/*.whl || exit 1
     export PYTHONPATH=/tmp/gpu_report_site${PYTHONPATH:+:$PYTHONPATH}
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,clocks.max.mem --format=csv \

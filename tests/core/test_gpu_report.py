@@ -155,3 +155,29 @@ def test_a_phase_that_did_not_run_leaves_the_total_unstated(tmp_path):
     assert "linear at batch 8: not measured (failed: out of memory" in one and "total not stated" in one
     assert "total **" not in one and "total **" in four
     assert gpu_report.failure(ValueError("bad")) == "failed: ValueError: bad"
+
+
+def test_the_device_script_runs_the_report_and_the_tests_with_the_python3_it_finds(tmp_path):
+    """bench/gpu_device_run.sh with this interpreter as `python3`: `report` writes the report, the log
+    and the versions into OUT; `tests` runs pytest -m gpu (skipped here: no CUDA); a wrong mode is
+    one line and exit 2."""
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    (shim / "python3").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    (shim / "python3").chmod(0o755)
+    env = {**os.environ, "PATH": f"{shim}:{os.environ['PATH']}", "OUT": str(tmp_path / "out"),
+           "WHEELS": str(tmp_path / "no_wheels"), "OMP_NUM_THREADS": "1"}
+    script = str(ROOT / "bench" / "gpu_device_run.sh")
+    res = subprocess.run(["bash", script, "report", "--device", "cpu", "--tiny", "--no_compile", "--families", "rsa"],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    out = tmp_path / "out"
+    assert "rsa | correlation RDM" in (out / "gpu_report" / "report.md").read_text()
+    assert "report done" in (out / "gpu_report.log").read_text()
+    assert "torch " in (out / "nvidia_smi.csv").read_text()
+    res = subprocess.run(["bash", script, "tests", "tests/nrflv/test_energy.py", "tests/core/test_gpu.py"],
+                         capture_output=True, text=True, timeout=300, env=env)
+    log = (out / "gpu_tests.log").read_text()
+    assert res.returncode == 0 and "2 skipped" in log, log[-2000:]   # no CUDA here: skipped, with the reason
+    res = subprocess.run(["bash", script, "bogus"], capture_output=True, text=True, timeout=60, env=env)
+    assert res.returncode == 2 and "usage" in res.stderr

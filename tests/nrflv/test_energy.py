@@ -181,6 +181,7 @@ def test_energy_on_the_device_and_dtype_of_the_states():
 
 
 @pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA")
 def test_energy_on_cuda():
     dev = torch.device("cuda")
     cpu_model = random_model(arch=nrflv_quick())
