@@ -81,8 +81,8 @@ def parse(argv=None) -> argparse.Namespace:
                            "preset) at batch 2 with short courses and few steps: runs every full-size code path on a "
                            "CPU in minutes; its times and projections mean nothing")
     p.add_argument("--out", default="gpu_report", help="folder for report.csv and report.md")
-    p.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 3; --tiny 2)")
-    p.add_argument("--steps", type=int, default=None, help="sampler steps per timed block (default 10; --tiny 1)")
+    p.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 3; --tiny 2; --smoke 1)")
+    p.add_argument("--steps", type=int, default=None, help="sampler steps per timed block (default 10; --tiny and --smoke 1)")
     p.add_argument("--no_compile", action="store_true", help="skip the torch.compile variants")
     p.add_argument("--budget_min", type=float, default=8.0,
                    help="start no new family after this many minutes (0: no limit); the families left out are "
@@ -94,13 +94,15 @@ def parse(argv=None) -> argparse.Namespace:
     a.steps = a.steps or (1 if a.tiny or a.smoke else 10)
     if a.rounds < 1 or a.steps < 1:
         p.error("--rounds and --steps must be >= 1")
+    try:
+        torch.device(a.device)
+    except (RuntimeError, ValueError):
+        p.error(f"--device: not a torch device: {a.device!r} (cpu, cuda or cuda:N)")
     return a
-
 
 
 class Report(NRFLVWorkloads, CordsNetWorkloads, SmallWorkloads, ReportBase):
     """The whole report: :class:`ReportBase`'s frame and every family's workloads."""
-
 
 
 def main(argv=None) -> None:
