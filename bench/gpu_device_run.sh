@@ -16,11 +16,12 @@
 #       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
 #       -d .whl zuko==1.6.0 zarr==3.1.6 numcodecs==0.16.6 donfig==0.8.1.post1 google-crc32c==1.9.0
 #
-# WHEELS names another folder of wheels than .whl. Written into $OUT (default ./gpu_report_out): nvidia_smi.csv (the GPU, its memory, driver and
-# clocks; the Python, torch and CUDA versions); for `report`: gpu_report/report.{csv,md}
-# (rewritten after every family, so a run cut short keeps what it measured) and gpu_report.log;
-# for `tests`: gpu_tests.log. LIMIT (seconds; default 540 for the report, 240 for the tests) stops
-# the command; BUDGET (minutes, default 7) is the report's --budget_min: no family starts after it.
+# WHEELS names another folder of wheels than .whl. Written into $OUT (default ./gpu_report_out):
+# nvidia_smi.csv (the GPU, its memory, driver and clocks; the Python, torch and CUDA versions); for
+# `report`: gpu_report/report.{csv,md} (rewritten after every family, so a run cut short keeps
+# what it measured) and gpu_report.log; for `tests`: gpu_tests.log. LIMIT (seconds; default 540
+# for the report, 240 for the tests) stops the command; BUDGET (minutes, default 7) is the
+# report's --budget_min: no family starts after it.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-report}
