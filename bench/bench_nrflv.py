@@ -78,7 +78,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from baselines_nrflv import HP, NoiseFeed, OriginalPhase, original_energy  # noqa: E402
-from interleave import human_time  # noqa: E402
+from interleave import human_time, saved_bytes  # noqa: E402
 
 #: the thesis schedule: updates x (positive + negative) sampler steps
 UPDATES, NUM_IT_POS, NUM_IT_NEG = 47_500, 500, 500
@@ -255,17 +255,7 @@ class Bench:
     # ---------------------------------------------------------------- memory
     def saved_bytes(self, fn, states):
         """Bytes of the distinct storages autograd saves for one gradient ``fn(states)``."""
-        torch = self.torch
-        seen = {}
-
-        def pack(t):
-            s = t.untyped_storage()
-            seen[s.data_ptr()] = s.nbytes()
-            return t
-
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            fn(states)
-        return sum(seen.values())
+        return saved_bytes(lambda: fn(states))[1]
 
     def memory(self):
         torch, a, arch = self.torch, self.args, self.arch

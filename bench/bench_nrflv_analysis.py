@@ -71,7 +71,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from baselines_nrflv_analysis import (baseline_ei_lag, baseline_file_bytes, baseline_read_bytes,  # noqa: E402
                                       baseline_spectra, baseline_tuning, choose_layer_hw, write_baseline)
-from interleave import human_time  # noqa: E402
+from interleave import human_bytes, human_time  # noqa: E402
 from synthetic_nrflv_analysis import (IMAGE_HW, LAG_STEPS, THESIS_PHASES, THESIS_STEPS, VARIABLES,  # noqa: E402
                                       bench_design, oscillating_activity, scaled_protocol)
 
@@ -266,13 +266,6 @@ def spread(xs, scale: float = 1.0, fmt: str = ".2f") -> str:
 def ratio(slow, fast) -> str:
     r = [a / b for a, b in zip(slow, fast)]
     return f"{statistics.median(r):.1f}x ({min(r):.1f}-{max(r):.1f})"
-
-
-def human_bytes(n: float) -> str:
-    for unit, size in (("TiB", 2 ** 40), ("GiB", 2 ** 30), ("MiB", 2 ** 20), ("KiB", 2 ** 10)):
-        if n >= size:
-            return f"{n / size:.2f} {unit}"
-    return f"{n:.0f} B"
 
 
 def circular_max_diff(a, b, period: float = 180.0) -> float:

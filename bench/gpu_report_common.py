@@ -67,11 +67,6 @@ def failure(exc: BaseException) -> str:
 TEST_SET_SIZES = {"imagenet": 50_000, "cifar10": 10_000, "cifar100": 10_000, "mnist": 10_000, "fashion_mnist": 10_000}
 
 
-def nbytes(n: float) -> str:
-    """A memory size for people: GiB from 1 GiB, MiB below."""
-    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
-
-
 def human(s: float) -> str:
     return human_time(s, second_digits=2)
 

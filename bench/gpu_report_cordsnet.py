@@ -8,7 +8,8 @@ import statistics
 
 import torch
 
-from gpu_report_common import CORDS_OPTIONS, CORDS_TOL, ROOT, TEST_SET_SIZES, failure, human, nbytes
+from gpu_report_common import CORDS_OPTIONS, CORDS_TOL, ROOT, TEST_SET_SIZES, failure, human
+from interleave import human_bytes, saved_bytes
 from core.flops import ConvFlopCounter  # noqa: E402 (gpu_report_common puts the repository on sys.path)
 
 
@@ -227,18 +228,8 @@ class CordsNetWorkloads:
                         spont_weight=values.get("spont_weight") or 1e-3, blank_steps=1)
             step, m, suite, batch, ctx = train_step("fp32", phase, n, over)
             # this call's parameters only: an earlier call's freed storages may be reused for activations
-            params = {p.untyped_storage().data_ptr() for mod in m.values() for p in mod.parameters()}
-            seen = {}
-
-            def pack(t):
-                st = t.untyped_storage()
-                if st.data_ptr() not in params:
-                    seen[st.data_ptr()] = st.nbytes()
-                return t
-            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-                loss, _ = suite.loss(m, batch, ctx)
-            del loss
-            return sum(seen.values())
+            params = [p for mod in m.values() for p in mod.parameters()]
+            return saved_bytes(lambda: suite.loss(m, batch, ctx)[0], exclude=params)[1]
 
         per_image = {}
         try:
@@ -257,9 +248,9 @@ class CordsNetWorkloads:
         parts = []
         for phase, b in per_image.items():
             too_big = total and per_rank[1][phase] * b > total
-            parts.append(f"{phase} {nbytes(b)} per image -> {nbytes(per_rank[1][phase] * b)} at batch "
+            parts.append(f"{phase} {human_bytes(b)} per image -> {human_bytes(per_rank[1][phase] * b)} at batch "
                          f"{per_rank[1][phase]}{' (more than this GPU has)' if too_big else ''}, "
-                         f"{nbytes(per_rank[4][phase] * b)} at {per_rank[4][phase]} per rank")
+                         f"{human_bytes(per_rank[4][phase] * b)} at {per_rank[4][phase]} per rank")
         self.say(f"saved activations of one training step (counted here at batches 1-2 and courses of 2-4 steps, "
                  f"extrapolated to {target[0]} + {target[1]} time steps with a gradient): " + "; ".join(parts))
 

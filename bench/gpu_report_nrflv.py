@@ -10,6 +10,7 @@ from argparse import Namespace
 import torch
 
 from gpu_report_common import NRFLV_OPTIONS, NRFLV_TOL, ROOT, failure, human
+from interleave import saved_bytes
 from core.flops import ConvFlopCounter  # noqa: E402 (gpu_report_common puts the repository on sys.path)
 
 
@@ -230,26 +231,17 @@ class NRFLVWorkloads:
                 Ops.n += 1
                 return func(*args, **(kwargs or {}))
 
-        seen = {}
-        params = {p.untyped_storage().data_ptr() for p in energy.parameters()}
-
-        def pack(t):
-            st = t.untyped_storage()
-            if st.data_ptr() not in params:
-                seen[st.data_ptr()] = st.nbytes()
-            return t
         st = [s.clone() for s in states]
         sampler = SGHMC(st, generator=torch.Generator(device=self.dev).manual_seed(0), non_diag_inv_mass=True,
                         num_burn_in_steps=0)
         sg = StateGradient(energy)
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            sg.grad(st)
+        _, saved = saved_bytes(lambda: sg.grad(st), exclude=list(energy.parameters()))
         with Ops():
             sampler.step(sg.grad(st))
         units = sum(s.numel() for s in st)
-        nbytes = 2 * sum(seen.values()) + 8 * 4 * units
+        nbytes = 2 * saved + 8 * 4 * units
         line = (f"one negative-phase step (fp32): {flops / 1e9:.2f} GFLOP, >= {nbytes / 1e6:.0f} MB moved "
-                f"(2 x {sum(seen.values()) / 1e6:.0f} MB autograd-saved + 8 x 4 B x {units:,} state elements), "
+                f"(2 x {saved / 1e6:.0f} MB autograd-saved + 8 x 4 B x {units:,} state elements), "
                 f"{Ops.n} aten operations (gradient + update)")
         if self.peaks:
             label, _, tf32, _, tbs = self.peaks
